@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv from the lock files when it is missing (or older than the locks).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN := env PATH="$(BIN):$$PATH"
+
+.PHONY: setup demo test lint lock
+
+setup: $(STAMP)
+
+$(STAMP): envs/torch.lock envs/requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r envs/torch.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r envs/requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+demo: $(STAMP)
+	$(RUN) snakemake --cores all
+
+test: $(STAMP)
+	$(RUN) python -m pytest
+
+lint: $(STAMP)
+	$(RUN) snakemake --lint
+
+# Refresh envs/requirements.lock from the current .venv (after a deliberate upgrade).
+lock: $(STAMP)
+	{ sed -n '1,3p' envs/requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(torch|deltatune)=='; } > envs/requirements.lock.new
+	mv envs/requirements.lock.new envs/requirements.lock

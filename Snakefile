@@ -1,0 +1,20 @@
+# deltatune: LoRA fine-tuning of a State Transition model in cumulative ablation stages,
+# each scored with cell-eval on the perturbation effect (pearson_delta).
+#
+#   snakemake --cores all                         # the embedded default (results/demo)
+#   snakemake --cores all --configfile my.yaml    # your own data / checkpoint
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),

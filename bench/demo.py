@@ -1,0 +1,57 @@
+"""Time the README's `make demo` on a fresh clone: venv setup, then the workflow.
+
+    python bench/demo.py            # clones HEAD into a temporary directory
+
+Writes bench/results/demo.json with ``setup_s`` (creating .venv from the locks), ``workflow_s``
+(snakemake on the embedded default), ``peak_rss_mb`` (the largest resident set of any process
+of the run) and the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from machine import describe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="deltatune-demo-") as tmp:
+        clone = Path(tmp) / "deltatune"
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+        setup_s = timed(["make", "setup"], clone)
+        workflow_s = timed(["make", "demo"], clone)
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        summary = pd.read_csv(clone / "results" / "demo" / "report" / "summary.csv")
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    result = {
+        "setup_s": round(setup_s, 1),
+        "workflow_s": round(workflow_s, 1),
+        "total_s": round(setup_s + workflow_s, 1),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "commit": commit,
+        "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4))),
+        "machine": describe(),
+    }
+    out = REPO / "bench" / "results" / "demo.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump(result, sys.stdout, indent=2)
+
+
+if __name__ == "__main__":
+    main()

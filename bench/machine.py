@@ -1,0 +1,38 @@
+"""A description of the machine a benchmark ran on, for bench/results/*.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
+        return round(kib / 2**20, 1)
+    except (OSError, StopIteration):
+        return None
+
+
+def describe() -> dict:
+    """CPU model and count, memory, OS and Python: enough to compare runs on like machines."""
+    return {
+        "cpu": _cpu_model(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": None,
+    }

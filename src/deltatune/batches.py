@@ -1,0 +1,120 @@
+"""Training batches for a State Transition model: cell sets with their paired controls.
+
+Everything an epoch needs is drawn up front with one generator seeded by (seed, epoch): the cell
+sets, their order and the control pairing. An epoch's batches are therefore a pure function of
+the seed and the epoch number, which is what makes a killed run resumable to the same result
+(regenerate the epoch, skip the steps already taken) and a new seed per epoch redraw the pairs
+without rebuilding the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .cellsets import make_cell_sets
+from .columns import Columns
+from .control_means import group_means
+from .errors import InputDataError, SettingsError
+from .pairing import PairingIndex, build_pairing_index, group_codes
+
+CONTROL_INPUTS = ("cells", "mean")
+
+
+def dense_rows(X) -> np.ndarray:
+    """``X`` (dense or sparse) as a dense float32 array."""
+    return (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Row indices for one epoch: (n_sets, S) perturbed cells and their (n_sets, S) control input.
+
+    ``control`` indexes rows of the data when the input is single control cells, or rows of the
+    group-mean table when it is the group mean.
+    """
+
+    sets: np.ndarray
+    control: np.ndarray
+
+
+class CellSetBatches:
+    """Cell-set batches of one dataset under one pairing strategy.
+
+    ``adata`` holds log1p expression of the perturbed cells to train on plus the control cells
+    to pair them with; ``codes`` is each cell's one-hot column in the model's vocabulary.
+    """
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        columns: Columns,
+        codes: np.ndarray,
+        n_perturbations: int,
+        pairing: str,
+        control_input: str,
+        set_size: int,
+    ):
+        if control_input not in CONTROL_INPUTS:
+            raise SettingsError(f"control_input '{control_input}' is not one of {CONTROL_INPUTS}")
+        self.index: PairingIndex = build_pairing_index(adata.obs, columns, pairing)
+        if len(self.index.controls) == 0:
+            raise InputDataError("no control cells to pair perturbed cells with")
+        if len(self.index.perturbed) == 0:
+            raise InputDataError("no perturbed cells to train on")
+        self.X = torch.from_numpy(dense_rows(adata.X))
+        self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+        self.n_perturbations = n_perturbations
+        self.control_input = control_input
+        self.set_size = set_size
+        set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
+        self.set_groups = group_codes(adata.obs.iloc[self.index.perturbed], set_by)[0]
+        if control_input == "mean":
+            self.means = self._control_means()
+
+    def _control_means(self) -> torch.Tensor:
+        """Group means of the controls, with the global mean appended as the fallback row."""
+        idx = self.index
+        control_groups = np.repeat(np.arange(len(idx.count)), idx.count)
+        means = group_means(self.X.numpy()[idx.controls], control_groups, len(idx.count))
+        overall = self.X.numpy()[idx.controls].mean(axis=0, keepdims=True)
+        return torch.from_numpy(np.vstack([means, overall]))
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.index.perturbed)
+
+    def plan(self, seed: int, epoch: int) -> EpochPlan:
+        """The sets and control input of ``epoch``, shuffled; deterministic in (seed, epoch)."""
+        rng = np.random.default_rng([seed, epoch])
+        positions, _ = make_cell_sets(self.set_groups, self.set_size, rng)
+        positions = positions[rng.permutation(len(positions))]
+        if self.control_input == "cells":
+            control = self.index.draw(rng)[positions]
+        else:
+            group = self.index.perturbed_group
+            row = np.where(self.index.count[group] > 0, group, len(self.index.count))
+            control = row[positions]
+        return EpochPlan(sets=self.index.perturbed[positions], control=control)
+
+    def n_steps(self, sets_per_step: int) -> int:
+        """Optimizer steps per epoch (the number of sets does not depend on the draw)."""
+        n_sets = int((-(-np.bincount(self.set_groups) // self.set_size)).sum())
+        return -(-n_sets // sets_per_step)
+
+    def batches(self, plan: EpochPlan, sets_per_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``."""
+        controls = self.X if self.control_input == "cells" else self.means
+        for start in range(0, len(plan.sets), sets_per_step):
+            rows = torch.from_numpy(plan.sets[start : start + sets_per_step].ravel())
+            ctrl = torch.from_numpy(plan.control[start : start + sets_per_step].ravel())
+            yield {
+                "pert_emb": torch.nn.functional.one_hot(self.codes[rows], self.n_perturbations).float(),
+                "ctrl_cell_emb": controls[ctrl],
+                "pert_cell_emb": self.X[rows],
+            }

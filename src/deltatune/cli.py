@@ -1,0 +1,271 @@
+"""The ``deltatune`` command line: one subcommand per workflow step.
+
+Rules call these with ``shell:``; every setting arrives as a JSON object (``--settings``,
+``--columns``) built from the config by the workflow's ``params:``, so that a changed setting
+reruns exactly the steps it affects. Library imports happen inside each subcommand, keeping
+start-up cost to what the step needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .errors import DeltatuneError
+
+log = logging.getLogger("deltatune")
+
+
+def _columns(args):
+    from .columns import Columns
+    from .settings import from_json
+
+    return from_json(Columns, args.columns, "data.columns")
+
+
+def _read_h5ad(path: str):
+    import anndata as ad
+
+    from .errors import InputDataError
+
+    if not Path(path).exists():
+        raise InputDataError(f"input file {path} does not exist")
+    return ad.read_h5ad(path)
+
+
+def _write_h5ad(adata, path: str) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+
+
+def _write_tsv(table, path: str) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def cmd_simulate(args) -> None:
+    from .settings import from_json
+    from .simulate import ScreenSpec, simulate_screen
+
+    spec = from_json(ScreenSpec, args.settings, "simulate")
+    adata = simulate_screen(spec)
+    log.info("simulated %d cells x %d genes", adata.n_obs, adata.n_vars)
+    _write_h5ad(adata, args.out)
+
+
+def cmd_preprocess(args) -> None:
+    from .atomic import write_json
+    from .preprocess import PreprocessSettings, preprocess
+    from .settings import from_json
+
+    settings = from_json(PreprocessSettings, args.settings, "preprocess")
+    columns = _columns(args)
+    result = preprocess(_read_h5ad(args.input), columns, settings)
+    log.info("preprocess: %s", json.dumps(result.summary))
+    _write_h5ad(result.base, args.out_base)
+    _write_h5ad(result.target, args.out_target)
+    _write_tsv(result.split, args.out_split)
+    write_json(args.out_summary, result.summary)
+
+
+def cmd_pretrain(args) -> None:
+    from .model import Architecture, save_base_model
+    from .pretrain import pretrain_base
+    from .settings import from_json, to_dict
+    from .training import Trainer, TrainSettings, fingerprint
+
+    _set_threads(args.threads)
+    arch = from_json(Architecture, args.architecture, "model.architecture")
+    settings = from_json(TrainSettings, args.settings, "pretrain")
+    effective = {"architecture": to_dict(arch), "training": to_dict(settings)}
+    trainer = Trainer(settings, args.work_dir, fingerprint(effective, [args.data]), args.accelerator)
+    base, history = pretrain_base(_read_h5ad(args.data), _columns(args), arch, trainer)
+    save_base_model(base, args.out, {"deltatune": effective}, history)
+    shutil.rmtree(args.work_dir, ignore_errors=True)  # the checkpoint only served resuming
+
+
+def cmd_finetune(args) -> None:
+    from .atomic import atomic_path, write_json
+    from .finetune import StageSettings, finetune_stage
+    from .model import align_genes, load_base_model
+    from .settings import from_json, to_dict
+    from .splits import read_split
+    from .training import Trainer, fingerprint
+
+    _set_threads(args.threads)
+    settings = from_json(StageSettings, args.settings, f"stages.{args.stage}")
+    effective = to_dict(settings)
+    base = load_base_model(args.base)
+    target = align_genes(_read_h5ad(args.data), base.genes)
+    trainer = Trainer(settings, args.work_dir, fingerprint(effective, [args.data, args.split, args.base]), args.accelerator)
+    started = time.perf_counter()
+    model, history, info = finetune_stage(base, target, read_split(args.split), _columns(args), trainer)
+    elapsed = time.perf_counter() - started
+    with atomic_path(args.out, directory=True) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        history.to_csv(tmp / "history.tsv", sep="\t", index=False)
+        summary = {
+            "stage": args.stage,
+            "settings": effective,
+            "parameters": {k: info[k] for k in ("total", "trainable")},
+            "pairing": {k: v for k, v in info.items() if k not in ("total", "trainable")},
+            "steps": int(len(history)),
+            "train_seconds": round(elapsed, 2),
+            "device": str(trainer.fabric.device),
+            "final_loss": history.iloc[-1].drop(["epoch", "step"]).to_dict(),
+        }
+        write_json(tmp / "summary.json", summary)
+    shutil.rmtree(args.work_dir, ignore_errors=True)  # the checkpoint only served resuming
+
+
+def cmd_infer(args) -> None:
+    from .infer import predict
+    from .lora import load_adapter
+    from .model import align_genes, load_base_model
+    from .splits import read_split
+
+    _set_threads(args.threads)
+    base = load_base_model(args.base)
+    model = load_adapter(base.model, str(Path(args.adapter) / "adapter")) if args.adapter else base.model
+    target = align_genes(_read_h5ad(args.data), base.genes)
+    predicted = predict(model, base, target, read_split(args.split), _columns(args), seed=args.seed)
+    _write_h5ad(predicted, args.out)
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import EvaluateSettings, evaluation_pair, score
+    from .settings import from_json
+    from .splits import read_split
+
+    settings = from_json(EvaluateSettings, args.settings, "evaluate")
+    columns = _columns(args)
+    real, pred = evaluation_pair(_read_h5ad(args.data), _read_h5ad(args.predicted), read_split(args.split), columns)
+    _write_tsv(score(real, pred, columns, settings, args.threads), args.out)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    from .errors import SettingsError
+
+    pairs = dict(item.split("=", 1) for item in items if "=" in item)
+    if len(pairs) != len(items):
+        raise SettingsError(f"{flag} takes STAGE=PATH arguments, got {items}")
+    return pairs
+
+
+def cmd_report(args) -> None:
+    import pandas as pd
+
+    from .atomic import atomic_path, write_text
+    from .report import markdown_report, summarize, training_table
+
+    metrics = {s: pd.read_csv(p, sep="\t") for s, p in _pairs(args.metrics, "--metrics").items()}
+    stages = {s: json.loads(Path(p).read_text()) for s, p in _pairs(args.stage_summaries, "--stage-summaries").items()}
+    summary = summarize(metrics)
+    with atomic_path(args.out_summary) as tmp:
+        summary.to_csv(tmp, index=False)
+    write_text(args.out_markdown, markdown_report(summary, training_table(stages), json.loads(args.context)))
+    print(summary.to_string(index=False), file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deltatune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        return p
+
+    def data_args(p, split=True):
+        p.add_argument("--data", required=True, help="preprocessed .h5ad")
+        if split:
+            p.add_argument("--split", required=True, help="split table (.tsv) from preprocess")
+        p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
+
+    def compute_args(p, accelerator=False):
+        p.add_argument("--threads", type=int, default=1)
+        if accelerator:
+            p.add_argument("--accelerator", default="auto", help="auto | cpu | gpu (Lightning Fabric)")
+
+    p = add("simulate", cmd_simulate, "simulate a Tahoe-like drug screen (raw counts)")
+    p.add_argument("--settings", default="{}", help="JSON: ScreenSpec fields")
+    p.add_argument("--out", required=True)
+
+    p = add("preprocess", cmd_preprocess, "validate, normalize, select genes and split a screen")
+    p.add_argument("--input", required=True)
+    p.add_argument("--columns", required=True)
+    p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
+    for name in ("base", "target", "split", "summary"):
+        p.add_argument(f"--out-{name}", required=True)
+
+    p = add("pretrain", cmd_pretrain, "train a base ST model on the non-target cell lines")
+    data_args(p, split=False)
+    p.add_argument("--architecture", required=True, help="JSON: Architecture fields")
+    p.add_argument("--settings", required=True, help="JSON: TrainSettings fields")
+    p.add_argument("--out", required=True, help="ST run directory to write")
+    p.add_argument("--work-dir", required=True, help="checkpoints for resuming")
+    compute_args(p, accelerator=True)
+
+    p = add("finetune", cmd_finetune, "train one stage's LoRA adapters")
+    data_args(p)
+    p.add_argument("--base", required=True, help="base model (ST run directory)")
+    p.add_argument("--stage", required=True)
+    p.add_argument("--settings", required=True, help="JSON: StageSettings fields")
+    p.add_argument("--out", required=True, help="stage directory to write")
+    p.add_argument("--work-dir", required=True, help="checkpoints for resuming")
+    compute_args(p, accelerator=True)
+
+    p = add("infer", cmd_infer, "predict test perturbations from control means")
+    data_args(p)
+    p.add_argument("--base", required=True)
+    p.add_argument("--adapter", help="stage directory from finetune (omit for the base model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    compute_args(p)
+
+    p = add("evaluate", cmd_evaluate, "score a prediction with cell-eval")
+    data_args(p)
+    p.add_argument("--predicted", required=True)
+    p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields")
+    p.add_argument("--out", required=True, help="per-perturbation metrics (.tsv)")
+    compute_args(p)
+
+    p = add("report", cmd_report, "write summary.csv and report.md")
+    p.add_argument("--metrics", nargs="+", required=True, metavar="STAGE=TSV")
+    p.add_argument("--stage-summaries", nargs="*", default=[], metavar="STAGE=JSON")
+    p.add_argument("--context", default="{}", help="JSON: run, target_cell_line, profile")
+    p.add_argument("--out-summary", required=True, help="summary.csv to write")
+    p.add_argument("--out-markdown", required=True, help="report.md to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
+    started = time.perf_counter()
+    try:
+        args.func(args)
+    except DeltatuneError as err:
+        print(f"deltatune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

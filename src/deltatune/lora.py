@@ -1,0 +1,87 @@
+"""LoRA adapters on a State Transition model, through peft.
+
+ST's own ``lora`` option wraps only the backbone and leaves encoders and ``project_out`` fully
+trainable, which is not a frozen-base adapter. Here peft wraps the whole module: every base weight
+is frozen, and adapters go on the Linear layers of the named target groups, each group with its
+own rank and alpha when ``rank_scale`` says so (the design's basal encoder at half rank).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from .errors import SettingsError
+
+TARGET_GROUPS = {
+    "backbone_attention": r"transformer_backbone\.layers\.\d+\.self_attn\.[qkvo]_proj",
+    "backbone_mlp": r"transformer_backbone\.layers\.\d+\.mlp\.(gate|up|down)_proj",
+    "pert_encoder": r"pert_encoder\.\d+",
+    "basal_encoder": r"basal_encoder\.\d+",
+}
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Where adapters go and how big they are.
+
+    ``rank_scale`` maps a target group to a factor applied to both its rank and its alpha.
+    """
+
+    targets: tuple[str, ...] = ("backbone_attention",)
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    rank_scale: dict[str, float] = field(default_factory=dict)
+
+    def check(self) -> None:
+        unknown = sorted((set(self.targets) | set(self.rank_scale)) - set(TARGET_GROUPS))
+        if unknown:
+            raise SettingsError(f"lora: unknown target group(s) {unknown}; known: {sorted(TARGET_GROUPS)}")
+        if not self.targets or self.rank < 1:
+            raise SettingsError("lora: needs at least one target group and rank >= 1")
+
+
+def target_modules(model: torch.nn.Module, settings: LoraSettings) -> dict[str, list[str]]:
+    """Names of the Linear layers of each target group; a group that matches nothing is an error."""
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    found = {g: [n for n in linear if re.fullmatch(TARGET_GROUPS[g], n)] for g in settings.targets}
+    empty = [g for g, names in found.items() if not names]
+    if empty:
+        raise SettingsError(f"lora: target group(s) {empty} match no Linear layer of this model")
+    return found
+
+
+def apply_lora(model: torch.nn.Module, settings: LoraSettings) -> PeftModel:
+    """Wrap ``model`` with fresh LoRA adapters; all base weights are frozen and left untouched."""
+    groups = target_modules(model, settings)
+    rank_pattern, alpha_pattern = {}, {}
+    for group, scale in settings.rank_scale.items():
+        for name in groups.get(group, []):
+            rank_pattern[name] = max(1, int(settings.rank * scale))
+            alpha_pattern[name] = settings.alpha * scale
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=[n for names in groups.values() for n in names],
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def load_adapter(model: torch.nn.Module, adapter_dir: str) -> PeftModel:
+    """Attach a saved adapter (``save_pretrained`` output) to ``model`` for inference."""
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts (the dead token table is already size 1)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": int(total), "trainable": int(trainable)}

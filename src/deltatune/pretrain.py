@@ -1,0 +1,46 @@
+"""Pretraining a small ST base model on the cell lines other than the fine-tuning one.
+
+This stands in for a released ST checkpoint when none is given: the embedded default needs a
+base model that knows every drug from other lines but has never seen the held-out line.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from .batches import CellSetBatches
+from .columns import Columns
+from .errors import InputDataError
+from .losses import DeltaAwareLoss
+from .model import Architecture, BaseModel, build_st_model
+from .training import Trainer, TrainSettings
+
+
+def pretrain_base(
+    adata: ad.AnnData,
+    columns: Columns,
+    arch: Architecture,
+    trainer: Trainer,
+) -> tuple[BaseModel, pd.DataFrame]:
+    """Train every weight of a fresh ST model on ``adata``; return it with its history.
+
+    The vocabulary is every perturbation label of ``adata``, control included (as in ST's
+    ``pert_onehot_map``).
+    """
+    if adata.n_obs == 0:
+        raise InputDataError("no cells of other cell lines to pretrain a base model on")
+    settings: TrainSettings = trainer.settings
+    labels = adata.obs[columns.perturbation].astype(str).to_numpy()
+    vocab = sorted(np.unique(labels))
+    torch.manual_seed(settings.seed)  # weight initialization
+    model = build_st_model(arch, list(map(str, adata.var_names)), vocab, columns.control)
+    base = BaseModel(model=model, genes=list(map(str, adata.var_names)), perturbations=vocab)
+    data = CellSetBatches(
+        adata, columns, base.perturbation_codes(labels), len(vocab),
+        pairing=settings.pairing, control_input=settings.control_input, set_size=arch.cell_set_len,
+    )
+    history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), desc="pretrain")
+    return base, history

@@ -1,0 +1,80 @@
+"""The config schema, the library's settings dataclasses and the shipped configs agree."""
+
+import dataclasses
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from conftest import REPO, TINY_CONFIG
+from deltatune.columns import Columns
+from deltatune.evaluate import EvaluateSettings
+from deltatune.finetune import StageSettings
+from deltatune.losses import LossWeights
+from deltatune.lora import LoraSettings
+from deltatune.model import Architecture
+from deltatune.preprocess import PreprocessSettings
+from deltatune.simulate import ScreenSpec
+from deltatune.splits import SplitSettings
+from deltatune.training import TrainSettings
+
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+PROPS = SCHEMA["properties"]
+DEFS = SCHEMA["$defs"]
+
+
+def _fields(cls, drop=()):
+    return {f.name for f in dataclasses.fields(cls)} - set(drop)
+
+
+@pytest.mark.parametrize(
+    ("section", "cls", "drop"),
+    [
+        (PROPS["data"]["properties"]["simulate"], ScreenSpec, ()),
+        (PROPS["data"]["properties"]["columns"], Columns, ()),
+        (PROPS["preprocess"], PreprocessSettings, ("target_cell_line",)),
+        (PROPS["preprocess"]["properties"]["split"], SplitSettings, ()),
+        (PROPS["base_model"]["properties"]["architecture"], Architecture, ()),
+        (DEFS["training"], TrainSettings, ()),
+        (DEFS["loss"], LossWeights, ()),
+        (DEFS["lora"], LoraSettings, ()),
+        (PROPS["evaluation"], EvaluateSettings, ()),
+    ],
+)
+def test_schema_sections_list_exactly_the_dataclass_fields(section, cls, drop):
+    assert set(section["properties"]) == _fields(cls, drop)
+
+
+def test_stage_schema_adds_lora_and_extends_to_training():
+    stage = PROPS["stages"]["additionalProperties"]
+    assert set(stage["properties"]) | set(DEFS["training"]["properties"]) == _fields(StageSettings) | {"extends"}
+
+
+@pytest.mark.parametrize("path", [REPO / "config" / "config.yaml", TINY_CONFIG])
+def test_shipped_configs_are_valid(path):
+    validate(yaml.safe_load(path.read_text()), str(SCHEMA_PATH))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "named"),
+    [
+        (lambda c: c["stages"]["lora_random"].update(epoch=3), "'epoch' was unexpected"),
+        (lambda c: c["stages"]["lora_random"]["lora"].update(ranks=3), "'ranks' was unexpected"),
+        (lambda c: c["data"].update(colums={}), "'colums' was unexpected"),
+        (lambda c: c["base_model"]["pretrain"].update(pairing="plate"), "'plate' is not one of"),
+    ],
+)
+def test_misspelled_or_invalid_keys_are_named(tiny_config, mutate, named):
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    mutate(config)
+    with pytest.raises(WorkflowError, match=named):
+        validate(config, str(SCHEMA_PATH))
+
+
+def test_defaults_are_filled_for_optional_sections(tiny_config):
+    config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in ("compute", "evaluation")}
+    validate(config, str(SCHEMA_PATH))
+    assert config["compute"] == {"train_threads": 1, "eval_threads": 2, "accelerator": "auto"}
+    assert config["evaluation"] == {"profile": "anndata"}

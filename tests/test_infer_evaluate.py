@@ -1,0 +1,99 @@
+"""Control-mean inference and the cell-eval scoring around it."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from deltatune.errors import InputDataError
+from deltatune.evaluate import EvaluateSettings, evaluation_pair, score
+from deltatune.infer import control_mean_inputs, predict
+from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.splits import cells_of_split
+
+
+@pytest.fixture
+def base(preprocessed, columns):
+    torch.manual_seed(0)
+    genes = list(preprocessed.target.var_names)
+    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
+    model = build_st_model(Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8), genes, vocab, columns.control)
+    return BaseModel(model.eval(), genes, vocab)
+
+
+def _nan_perturbed(target, columns):
+    """The target line with every perturbed cell's expression replaced by NaN."""
+    X = target.X.toarray()
+    X[(target.obs[columns.perturbation] != columns.control).to_numpy()] = np.nan
+    out = target.copy()
+    out.X = sp.csr_matrix(X)
+    return out
+
+
+def test_inference_never_reads_perturbed_expression(base, preprocessed, columns):
+    target = preprocessed.target
+    clean = predict(base.model, base, target, preprocessed.split, columns)
+    blinded = predict(base.model, base, _nan_perturbed(target, columns), preprocessed.split, columns)
+    assert np.isfinite(blinded.X).all()
+    assert np.array_equal(clean.X, blinded.X)
+
+
+def test_prediction_holds_test_cells_and_real_controls(base, preprocessed, columns):
+    target, split = preprocessed.target, preprocessed.split
+    pred = predict(base.model, base, target, split, columns)
+    is_control = (target.obs[columns.perturbation] == columns.control).to_numpy()
+    is_test = cells_of_split(target.obs, columns, split, "test")
+    assert set(pred.obs_names) == set(target.obs_names[is_control | is_test])
+    real_controls = target[is_control].X.toarray()
+    assert np.array_equal(pred[target.obs_names[is_control]].X, real_controls)
+    assert list(pred.var_names) == list(target.var_names)
+    assert pred.uns["deltatune_inference"]["mode"] == "control_mean"
+
+
+def test_control_mean_inputs_use_the_cells_plate(preprocessed, columns):
+    target = preprocessed.target
+    obs = target.obs
+    cells = np.flatnonzero((obs[columns.perturbation] != columns.control).to_numpy())[:20]
+    inputs, fallback = control_mean_inputs(target, columns, cells)
+    X = target.X.toarray()
+    for i, cell in enumerate(cells):
+        plate = obs[columns.batch].iloc[cell]
+        ctrl = ((obs[columns.batch] == plate) & (obs[columns.perturbation] == columns.control)).to_numpy()
+        assert np.allclose(inputs[i], X[ctrl].mean(axis=0), atol=1e-5)
+    assert fallback == 0
+
+
+def test_plate_without_controls_falls_back_to_global_mean(preprocessed, columns):
+    target = preprocessed.target
+    obs = target.obs
+    plate = obs[columns.batch].iloc[np.flatnonzero((obs[columns.perturbation] != columns.control).to_numpy())[0]]
+    keep = ~((obs[columns.batch] == plate) & (obs[columns.perturbation] == columns.control)).to_numpy()
+    target = target[keep].copy()
+    cells = np.flatnonzero(((target.obs[columns.batch] == plate) & (target.obs[columns.perturbation] != columns.control)).to_numpy())
+    inputs, fallback = control_mean_inputs(target, columns, cells)
+    is_control = (target.obs[columns.perturbation] == columns.control).to_numpy()
+    assert fallback == len(cells)
+    assert np.allclose(inputs, target.X[is_control].toarray().mean(axis=0), atol=1e-5)
+
+
+def test_cell_eval_scores_an_aligned_pair(base, preprocessed, columns):
+    target, split = preprocessed.target, preprocessed.split
+    pred = predict(base.model, base, target, split, columns)
+    shuffled = pred[np.random.default_rng(0).permutation(pred.n_obs)].copy()
+    real, aligned = evaluation_pair(target, shuffled, split, columns)
+    assert list(real.obs_names) == list(aligned.obs_names)
+    results = score(real, aligned, columns, EvaluateSettings(), threads=1)
+    n_test = split["split"].eq("test").sum()
+    assert len(results) == n_test and np.isfinite(results["pearson_delta"]).all()
+
+    truth = ad.AnnData(real.X.copy(), obs=real.obs.copy(), var=real.var.copy())
+    perfect = score(real, truth, columns, EvaluateSettings(), threads=1)
+    assert np.allclose(perfect["pearson_delta"], 1.0)
+
+
+def test_prediction_missing_cells_is_an_error(base, preprocessed, columns):
+    target, split = preprocessed.target, preprocessed.split
+    pred = predict(base.model, base, target, split, columns)
+    with pytest.raises(InputDataError, match="prediction lacks 3 test or control cell"):
+        evaluation_pair(target, pred[3:].copy(), split, columns)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from deltatune.errors import CheckpointError
+from deltatune.lora import LoraSettings, apply_lora, count_parameters
+from deltatune.model import Architecture, BaseModel, align_genes, build_st_model, load_base_model, save_base_model
+
+ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=4)
+
+
+@pytest.fixture
+def base():
+    torch.manual_seed(0)
+    genes = [f"g{i}" for i in range(12)]
+    perts = ["ctrl", "a", "b"]
+    return BaseModel(build_st_model(ARCH, genes, perts, "ctrl"), genes, perts)
+
+
+def _batch(base, n_sets=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = n_sets * base.cell_set_len
+    codes = torch.randint(0, len(base.perturbations), (n,), generator=g)
+    return {
+        "pert_emb": torch.nn.functional.one_hot(codes, len(base.perturbations)).float(),
+        "ctrl_cell_emb": torch.rand(n, len(base.genes), generator=g),
+    }
+
+
+def test_run_directory_roundtrip(base, tmp_path):
+    save_base_model(base, tmp_path / "run", {"note": "test"})
+    for name in ("checkpoints/final.ckpt", "pert_onehot_map.pt", "var_dims.pkl", "config.yaml"):
+        assert (tmp_path / "run" / name).exists()
+    loaded = load_base_model(tmp_path / "run")
+    assert loaded.genes == base.genes and loaded.perturbations == base.perturbations
+    base.model.eval()
+    batch = _batch(base)
+    assert torch.equal(loaded.model(batch, padded=True), base.model(batch, padded=True))
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="has no checkpoints/final.ckpt"):
+        load_base_model(tmp_path)
+
+
+def test_unseen_perturbation_is_an_error(base):
+    assert base.perturbation_codes(np.array(["b", "a", "b"])).tolist() == [2, 1, 2]
+    with pytest.raises(CheckpointError, match=r"1 perturbation\(s\) are not in the base model's vocabulary"):
+        base.perturbation_codes(np.array(["a", "zz"]))
+
+
+def test_genes_are_aligned_by_name(screen):
+    genes = list(screen.var_names[[5, 2, 9]])
+    assert list(align_genes(screen, genes).var_names) == genes
+    with pytest.raises(CheckpointError, match="2 of the model's 3 genes are not in the data"):
+        align_genes(screen, [genes[0], "nope1", "nope2"])
+
+
+def test_lora_freezes_and_never_changes_base_weights(base):
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    model = apply_lora(base.model, LoraSettings(targets=("backbone_attention", "pert_encoder", "basal_encoder"),
+                                                rank_scale={"basal_encoder": 0.5}))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("basal_encoder" in n for n in trainable) and not any("project_out" in n for n in trainable)
+    basal_a = dict(model.named_parameters())["base_model.model.basal_encoder.0.lora_A.default.weight"]
+    assert basal_a.shape[0] == 4, "basal encoder at half rank"
+
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for seed in range(3):
+        out = model(_batch(base, seed=seed), padded=True)
+        out.pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()  # dropout off, so outputs are comparable
+    merged_reference = model(_batch(base, seed=9), padded=True)
+    after = {k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items() if "lora_" not in k}
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+    counts = count_parameters(model)
+    assert 0 < counts["trainable"] < counts["total"] / 2
+    merged = model.merge_and_unload()
+    model_out = merged(_batch(base, seed=9), padded=True)
+    assert torch.allclose(model_out, merged_reference, atol=1e-5)

@@ -1,0 +1,97 @@
+"""The training loop: deterministic, resumable, and stopped by a non-finite loss."""
+
+import numpy as np
+import pytest
+import torch
+
+from deltatune.errors import NonFiniteLossError
+from deltatune.finetune import StageSettings, finetune_stage
+from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.training import Trainer
+
+ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
+SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
+
+
+@pytest.fixture
+def new_base(preprocessed, columns):
+    """A fresh, identically initialized base model per call (peft wraps a model in place)."""
+    genes = list(preprocessed.target.var_names)
+    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
+
+    def make() -> BaseModel:
+        torch.manual_seed(0)
+        return BaseModel(build_st_model(ARCH, genes, vocab, columns.control), genes, vocab)
+
+    return make
+
+
+def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
+    model, history, info = finetune_stage(
+        new_base(), preprocessed.target, preprocessed.split, columns, Trainer(SETTINGS, work_dir, fingerprint)
+    )
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return weights, history, info
+
+
+def test_same_seed_same_result(new_base, preprocessed, columns, tmp_path):
+    w1, h1, info = _run(new_base, preprocessed, columns, tmp_path / "a")
+    w2, h2, _ = _run(new_base, preprocessed, columns, tmp_path / "b")
+    assert h1.equals(h2)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert info["strategy"] == "batch" and info["trainable"] > 0
+    assert {"base", "delta_mse", "delta_pearson", "total", "lr", "grad_norm"} <= set(h1.columns)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _fail_at(monkeypatch, step, exc):
+    """Make the trainer's data raise ``exc`` (or yield a NaN batch) at global step ``step``."""
+    from deltatune import batches as batches_module
+
+    original = batches_module.CellSetBatches.batches
+    seen = {"n": 0}
+
+    def batches(self, plan, sets_per_step):
+        for batch in original(self, plan, sets_per_step):
+            seen["n"] += 1
+            if seen["n"] == step:
+                if exc is None:
+                    batch = {**batch, "pert_cell_emb": batch["pert_cell_emb"] * float("nan")}
+                else:
+                    raise exc
+            yield batch
+
+    monkeypatch.setattr(batches_module.CellSetBatches, "batches", batches)
+
+
+def test_interrupted_run_resumes_to_the_same_result(new_base, preprocessed, columns, tmp_path, monkeypatch):
+    reference, ref_history, _ = _run(new_base, preprocessed, columns, tmp_path / "ref")
+    assert len(ref_history) > 6
+
+    with monkeypatch.context() as m:
+        _fail_at(m, 6, Interrupted())  # mid-epoch, after the checkpoint at step 4
+        with pytest.raises(Interrupted):
+            _run(new_base, preprocessed, columns, tmp_path / "killed")
+    assert (tmp_path / "killed" / "last.ckpt").exists()
+    resumed, history, _ = _run(new_base, preprocessed, columns, tmp_path / "killed")
+    assert history.equals(ref_history)
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(new_base, preprocessed, columns, tmp_path):
+    _run(new_base, preprocessed, columns, tmp_path / "w")
+    _, history, _ = _run(new_base, preprocessed, columns, tmp_path / "w", fingerprint="other")
+    assert history["step"].iloc[0] == 1
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, columns, tmp_path, monkeypatch):
+    _fail_at(monkeypatch, 5, None)
+    with pytest.raises(NonFiniteLossError, match=r"step 4: '(base|delta_mse|delta_pearson|total)' is nan"):
+        _run(new_base, preprocessed, columns, tmp_path / "w")
+    saved = torch.load(tmp_path / "w" / "last.ckpt", weights_only=True)
+    assert saved["position"]["global_step"] == 4
+    assert all(np.isfinite(row["total"]) for row in saved["history"])
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())

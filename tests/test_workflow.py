@@ -1,0 +1,128 @@
+"""The real Snakefile on the tiny config: outputs, no-op rerun, partial rerun, bad configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(workdir / "config.yaml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    lines = result.stdout.splitlines()
+    start = lines.index("Job stats:") + 3
+    jobs = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_config):
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_config(workdir, tiny_config)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_output_is_written(finished_run):
+    results = finished_run / "results" / "tiny"
+    summary = pd.read_csv(results / "report" / "summary.csv")
+    assert summary["stage"].tolist() == ["base", "lora_random"]
+    assert np.isfinite(summary["pearson_delta"]).all()
+    assert (results / "report" / "report.md").read_text().startswith("# deltatune report: tiny")
+    for stage in ("base", "lora_random"):
+        assert (results / "predictions" / f"{stage}.h5ad").exists()
+        assert len(pd.read_csv(results / "metrics" / f"{stage}.tsv", sep="\t")) == summary["n_perturbations"].iloc[0]
+    assert (results / "models" / "base" / "checkpoints" / "final.ckpt").exists()
+    assert (results / "models" / "lora_random" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (results / "work").exists() or not any((results / "work").iterdir()), "checkpoints are cleaned up"
+    for rule in ("simulate", "preprocess", "pretrain_base", "report"):
+        assert (results / "logs" / f"{rule}.log").exists() and (results / "benchmarks" / f"{rule}.tsv").exists()
+    for rule in ("finetune", "infer", "evaluate"):
+        assert any((results / "logs" / rule).iterdir()) and any((results / "benchmarks" / rule).iterdir())
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    result = snakemake(finished_run, "--dry-run")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changed_stage_setting_reruns_only_that_stage(finished_run, tiny_config):
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["stages"]["lora_random"]["lr"] = 3e-3
+    write_config(finished_run, config)
+    data = finished_run / "results" / "tiny" / "data" / "target_line.h5ad"
+    before = data.stat().st_mtime_ns
+    plan = snakemake(finished_run, "--dry-run")
+    assert planned_jobs(plan) == {"all": 1, "evaluate": 1, "finetune": 1, "infer": 1, "report": 1}
+    result = snakemake(finished_run)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert data.stat().st_mtime_ns == before
+
+
+def test_stage_extends_another(tmp_path, tiny_config):
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["stages"]["lora_batch"] = {"extends": "lora_random", "pairing": "batch", "lora": {"rank": 2}}
+    write_config(tmp_path, config)
+    plan = snakemake(tmp_path, "--dry-run", "--printshellcmds")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    command = next(line for line in plan.stdout.splitlines() if "--stage lora_batch" in line)
+    assert '"pairing":"batch"' in command and '"lr":0.001' in command
+    assert '"lora":{"alpha":8,"rank":2,"targets":["backbone_attention"]}' in command
+
+
+def test_misspelled_key_stops_before_anything_runs(tmp_path, tiny_config):
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["stages"]["lora_random"]["learning_rate"] = 0.1
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path)
+    assert result.returncode != 0
+    assert "'learning_rate' was unexpected" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"batch": "plate_id"}, "column 'plate_id' is not in obs"),
+        ({"control": "DMSO"}, "control label 'DMSO' does not occur in column 'drugname_drugconc'"),
+    ],
+)
+def test_bad_columns_stop_before_training(tmp_path, tiny_config, finished_run, columns, message):
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["data"]["path"] = str(finished_run / "results" / "tiny" / "data" / "screen.h5ad")
+    config["data"]["columns"].update(columns)
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path)
+    assert result.returncode != 0
+    log = (tmp_path / "results" / "tiny" / "logs" / "preprocess.log").read_text()
+    assert f"deltatune preprocess: error: input: {message}" in log
+    assert not (tmp_path / "results" / "tiny" / "models").exists()

@@ -1,0 +1,42 @@
+rule infer:
+    input:
+        data=f"{RESULTS}/data/target_line.h5ad",
+        split=f"{RESULTS}/data/split.tsv",
+        base=get_base_model(),
+        adapter=get_adapter,
+    output:
+        f"{RESULTS}/predictions/{{stage}}.h5ad",
+    log:
+        f"{RESULTS}/logs/infer/{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/infer/{{stage}}.tsv"
+    params:
+        columns=columns_json(),
+        seed=config["inference"]["seed"],
+        adapter=lambda wc, input: f"--adapter {input.adapter}" if input.adapter else "",
+    threads: config["compute"]["train_threads"]
+    shell:
+        "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
+        "{params.adapter} --columns {params.columns:q} --seed {params.seed} "
+        "--out {output} --threads {threads} 2> {log}"
+
+
+rule evaluate:
+    input:
+        data=f"{RESULTS}/data/target_line.h5ad",
+        split=f"{RESULTS}/data/split.tsv",
+        predicted=f"{RESULTS}/predictions/{{stage}}.h5ad",
+    output:
+        f"{RESULTS}/metrics/{{stage}}.tsv",
+    log:
+        f"{RESULTS}/logs/evaluate/{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{stage}}.tsv"
+    params:
+        columns=columns_json(),
+        settings=as_json(config["evaluation"]),
+    threads: config["compute"]["eval_threads"]
+    shell:
+        "deltatune evaluate --data {input.data} --split {input.split} "
+        "--predicted {input.predicted} --columns {params.columns:q} "
+        "--settings {params.settings:q} --out {output} --threads {threads} 2> {log}"

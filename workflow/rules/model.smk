@@ -1,0 +1,45 @@
+rule pretrain_base:
+    input:
+        f"{RESULTS}/data/base_lines.h5ad",
+    output:
+        directory(f"{RESULTS}/models/base"),
+    log:
+        f"{RESULTS}/logs/pretrain_base.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain_base.tsv"
+    params:
+        columns=columns_json(),
+        architecture=as_json(config["base_model"]["architecture"]),
+        settings=as_json(config["base_model"]["pretrain"]),
+        accelerator=config["compute"]["accelerator"],
+        work_dir=f"{RESULTS}/work/base",
+    threads: config["compute"]["train_threads"]
+    shell:
+        "deltatune pretrain --data {input} --columns {params.columns:q} "
+        "--architecture {params.architecture:q} --settings {params.settings:q} "
+        "--out {output} --work-dir {params.work_dir} --threads {threads} "
+        "--accelerator {params.accelerator} 2> {log}"
+
+
+rule finetune:
+    input:
+        data=f"{RESULTS}/data/target_line.h5ad",
+        split=f"{RESULTS}/data/split.tsv",
+        base=get_base_model(),
+    output:
+        directory(f"{RESULTS}/models/{{trained_stage}}"),
+    log:
+        f"{RESULTS}/logs/finetune/{{trained_stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune/{{trained_stage}}.tsv"
+    params:
+        columns=columns_json(),
+        settings=lambda wc: as_json(STAGES[wc.trained_stage]),
+        accelerator=config["compute"]["accelerator"],
+        work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}",
+    threads: config["compute"]["train_threads"]
+    shell:
+        "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "
+        "--columns {params.columns:q} --stage {wildcards.trained_stage} "
+        "--settings {params.settings:q} --out {output} --work-dir {params.work_dir} "
+        "--threads {threads} --accelerator {params.accelerator} 2> {log}"
