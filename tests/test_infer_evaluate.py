@@ -10,6 +10,7 @@ from deltatune.errors import InputDataError
 from deltatune.evaluate import EvaluateSettings, evaluation_pair, score
 from deltatune.infer import control_mean_inputs, predict
 from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.pairing import build_pairing_index
 from deltatune.splits import cells_of_split
 
 
@@ -20,6 +21,10 @@ def base(preprocessed, columns):
     vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
     model = build_st_model(Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8), genes, vocab, columns.control)
     return BaseModel(model.eval(), genes, vocab)
+
+
+def _plates(target, columns):
+    return build_pairing_index(target.obs, columns, "batch").with_means(target.X)
 
 
 def _nan_perturbed(target, columns):
@@ -33,15 +38,16 @@ def _nan_perturbed(target, columns):
 
 def test_inference_never_reads_perturbed_expression(base, preprocessed, columns):
     target = preprocessed.target
-    clean = predict(base.model, base, target, preprocessed.split, columns)
-    blinded = predict(base.model, base, _nan_perturbed(target, columns), preprocessed.split, columns)
+    clean = predict(base.model, base, target, preprocessed.split, columns, _plates(target, columns))
+    blinded_target = _nan_perturbed(target, columns)
+    blinded = predict(base.model, base, blinded_target, preprocessed.split, columns, _plates(blinded_target, columns))
     assert np.isfinite(blinded.X).all()
     assert np.array_equal(clean.X, blinded.X)
 
 
 def test_prediction_holds_test_cells_and_real_controls(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
-    pred = predict(base.model, base, target, split, columns)
+    pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     is_control = (target.obs[columns.perturbation] == columns.control).to_numpy()
     is_test = cells_of_split(target.obs, columns, split, "test")
     assert set(pred.obs_names) == set(target.obs_names[is_control | is_test])
@@ -55,7 +61,7 @@ def test_control_mean_inputs_use_the_cells_plate(preprocessed, columns):
     target = preprocessed.target
     obs = target.obs
     cells = np.flatnonzero((obs[columns.perturbation] != columns.control).to_numpy())[:20]
-    inputs, fallback = control_mean_inputs(target, columns, cells)
+    inputs, fallback = control_mean_inputs(_plates(target, columns), cells)
     X = target.X.toarray()
     for i, cell in enumerate(cells):
         plate = obs[columns.batch].iloc[cell]
@@ -71,7 +77,7 @@ def test_plate_without_controls_falls_back_to_global_mean(preprocessed, columns)
     keep = ~((obs[columns.batch] == plate) & (obs[columns.perturbation] == columns.control)).to_numpy()
     target = target[keep].copy()
     cells = np.flatnonzero(((target.obs[columns.batch] == plate) & (target.obs[columns.perturbation] != columns.control)).to_numpy())
-    inputs, fallback = control_mean_inputs(target, columns, cells)
+    inputs, fallback = control_mean_inputs(_plates(target, columns), cells)
     is_control = (target.obs[columns.perturbation] == columns.control).to_numpy()
     assert fallback == len(cells)
     assert np.allclose(inputs, target.X[is_control].toarray().mean(axis=0), atol=1e-5)
@@ -79,7 +85,7 @@ def test_plate_without_controls_falls_back_to_global_mean(preprocessed, columns)
 
 def test_cell_eval_scores_an_aligned_pair(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
-    pred = predict(base.model, base, target, split, columns)
+    pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     shuffled = pred[np.random.default_rng(0).permutation(pred.n_obs)].copy()
     real, aligned = evaluation_pair(target, shuffled, split, columns)
     assert list(real.obs_names) == list(aligned.obs_names)
@@ -94,6 +100,6 @@ def test_cell_eval_scores_an_aligned_pair(base, preprocessed, columns):
 
 def test_prediction_missing_cells_is_an_error(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
-    pred = predict(base.model, base, target, split, columns)
+    pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     with pytest.raises(InputDataError, match="prediction lacks 3 test or control cell"):
         evaluation_pair(target, pred[3:].copy(), split, columns)

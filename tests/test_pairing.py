@@ -5,8 +5,8 @@ import pytest
 from deltatune.cellsets import make_cell_sets
 from deltatune.columns import Columns
 from deltatune.control_means import group_means
-from deltatune.errors import SettingsError
-from deltatune.pairing import build_pairing_index
+from deltatune.errors import InputDataError, SettingsError
+from deltatune.pairing import PairingIndex, build_pairing_index
 
 CTRL = Columns().control
 
@@ -17,12 +17,19 @@ def _obs(plates_with_controls=("p1", "p2"), n=200, seed=0):
     line = rng.choice(["a", "b"], size=n)
     pert = np.where(rng.random(n) < 0.3, CTRL, rng.choice(["d1", "d2"], size=n))
     pert[(pert == CTRL) & ~np.isin(plate, plates_with_controls)] = "d1"
-    return pd.DataFrame({"drugname_drugconc": pert, "plate": plate, "cell_line": line})
+    obs = pd.DataFrame({"drugname_drugconc": pert, "plate": plate, "cell_line": line})
+    obs.index = [f"cell{i}" for i in range(n)]
+    return obs
+
+
+def _index(obs, strategy, seed=0):
+    X = np.random.default_rng(seed).random((len(obs), 5)).astype(np.float32)
+    return build_pairing_index(obs, Columns(), strategy).with_means(X)
 
 
 def test_batch_pairing_never_crosses_plates_with_controls():
     obs = _obs()
-    index = build_pairing_index(obs, Columns(), "batch")
+    index = _index(obs, "batch")
     paired = index.draw(np.random.default_rng(1))
     plate = obs["plate"].to_numpy()
     has_controls = np.isin(plate[index.perturbed], ["p1", "p2"])
@@ -32,7 +39,7 @@ def test_batch_pairing_never_crosses_plates_with_controls():
 
 def test_batch_celltype_pairing_matches_both():
     obs = _obs(plates_with_controls=("p1", "p2", "p3"), n=2000)
-    index = build_pairing_index(obs, Columns(), "batch_celltype")
+    index = _index(obs, "batch_celltype")
     paired = index.draw(np.random.default_rng(2))
     ok = index.count[index.perturbed_group] > 0
     for col in ("plate", "cell_line"):
@@ -42,7 +49,7 @@ def test_batch_celltype_pairing_matches_both():
 
 def test_fallback_is_counted_and_random():
     obs = _obs(plates_with_controls=("p1",))
-    index = build_pairing_index(obs, Columns(), "batch")
+    index = _index(obs, "batch")
     on_p_without = np.isin(obs["plate"].to_numpy()[index.perturbed], ["p2", "p3"])
     summary = index.summary()
     assert summary["fallback_cells"] == on_p_without.sum() > 0
@@ -52,7 +59,7 @@ def test_fallback_is_counted_and_random():
 
 
 def test_draws_are_reproducible_per_seed():
-    index = build_pairing_index(_obs(), Columns(), "batch")
+    index = _index(_obs(), "batch")
     a, b = index.draw(np.random.default_rng(7)), index.draw(np.random.default_rng(7))
     c = index.draw(np.random.default_rng(8))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
@@ -60,7 +67,7 @@ def test_draws_are_reproducible_per_seed():
 
 def test_random_pairing_uses_all_controls():
     obs = _obs(n=5000)
-    index = build_pairing_index(obs, Columns(), "random")
+    index = _index(obs, "random")
     paired = index.draw(np.random.default_rng(0))
     assert set(obs["plate"].to_numpy()[paired]) == {"p1", "p2"}
     assert index.summary()["fallback_cells"] == 0
@@ -68,9 +75,43 @@ def test_random_pairing_uses_all_controls():
 
 def test_unknown_strategy_and_missing_batch_column():
     with pytest.raises(SettingsError, match="unknown pairing strategy 'plate'"):
-        build_pairing_index(_obs(), Columns(), "plate")
+        _index(_obs(), "plate")
     with pytest.raises(SettingsError, match="needs data.columns.batch"):
         build_pairing_index(_obs(), Columns(batch=None), "batch")
+
+
+def test_index_means_are_control_means_per_group(tmp_path):
+    obs = _obs(plates_with_controls=("p1", "p2"), n=300)
+    X = np.random.default_rng(4).random((300, 6)).astype(np.float32)
+    index = build_pairing_index(obs, Columns(), "batch").with_means(X)
+    is_control = (obs["drugname_drugconc"] == CTRL).to_numpy()
+    expected = pd.DataFrame(X[is_control]).groupby(obs["plate"].to_numpy()[is_control]).mean()
+    plates = index.keys["plate"].tolist()
+    assert plates == ["p1", "p2", "p3"]
+    assert np.allclose(index.means[:2], expected.loc[["p1", "p2"]].to_numpy(), atol=1e-6)
+    assert np.isnan(index.means[2]).all()
+    assert np.allclose(index.overall, X[is_control].mean(axis=0), atol=1e-6)
+    rows = index.mean_rows()
+    on_p3 = obs["plate"].to_numpy()[index.perturbed] == "p3"
+    assert (rows[on_p3] == 3).all() and np.allclose(index.mean_table()[3], index.overall)
+
+    index.save(tmp_path / "index.npz", obs.index)
+    loaded = PairingIndex.load(tmp_path / "index.npz")
+    assert loaded.strategy == "batch" and loaded.keys.equals(index.keys) and loaded.n_obs == len(obs)
+    assert np.array_equal(loaded.draw(np.random.default_rng(1)), index.draw(np.random.default_rng(1)))
+    assert np.array_equal(loaded.means, index.means, equal_nan=True)
+    loaded.check_rows_of(obs.index, "data")
+    with pytest.raises(InputDataError, match="does not belong to data"):
+        loaded.check_rows_of(obs.index[::-1], "data")
+
+
+def test_restrict_keeps_only_the_given_perturbed_rows():
+    obs = _obs(n=100)
+    index = _index(obs, "batch")
+    subset = index.perturbed[::3]
+    restricted = index.restrict(subset)
+    assert np.array_equal(restricted.perturbed, subset)
+    assert np.array_equal(restricted.perturbed_group, index.perturbed_group[::3])
 
 
 def test_group_means_equal_pandas_groupby():
@@ -78,8 +119,9 @@ def test_group_means_equal_pandas_groupby():
     X = rng.random((50, 7)).astype(np.float32)
     codes = rng.integers(0, 4, size=50)
     codes[codes == 2] = 3  # group 2 is empty
+    codes[:5] = -1  # rows left out
     means = group_means(X, codes, 5)
-    expected = pd.DataFrame(X).groupby(codes).mean()
+    expected = pd.DataFrame(X[5:]).groupby(codes[5:]).mean()
     assert np.allclose(means[expected.index], expected.to_numpy(), atol=1e-6)
     assert np.isnan(means[[2, 4]]).all()
 

@@ -91,3 +91,68 @@ def test_duplicated_cell_names(screen, columns):
     screen.obs_names = ["same"] * screen.n_obs
     with pytest.raises(InputDataError, match="cell names are not unique"):
         preprocess(screen, columns, SETTINGS)
+
+
+def test_batch_column_with_missing_values_is_named(screen, columns):
+    screen.obs["plate"] = screen.obs["plate"].astype(object)
+    screen.obs.iloc[5, screen.obs.columns.get_loc("plate")] = None
+    with pytest.raises(InputDataError, match="column 'plate' has 1 missing value"):
+        preprocess(screen, columns, SETTINGS)
+
+
+def test_file_is_read_in_chunks_to_the_same_result(screen, columns, tmp_path, monkeypatch):
+    from deltatune import readers
+    from deltatune.preprocess import preprocess_file
+
+    path = tmp_path / "screen.h5ad"
+    screen.write_h5ad(path)
+    expected = preprocess(screen.copy(), columns, SETTINGS)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 97)
+    from_file = preprocess_file(str(path), columns, SETTINGS)
+    assert (from_file.target.X != expected.target.X).nnz == 0
+    assert from_file.split.equals(expected.split)
+    assert list(from_file.base.obs_names) == list(expected.base.obs_names)
+
+
+def test_dense_file_is_read_as_sparse(screen, columns, tmp_path):
+    from deltatune.readers import open_backed, read_rows
+
+    screen.X = screen.X.toarray()
+    screen.write_h5ad(tmp_path / "dense.h5ad")
+    backed = open_backed(tmp_path / "dense.h5ad")
+    rows = np.array([0, 3, 700, 1500])
+    subset = read_rows(backed, rows, chunk_rows=500)
+    assert sp.issparse(subset.X) and np.array_equal(subset.X.toarray(), screen.X[rows])
+    assert list(subset.obs_names) == list(screen.obs_names[rows])
+
+
+def test_bad_column_fails_before_expression_is_read(screen, columns, tmp_path, monkeypatch):
+    from deltatune import preprocess as module
+
+    screen.write_h5ad(tmp_path / "screen.h5ad")
+    monkeypatch.setattr(module, "read_rows", lambda *a, **k: pytest.fail("X was read"))
+    with pytest.raises(InputDataError, match="column 'plate_id' is not in obs"):
+        module.preprocess_file(str(tmp_path / "screen.h5ad"), Columns(batch="plate_id"), SETTINGS)
+
+
+def test_only_the_chosen_base_lines_are_kept(screen, columns):
+    settings = PreprocessSettings(target_cell_line="c", n_top_genes=40, base_cell_lines=("a",))
+    result = preprocess(screen, columns, settings)
+    assert set(result.base.obs["cell_line"]) == {"a"}
+    none = preprocess(screen.copy(), columns, PreprocessSettings(target_cell_line="c", base_cell_lines=()))
+    assert none.base.n_obs == 0
+    with pytest.raises(InputDataError, match="not usable: \\['zz'\\]"):
+        preprocess(screen.copy(), columns, PreprocessSettings(target_cell_line="c", base_cell_lines=("zz",)))
+
+
+def test_dose_holdout_moves_one_dose_of_some_training_drugs_to_test(preprocessed, columns):
+    obs = preprocessed.target.obs
+    split = split_perturbations(obs, columns, SplitSettings(test_fraction=0.25, dose_holdout_fraction=0.5, seed=1))
+    held = split[split["holdout"] == "dose"]
+    assert len(held) > 0 and (held["split"] == "test").all()
+    assert held["unit"].is_unique, "one dose per drug"
+    for unit in held["unit"]:
+        rows = split[split["unit"] == unit]
+        assert set(rows["split"]) == {"train", "test"}
+    assert (split.loc[split["split"] == "train", "holdout"] == "").all()
+    assert (split.loc[split["holdout"] == "unit", "split"] != "train").all()

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from deltatune.errors import NonFiniteLossError
+from deltatune.errors import NonFiniteLossError, SettingsError
 from deltatune.finetune import StageSettings, finetune_stage
 from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.pairing import build_pairing_index
 from deltatune.training import Trainer
 
 ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
@@ -27,8 +28,10 @@ def new_base(preprocessed, columns):
 
 
 def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
+    target = preprocessed.target
+    index = build_pairing_index(target.obs, columns, SETTINGS.pairing)
     model, history, info = finetune_stage(
-        new_base(), preprocessed.target, preprocessed.split, columns, Trainer(SETTINGS, work_dir, fingerprint)
+        new_base(), target, preprocessed.split, columns, Trainer(SETTINGS, work_dir, fingerprint), index
     )
     weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return weights, history, info
@@ -85,6 +88,13 @@ def test_checkpoint_of_other_settings_is_not_resumed(new_base, preprocessed, col
     _run(new_base, preprocessed, columns, tmp_path / "w")
     _, history, _ = _run(new_base, preprocessed, columns, tmp_path / "w", fingerprint="other")
     assert history["step"].iloc[0] == 1
+
+
+def test_index_of_another_strategy_is_refused(new_base, preprocessed, columns, tmp_path):
+    target = preprocessed.target
+    index = build_pairing_index(target.obs, columns, "random")
+    with pytest.raises(SettingsError, match="built for strategy 'random' but the settings ask for 'batch'"):
+        finetune_stage(new_base(), target, preprocessed.split, columns, Trainer(SETTINGS, tmp_path, "fp"), index)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, columns, tmp_path, monkeypatch):

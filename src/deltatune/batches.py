@@ -19,9 +19,8 @@ import torch
 
 from .cellsets import make_cell_sets
 from .columns import Columns
-from .control_means import group_means
 from .errors import InputDataError, SettingsError
-from .pairing import PairingIndex, build_pairing_index, group_codes
+from .pairing import PairingIndex, group_codes
 
 CONTROL_INPUTS = ("cells", "mean")
 
@@ -44,10 +43,10 @@ class EpochPlan:
 
 
 class CellSetBatches:
-    """Cell-set batches of one dataset under one pairing strategy.
+    """Cell-set batches of one dataset under one pairing index.
 
-    ``adata`` holds log1p expression of the perturbed cells to train on plus the control cells
-    to pair them with; ``codes`` is each cell's one-hot column in the model's vocabulary.
+    ``adata`` holds log1p expression; ``index`` (built for ``adata``) names the perturbed rows to
+    train on and their controls; ``codes`` is each row's one-hot column in the model's vocabulary.
     """
 
     def __init__(
@@ -56,34 +55,24 @@ class CellSetBatches:
         columns: Columns,
         codes: np.ndarray,
         n_perturbations: int,
-        pairing: str,
+        index: PairingIndex,
         control_input: str,
         set_size: int,
     ):
         if control_input not in CONTROL_INPUTS:
             raise SettingsError(f"control_input '{control_input}' is not one of {CONTROL_INPUTS}")
-        self.index: PairingIndex = build_pairing_index(adata.obs, columns, pairing)
-        if len(self.index.controls) == 0:
-            raise InputDataError("no control cells to pair perturbed cells with")
-        if len(self.index.perturbed) == 0:
+        if len(index.perturbed) == 0:
             raise InputDataError("no perturbed cells to train on")
+        index.check_rows_of(adata.obs_names, "the training data")
+        self.index = index
         self.X = torch.from_numpy(dense_rows(adata.X))
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
         self.n_perturbations = n_perturbations
         self.control_input = control_input
         self.set_size = set_size
         set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
-        self.set_groups = group_codes(adata.obs.iloc[self.index.perturbed], set_by)[0]
-        if control_input == "mean":
-            self.means = self._control_means()
-
-    def _control_means(self) -> torch.Tensor:
-        """Group means of the controls, with the global mean appended as the fallback row."""
-        idx = self.index
-        control_groups = np.repeat(np.arange(len(idx.count)), idx.count)
-        means = group_means(self.X.numpy()[idx.controls], control_groups, len(idx.count))
-        overall = self.X.numpy()[idx.controls].mean(axis=0, keepdims=True)
-        return torch.from_numpy(np.vstack([means, overall]))
+        self.set_groups = group_codes(adata.obs.iloc[index.perturbed], set_by)[0]
+        self.means = torch.from_numpy(index.mean_table()) if control_input == "mean" else None
 
     @property
     def n_cells(self) -> int:
@@ -97,9 +86,7 @@ class CellSetBatches:
         if self.control_input == "cells":
             control = self.index.draw(rng)[positions]
         else:
-            group = self.index.perturbed_group
-            row = np.where(self.index.count[group] > 0, group, len(self.index.count))
-            control = row[positions]
+            control = self.index.mean_rows()[positions]
         return EpochPlan(sets=self.index.perturbed[positions], control=control)
 
     def n_steps(self, sets_per_step: int) -> int:

@@ -70,17 +70,34 @@ def cmd_simulate(args) -> None:
 
 def cmd_preprocess(args) -> None:
     from .atomic import write_json
-    from .preprocess import PreprocessSettings, preprocess
+    from .preprocess import PreprocessSettings, preprocess_file
     from .settings import from_json
 
     settings = from_json(PreprocessSettings, args.settings, "preprocess")
-    columns = _columns(args)
-    result = preprocess(_read_h5ad(args.input), columns, settings)
+    result = preprocess_file(args.input, _columns(args), settings)
     log.info("preprocess: %s", json.dumps(result.summary))
     _write_h5ad(result.base, args.out_base)
     _write_h5ad(result.target, args.out_target)
     _write_tsv(result.split, args.out_split)
     write_json(args.out_summary, result.summary)
+
+
+def cmd_pair(args) -> None:
+    from .pairing import build_pairing_index
+
+    adata = _read_h5ad(args.data)
+    index = build_pairing_index(adata.obs, _columns(args), args.strategy).with_means(adata.X)
+    log.info("pairing index: %s", json.dumps(index.summary()))
+    index.save(args.out, adata.obs_names)
+
+
+def _pairing(path: str):
+    from .errors import InputDataError
+    from .pairing import PairingIndex
+
+    if not Path(path).exists():
+        raise InputDataError(f"pairing index {path} does not exist")
+    return PairingIndex.load(path)
 
 
 def cmd_pretrain(args) -> None:
@@ -93,8 +110,8 @@ def cmd_pretrain(args) -> None:
     arch = from_json(Architecture, args.architecture, "model.architecture")
     settings = from_json(TrainSettings, args.settings, "pretrain")
     effective = {"architecture": to_dict(arch), "training": to_dict(settings)}
-    trainer = Trainer(settings, args.work_dir, fingerprint(effective, [args.data]), args.accelerator)
-    base, history = pretrain_base(_read_h5ad(args.data), _columns(args), arch, trainer)
+    trainer = Trainer(settings, args.work_dir, fingerprint(effective, [args.data, args.pairing]), args.accelerator)
+    base, history = pretrain_base(_read_h5ad(args.data), _columns(args), arch, trainer, _pairing(args.pairing))
     save_base_model(base, args.out, {"deltatune": effective}, history)
     shutil.rmtree(args.work_dir, ignore_errors=True)  # the checkpoint only served resuming
 
@@ -112,9 +129,12 @@ def cmd_finetune(args) -> None:
     effective = to_dict(settings)
     base = load_base_model(args.base)
     target = align_genes(_read_h5ad(args.data), base.genes)
-    trainer = Trainer(settings, args.work_dir, fingerprint(effective, [args.data, args.split, args.base]), args.accelerator)
+    inputs = [args.data, args.split, args.base, args.pairing]
+    trainer = Trainer(settings, args.work_dir, fingerprint(effective, inputs), args.accelerator)
     started = time.perf_counter()
-    model, history, info = finetune_stage(base, target, read_split(args.split), _columns(args), trainer)
+    model, history, info = finetune_stage(
+        base, target, read_split(args.split), _columns(args), trainer, _pairing(args.pairing)
+    )
     elapsed = time.perf_counter() - started
     with atomic_path(args.out, directory=True) as tmp:
         model.save_pretrained(tmp / "adapter")
@@ -143,7 +163,9 @@ def cmd_infer(args) -> None:
     base = load_base_model(args.base)
     model = load_adapter(base.model, str(Path(args.adapter) / "adapter")) if args.adapter else base.model
     target = align_genes(_read_h5ad(args.data), base.genes)
-    predicted = predict(model, base, target, read_split(args.split), _columns(args), seed=args.seed)
+    predicted = predict(
+        model, base, target, read_split(args.split), _columns(args), _pairing(args.pairing), seed=args.seed
+    )
     _write_h5ad(predicted, args.out)
 
 
@@ -213,8 +235,14 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("base", "target", "split", "summary"):
         p.add_argument(f"--out-{name}", required=True)
 
+    p = add("pair", cmd_pair, "build the pairing index and control means of a dataset")
+    data_args(p, split=False)
+    p.add_argument("--strategy", required=True, help="random | batch | celltype | batch_celltype")
+    p.add_argument("--out", required=True, help="index file (.npz)")
+
     p = add("pretrain", cmd_pretrain, "train a base ST model on the non-target cell lines")
     data_args(p, split=False)
+    p.add_argument("--pairing", required=True, help="pairing index of --data (.npz from pair)")
     p.add_argument("--architecture", required=True, help="JSON: Architecture fields")
     p.add_argument("--settings", required=True, help="JSON: TrainSettings fields")
     p.add_argument("--out", required=True, help="ST run directory to write")
@@ -224,6 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("finetune", cmd_finetune, "train one stage's LoRA adapters")
     data_args(p)
     p.add_argument("--base", required=True, help="base model (ST run directory)")
+    p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--stage", required=True)
     p.add_argument("--settings", required=True, help="JSON: StageSettings fields")
     p.add_argument("--out", required=True, help="stage directory to write")
@@ -234,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--base", required=True)
     p.add_argument("--adapter", help="stage directory from finetune (omit for the base model)")
+    p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data: the control means")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     compute_args(p)

@@ -20,8 +20,9 @@ from .errors import InputDataError
 from .losses import DeltaAwareLoss
 from .lora import LoraSettings, apply_lora, count_parameters
 from .model import BaseModel
+from .pairing import PairingIndex
 from .splits import cells_of_split
-from .training import Trainer, TrainSettings
+from .training import Trainer, TrainSettings, check_index
 
 
 @dataclass(frozen=True)
@@ -31,21 +32,13 @@ class StageSettings(TrainSettings):
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
-def training_cells(target: ad.AnnData, columns: Columns, split: pd.DataFrame) -> ad.AnnData:
-    """The target line's train-split perturbed cells and all its control cells."""
-    is_control = (target.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    is_train = cells_of_split(target.obs, columns, split, "train")
-    if not is_train.any():
-        raise InputDataError("the split file assigns no perturbation of the target line to 'train'")
-    return target[is_control | is_train].copy()
-
-
 def finetune_stage(
     base: BaseModel,
     target: ad.AnnData,
     split: pd.DataFrame,
     columns: Columns,
     trainer: Trainer,
+    index: PairingIndex,
 ) -> tuple[PeftModel, pd.DataFrame, dict]:
     """Train a stage's adapters; return the adapted model, its history and parameter counts.
 
@@ -53,14 +46,16 @@ def finetune_stage(
     ``model.unload()`` gives the plain base model back.
     """
     settings: StageSettings = trainer.settings
-    cells = training_cells(target, columns, split)
-    labels = cells.obs[columns.perturbation].astype(str).to_numpy()
-    is_control = labels == columns.control
+    check_index(index, settings)
+    train_rows = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
+    if len(train_rows) == 0:
+        raise InputDataError("the split file assigns no perturbation of the target line to 'train'")
+    labels = target.obs[columns.perturbation].astype(str).to_numpy()
     codes = np.full(len(labels), -1, dtype=np.int64)
-    codes[~is_control] = base.perturbation_codes(labels[~is_control])
+    codes[train_rows] = base.perturbation_codes(labels[train_rows])
     data = CellSetBatches(
-        cells, columns, codes, len(base.perturbations),
-        pairing=settings.pairing, control_input=settings.control_input, set_size=base.cell_set_len,
+        target, columns, codes, len(base.perturbations), index.restrict(train_rows),
+        control_input=settings.control_input, set_size=base.cell_set_len,
     )
     torch.manual_seed(settings.seed)  # adapter initialization
     model = apply_lora(base.model, settings.lora)

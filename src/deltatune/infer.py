@@ -27,37 +27,41 @@ from .pairing import group_codes
 SETS_PER_FORWARD = 64
 
 
-def control_mean_inputs(target: ad.AnnData, columns: Columns, cells: np.ndarray) -> tuple[np.ndarray, int]:
-    """Mean control profile of each of ``cells``' plates, and how many fell back to the global mean.
+def control_mean_inputs(index: PairingIndex, cells: np.ndarray) -> tuple[np.ndarray, int]:
+    """Control-mean input of each of ``cells`` (its group's mean), and how many fell back.
 
-    Reads the expression of control cells only.
+    ``index`` groups cells by plate (strategy ``batch``), or is a single group (``random``) when
+    the data has no plate column; only control expression went into its means.
     """
-    is_control = (target.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    controls = dense_rows(target.X[is_control])
-    overall = controls.mean(axis=0)
-    if columns.batch is None:
-        return np.broadcast_to(overall, (len(cells), len(overall))).copy(), 0
-    codes, keys = group_codes(target.obs, [columns.batch])
-    means = group_means(controls, codes[is_control], len(keys))
-    inputs = means[codes[cells]]
-    fallback = np.isnan(inputs[:, 0])
-    inputs[fallback] = overall
-    return inputs, int(fallback.sum())
+    restricted = index.restrict(cells)
+    if not np.array_equal(restricted.perturbed, np.sort(cells)):
+        raise InputDataError("some cells to predict are not perturbed cells of the pairing index")
+    order = np.searchsorted(restricted.perturbed, cells)
+    rows = restricted.mean_rows()[order]
+    return index.mean_table()[rows], int(restricted.fallback_cells.sum())
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, base: BaseModel, target: ad.AnnData, split: pd.DataFrame, columns: Columns, seed: int = 0
+    model: torch.nn.Module,
+    base: BaseModel,
+    target: ad.AnnData,
+    split: pd.DataFrame,
+    columns: Columns,
+    index: PairingIndex,
+    seed: int = 0,
 ) -> ad.AnnData:
     """Predict the test-split cells of ``target`` from their plates' control means.
 
+    ``index`` is the plate (``batch``) pairing index of ``target``, which holds the control means.
     Returns predicted test cells (obs copied from ``target``) followed by the real controls.
     """
     obs = target.obs
+    index.check_rows_of(target.obs_names, "the target line")
     test = np.flatnonzero(cells_of_split(obs, columns, split, "test"))
     if len(test) == 0:
         raise InputDataError("the split file assigns no perturbation of the target line to 'test'")
-    inputs, n_fallback = control_mean_inputs(target, columns, test)
+    inputs, n_fallback = control_mean_inputs(index, test)
     codes = base.perturbation_codes(obs[columns.perturbation].astype(str).to_numpy()[test])
     set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
     groups = group_codes(obs.iloc[test], set_by)[0]
@@ -65,7 +69,7 @@ def predict(
 
     device = next(model.parameters()).device
     model.eval()
-    X_in = torch.from_numpy(inputs)
+    X_in = torch.from_numpy(np.ascontiguousarray(inputs))
     onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(base.perturbations)).float()
     predicted = np.empty((len(test), len(base.genes)), dtype=np.float32)
     for start in range(0, len(sets), SETS_PER_FORWARD):

@@ -1,21 +1,30 @@
-"""Pairing perturbed cells with control cells, vectorized.
+"""Pairing perturbed cells with control cells, and control means per group, vectorized.
 
 The seed drew one control per perturbed cell in a Python loop, from all controls at random. Here
 every cell gets a group code (its plate, cell type, or both, by strategy), controls are sorted
 once by group, and a draw for all perturbed cells is one vectorized lookup. A perturbed cell
 whose group has no controls falls back to a control drawn from all controls; such cells are
 counted so that the report can say how often pairing was not what the strategy promised.
+
+The index also holds the mean control profile of every group (one sparse product), which is
+what control-mean training and inference feed the model. It is built once per dataset and
+strategy by the ``pairing_index`` rule and saved as ``.npz``; training redraws pairs from it with
+a new seed every epoch without rebuilding it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .columns import Columns
-from .errors import SettingsError
+from .control_means import group_means
+from .errors import InputDataError, SettingsError
 
 STRATEGIES = ("random", "batch", "celltype", "batch_celltype")
 
@@ -38,22 +47,45 @@ def strategy_columns(strategy: str, columns: Columns) -> list[str]:
 def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
     """Integer code per cell for the combination of ``by`` columns, and the table of keys.
 
-    With no columns every cell is in group 0.
+    Codes are dense (0..n_groups-1, groups in sorted key order) and computed without a Python
+    loop or a hash of the combined keys: each column is factorized (free for categoricals) and
+    the per-column codes are combined arithmetically. With no columns every cell is in group 0.
     """
     if not by:
         return np.zeros(len(obs), dtype=np.int64), pd.DataFrame(index=pd.RangeIndex(1))
-    grouped = obs.groupby(by, observed=True, sort=True)
-    codes = grouped.ngroup().to_numpy(dtype=np.int64)
-    keys = grouped.size().reset_index()[by]
-    return codes, keys
+    factorized = [pd.factorize(obs[c], sort=True) for c in by]
+    for name, (codes, _) in zip(by, factorized):
+        if (codes < 0).any():
+            raise InputDataError(f"column '{name}' has {int((codes < 0).sum())} missing value(s)")
+    dims = tuple(max(len(uniques), 1) for _, uniques in factorized)
+    flat = np.ravel_multi_index([codes.astype(np.int64) for codes, _ in factorized], dims)
+    present = np.flatnonzero(np.bincount(flat, minlength=int(np.prod(dims))))
+    dense = np.full(int(np.prod(dims)), -1, dtype=np.int64)
+    dense[present] = np.arange(len(present))
+    per_column = np.unravel_index(present, dims)
+    keys = pd.DataFrame({c: np.asarray(u)[i].astype(str) for c, (_, u), i in zip(by, factorized, per_column)})
+    return dense[flat], keys
+
+
+def control_mask(obs: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """Which cells are controls (compares categorical codes, not strings, when it can)."""
+    return (obs[columns.perturbation] == columns.control).to_numpy(dtype=bool)
+
+
+def obs_digest(obs_names: pd.Index) -> str:
+    """Fingerprint of the cell order an index refers to (row numbers are only valid for it)."""
+    return hashlib.sha256("\n".join(map(str, obs_names)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class PairingIndex:
-    """Controls sorted by group, and each perturbed cell's group.
+    """Controls sorted by group, each perturbed cell's group, and each group's control mean.
 
-    ``controls[start[g]:start[g] + count[g]]`` are the control cells (row indices into the data)
-    of group ``g``; ``perturbed`` and ``perturbed_group`` list the perturbed cells and their group.
+    ``controls[start[g]:start[g] + count[g]]`` are the control rows of group ``g``; ``perturbed``
+    and ``perturbed_group`` list the perturbed rows and their group. ``means`` is (groups, genes)
+    with NaN rows for groups without controls, ``overall`` the mean of all controls; both are set
+    by :meth:`with_means`. Row numbers refer to an AnnData of ``n_obs`` cells; a saved index also
+    records a digest of their names, checked when it is used.
     """
 
     strategy: str
@@ -63,6 +95,10 @@ class PairingIndex:
     count: np.ndarray
     perturbed: np.ndarray
     perturbed_group: np.ndarray
+    n_obs: int
+    means: np.ndarray | None = None
+    overall: np.ndarray | None = None
+    digest: str | None = None
 
     @property
     def fallback_cells(self) -> np.ndarray:
@@ -81,20 +117,92 @@ class PairingIndex:
             "fallback_groups": int(np.unique(self.perturbed_group[fallback]).size),
         }
 
+    def restrict(self, rows: np.ndarray) -> "PairingIndex":
+        """The same index over the perturbed rows in ``rows`` only (e.g. the train split)."""
+        keep = np.isin(self.perturbed, rows)
+        return replace(self, perturbed=self.perturbed[keep], perturbed_group=self.perturbed_group[keep])
+
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """One control row index per perturbed cell (aligned with ``perturbed``)."""
+        """One control row per perturbed cell (aligned with ``perturbed``)."""
         count = self.count[self.perturbed_group]
         u = rng.random(len(self.perturbed))
         within = self.start[self.perturbed_group] + np.floor(u * count).astype(np.int64)
         anywhere = np.floor(u * len(self.controls)).astype(np.int64)
         return self.controls[np.where(count > 0, within, anywhere)]
 
+    def with_means(self, X) -> "PairingIndex":
+        """The index with each group's control mean, from ``X`` (dense or sparse, n_obs rows).
+
+        One sparse product over the control rows; perturbed rows are never read.
+        """
+        if X.shape[0] != self.n_obs:
+            raise InputDataError(f"expression has {X.shape[0]} rows, the pairing index {self.n_obs}")
+        codes = np.full(self.n_obs, -1, dtype=np.int64)
+        codes[self.controls] = np.repeat(np.arange(len(self.count)), self.count)
+        means = group_means(X, codes, len(self.count))
+        overall = np.nansum(means * self.count[:, None], axis=0) / self.count.sum()
+        return replace(self, means=means, overall=overall.astype(np.float32))
+
+    def mean_rows(self) -> np.ndarray:
+        """Row of :meth:`mean_table` for each perturbed cell: its group, or the overall mean."""
+        return np.where(self.count[self.perturbed_group] > 0, self.perturbed_group, len(self.count))
+
+    def mean_table(self) -> np.ndarray:
+        """Group means with the overall mean appended as the fallback row (groups + 1, genes)."""
+        if self.means is None:
+            raise SettingsError("this pairing index holds no control means (build it with_means)")
+        return np.vstack([self.means, self.overall[None, :]])
+
+    def check_rows_of(self, obs_names: pd.Index, source: str) -> None:
+        """Fail unless this index was built for exactly these cells in this order."""
+        same = len(obs_names) == self.n_obs and (self.digest is None or obs_digest(obs_names) == self.digest)
+        if not same:
+            raise InputDataError(
+                f"the pairing index does not belong to {source}: its cells or their order differ; "
+                "rebuild it (rule pairing_index)"
+            )
+
+    def save(self, path: str | Path, obs_names: pd.Index) -> None:
+        """Write the index with its means and a digest of ``obs_names`` (the rows it refers to)."""
+        self.check_rows_of(obs_names, "the cells it is saved for")
+        arrays = {
+            "strategy": np.array(self.strategy),
+            "key_columns": np.array(list(self.keys.columns), dtype=str),
+            "key_values": self.keys.to_numpy(dtype=str) if len(self.keys.columns) else np.empty((len(self.count), 0), str),
+            "digest": np.array(obs_digest(obs_names)),
+            "n_obs": np.array(self.n_obs),
+            "means": self.mean_table()[:-1],
+            "overall": self.overall,
+        }
+        for name in ("controls", "start", "count", "perturbed", "perturbed_group"):
+            arrays[name] = getattr(self, name)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PairingIndex":
+        with np.load(path, allow_pickle=False) as z:
+            keys = pd.DataFrame(z["key_values"], columns=list(z["key_columns"]))
+            return cls(
+                strategy=str(z["strategy"]),
+                keys=keys,
+                digest=str(z["digest"]),
+                n_obs=int(z["n_obs"]),
+                **{name: z[name] for name in ("controls", "start", "count", "perturbed", "perturbed_group", "means", "overall")},
+            )
+
 
 def build_pairing_index(obs: pd.DataFrame, columns: Columns, strategy: str) -> PairingIndex:
-    """Index the controls of ``obs`` by the groups of ``strategy``."""
+    """Index the controls of ``obs`` by the groups of ``strategy`` (no expression needed).
+
+    Chain :meth:`PairingIndex.with_means` to add the control means.
+    """
     codes, keys = group_codes(obs, strategy_columns(strategy, columns))
-    is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
+    is_control = control_mask(obs, columns)
     control_rows = np.flatnonzero(is_control)
+    if len(control_rows) == 0:
+        raise InputDataError(f"no control cells ({columns.perturbation} == {columns.control!r}) to pair with")
     order = np.argsort(codes[control_rows], kind="stable")
     count = np.bincount(codes[control_rows], minlength=len(keys)).astype(np.int64)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
@@ -107,4 +215,5 @@ def build_pairing_index(obs: pd.DataFrame, columns: Columns, strategy: str) -> P
         count=count,
         perturbed=perturbed,
         perturbed_group=codes[perturbed],
+        n_obs=len(obs),
     )

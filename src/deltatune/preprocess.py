@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .columns import Columns, check_obs
 from .errors import InputDataError, SettingsError
+from .readers import open_backed, read_rows
 from .splits import SPLITS, SplitSettings, split_perturbations
 
 TARGET_SUM = 1e4
@@ -25,11 +26,16 @@ MAX_LOG1P_VALUE = 30.0
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """Settings of :func:`preprocess` (config section ``preprocess`` plus the target line)."""
+    """Settings of :func:`preprocess` (config section ``preprocess`` plus the target line).
+
+    ``base_cell_lines`` are the lines kept for pretraining a base model: None keeps every line
+    but the target, an empty list none (when a checkpoint is given).
+    """
 
     target_cell_line: str
     n_top_genes: int = 200
     split: SplitSettings = field(default_factory=SplitSettings)
+    base_cell_lines: tuple[str, ...] | None = None
 
     def check(self) -> None:
         if self.n_top_genes < 2:
@@ -90,30 +96,47 @@ def select_genes(adata: ad.AnnData, n_top_genes: int) -> ad.AnnData:
     return adata[:, adata.var["highly_variable"].to_numpy()].copy()
 
 
-def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings) -> Preprocessed:
-    """Validate, log-normalize, select genes and split a screen.
-
-    The target cell line becomes ``target`` (its controls and all its perturbations); the other
-    lines become ``base``, the data a base model is pretrained on.
-    """
-    check_obs(adata.obs, columns, "input")
-    if not adata.obs_names.is_unique:
-        dupes = adata.obs_names[adata.obs_names.duplicated()][:3].tolist()
-        raise InputDataError(f"input: cell names are not unique (e.g. {dupes})")
-    lines = adata.obs[columns.cell_type].astype(str)
+def _check_cells(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate obs for preprocessing; return the masks of the target line's and the base lines' cells."""
+    check_obs(obs, columns, source)
+    if not obs.index.is_unique:
+        dupes = obs.index[obs.index.duplicated()][:3].tolist()
+        raise InputDataError(f"{source}: cell names are not unique (e.g. {dupes})")
+    lines = obs[columns.cell_type].astype(str)
     in_target = (lines == settings.target_cell_line).to_numpy()
     if not in_target.any():
         raise InputDataError(
-            f"target cell line '{settings.target_cell_line}' not found in column "
+            f"{source}: target cell line '{settings.target_cell_line}' not found in column "
             f"'{columns.cell_type}' (values: {sorted(lines.unique())[:10]})"
         )
-    is_control = (adata.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
+    is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
     if not (in_target & is_control).any():
         raise InputDataError(
-            f"cell line '{settings.target_cell_line}' has no control cells "
+            f"{source}: cell line '{settings.target_cell_line}' has no control cells "
             f"({columns.perturbation} == {columns.control!r}): nothing to predict from"
         )
+    if settings.base_cell_lines is None:
+        return in_target, ~in_target
+    unknown = sorted(set(settings.base_cell_lines) - set(lines))
+    if unknown or settings.target_cell_line in settings.base_cell_lines:
+        raise InputDataError(
+            f"{source}: base_cell_lines must be lines of column '{columns.cell_type}' other than the "
+            f"target; not usable: {unknown or [settings.target_cell_line]}"
+        )
+    return in_target, lines.isin(settings.base_cell_lines).to_numpy()
 
+
+def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings, source: str = "input") -> Preprocessed:
+    """Validate, log-normalize, select genes and split a screen held in memory.
+
+    Like scanpy's ``pp`` functions it normalizes ``adata`` in place. The target cell line becomes ``target`` (its controls and all its perturbations); the other
+    lines become ``base``, the data a base model is pretrained on.
+    """
+    in_target, in_base = _check_cells(adata.obs, columns, settings, source)
+    keep = in_target | in_base
+    if not keep.all():
+        adata, in_target = adata[keep].copy(), in_target[keep]
+    is_control = (adata.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
     scale = log_normalize(adata)
     adata = select_genes(adata, settings.n_top_genes)
     split = split_perturbations(adata.obs[in_target], columns, settings.split)
@@ -129,3 +152,18 @@ def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings
         "perturbations_per_split": split["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
     }
     return Preprocessed(base=base, target=target, split=split, summary=summary)
+
+
+def preprocess_file(path: str, columns: Columns, settings: PreprocessSettings) -> Preprocessed:
+    """:func:`preprocess` for an .h5ad on disk, validating obs before any expression is read.
+
+    X is streamed in row chunks (:mod:`deltatune.readers`), so memory stays near the size of
+    the cells kept rather than of the file.
+    """
+    backed = open_backed(path)
+    try:
+        in_target, in_base = _check_cells(backed.obs, columns, settings, str(path))
+        adata = read_rows(backed, np.flatnonzero(in_target | in_base))
+    finally:
+        backed.file.close()
+    return preprocess(adata, columns, settings, source=str(path))

@@ -16,7 +16,8 @@ from .columns import Columns
 from .errors import InputDataError
 from .losses import DeltaAwareLoss
 from .model import Architecture, BaseModel, build_st_model
-from .training import Trainer, TrainSettings
+from .pairing import PairingIndex
+from .training import Trainer, TrainSettings, check_index
 
 
 def pretrain_base(
@@ -24,23 +25,25 @@ def pretrain_base(
     columns: Columns,
     arch: Architecture,
     trainer: Trainer,
+    index: PairingIndex,
 ) -> tuple[BaseModel, pd.DataFrame]:
     """Train every weight of a fresh ST model on ``adata``; return it with its history.
 
-    The vocabulary is every perturbation label of ``adata``, control included (as in ST's
-    ``pert_onehot_map``).
+    ``index`` pairs the perturbed cells of ``adata`` with controls. The vocabulary is every
+    perturbation label of ``adata``, control included (as in ST's ``pert_onehot_map``).
     """
     if adata.n_obs == 0:
         raise InputDataError("no cells of other cell lines to pretrain a base model on")
     settings: TrainSettings = trainer.settings
+    check_index(index, settings)
     labels = adata.obs[columns.perturbation].astype(str).to_numpy()
     vocab = sorted(np.unique(labels))
     torch.manual_seed(settings.seed)  # weight initialization
     model = build_st_model(arch, list(map(str, adata.var_names)), vocab, columns.control)
     base = BaseModel(model=model, genes=list(map(str, adata.var_names)), perturbations=vocab)
     data = CellSetBatches(
-        adata, columns, base.perturbation_codes(labels), len(vocab),
-        pairing=settings.pairing, control_input=settings.control_input, set_size=arch.cell_set_len,
+        adata, columns, base.perturbation_codes(labels), len(vocab), index,
+        control_input=settings.control_input, set_size=arch.cell_set_len,
     )
     history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), desc="pretrain")
     return base, history

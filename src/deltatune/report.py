@@ -38,7 +38,7 @@ def training_table(stage_summaries: dict[str, dict]) -> pd.DataFrame:
                 "trainable_params": info["parameters"]["trainable"],
                 "steps": info["steps"],
                 "final_loss": round(history["total"], 4),
-                "fallback_cells": info["pairing"]["fallback_cells"],
+                "pairing fallback (cells / groups)": "{fallback_cells} / {fallback_groups}".format(**info["pairing"]),
             }
         )
     return pd.DataFrame(rows)

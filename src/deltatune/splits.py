@@ -19,10 +19,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """Fractions of split units (drugs) held out for validation and test, and the seed."""
+    """Fractions of split units (drugs) held out for validation and test, and the seed.
+
+    ``dose_holdout_fraction`` of the training drugs additionally lose one of their doses to the
+    test split, so that the test set also asks for a seen drug at an unseen dose.
+    """
 
     val_fraction: float = 0.15
     test_fraction: float = 0.3
+    dose_holdout_fraction: float = 0.0
     seed: int = 0
 
     def check(self) -> None:
@@ -30,6 +35,8 @@ class SplitSettings:
             raise SettingsError("split: val_fraction must be in [0, 1) and test_fraction in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise SettingsError("split: val_fraction + test_fraction must leave units to train on")
+        if not 0 <= self.dose_holdout_fraction <= 1:
+            raise SettingsError("split: dose_holdout_fraction must be in [0, 1]")
 
 
 def split_perturbations(
@@ -37,7 +44,9 @@ def split_perturbations(
 ) -> pd.DataFrame:
     """Assign every perturbation in ``obs`` to train, val or test by split unit.
 
-    Returns one row per perturbation label: ``perturbation``, ``unit``, ``split``, ``n_cells``.
+    Returns one row per perturbation label: ``perturbation``, ``unit``, ``split``, ``n_cells``
+    and ``holdout`` (``unit`` for a held-out drug, ``dose`` for a held-out dose of a training
+    drug, empty for training perturbations).
     """
     unit_col = columns.split_unit()
     treated = obs[obs[columns.perturbation].astype(str) != columns.control]
@@ -58,12 +67,29 @@ def split_perturbations(
             f"the target cell line has {len(units)} '{unit_col}' value(s): "
             f"too few to hold out {n_test} for test and {n_val} for validation"
         )
-    order = np.random.default_rng(settings.seed).permutation(units)
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(units)
     assigned = dict.fromkeys(order[:n_test], "test") | dict.fromkeys(
         order[n_test : n_test + n_val], "val"
     )
     table["split"] = table["unit"].map(assigned).fillna("train")
+    table["holdout"] = np.where(table["split"] == "train", "", "unit")
+    if settings.dose_holdout_fraction > 0:
+        _hold_out_doses(table, settings.dose_holdout_fraction, rng)
     return table.sort_values(["split", "perturbation"]).reset_index(drop=True)
+
+
+def _hold_out_doses(table: pd.DataFrame, fraction: float, rng: np.random.Generator) -> None:
+    """Move one perturbation (dose) of ``fraction`` of the multi-dose training units to test."""
+    train = table[table["split"] == "train"]
+    sizes = train.groupby("unit").size()
+    eligible = np.sort(sizes.index[sizes > 1].to_numpy())
+    chosen = rng.choice(eligible, size=round(fraction * len(eligible)), replace=False)
+    # One random row per chosen unit: shuffle, then keep each unit's first row.
+    picks = train[train["unit"].isin(chosen)].sample(frac=1.0, random_state=rng.integers(2**31))
+    rows = picks.drop_duplicates("unit").index
+    table.loc[rows, "split"] = "test"
+    table.loc[rows, "holdout"] = "dose"
 
 
 def cells_of_split(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame, which: str) -> np.ndarray:
@@ -74,7 +100,9 @@ def cells_of_split(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame, whi
 
 def read_split(path: str) -> pd.DataFrame:
     """Read a split table written by the preprocess step, checking its columns."""
-    table = pd.read_csv(path, sep="\t", dtype={"perturbation": str, "unit": str, "split": str})
+    table = pd.read_csv(
+        path, sep="\t", dtype={"perturbation": str, "unit": str, "split": str, "holdout": str}, keep_default_na=False
+    )
     missing = {"perturbation", "split"} - set(table.columns)
     if missing:
         raise InputDataError(f"split file {path} lacks column(s) {sorted(missing)}")

@@ -33,7 +33,7 @@ from .atomic import atomic_path
 from .batches import CellSetBatches
 from .errors import NonFiniteLossError, SettingsError
 from .losses import DeltaAwareLoss, LossWeights
-from .pairing import STRATEGIES
+from .pairing import STRATEGIES, PairingIndex
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,14 @@ class TrainSettings:
             raise SettingsError("epochs, batch_size, checkpoint_every and lr must be positive")
         if not 0 <= self.warmup_fraction < 1:
             raise SettingsError("warmup_fraction must be in [0, 1)")
+
+
+def check_index(index: PairingIndex, settings: TrainSettings) -> None:
+    """The pairing index given must be the one the settings ask for."""
+    if index.strategy != settings.pairing:
+        raise SettingsError(
+            f"the pairing index was built for strategy '{index.strategy}' but the settings ask for '{settings.pairing}'"
+        )
 
 
 def _schedule(total_steps: int, warmup_fraction: float):

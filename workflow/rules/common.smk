@@ -45,11 +45,16 @@ def deep_merge(base, override):
 STAGES = resolve_stages(config["stages"])
 if BASE_STAGE in STAGES:
     raise ValueError(f"stages: '{BASE_STAGE}' is reserved for the untuned base model")
+for _name, _stage in STAGES.items():
+    if "pairing" not in _stage:
+        raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
 ALL_STAGES = [BASE_STAGE] + list(STAGES)
 
 
 wildcard_constraints:
     stage="|".join(ALL_STAGES),
+    dataset="base_lines|target_line",
+    strategy="random|batch|celltype|batch_celltype",
     trained_stage="|".join(STAGES) if STAGES else "(?!)",
 
 
@@ -72,6 +77,20 @@ def get_adapter(wildcards):
     if wildcards.stage == BASE_STAGE:
         return []
     return f"{RESULTS}/models/{wildcards.stage}"
+
+
+def pairing_index(dataset, strategy):
+    return f"{RESULTS}/pairing/{dataset}_{strategy}.npz"
+
+
+def get_stage_pairing(wildcards):
+    """The target line's pairing index for the strategy of a fine-tuning stage."""
+    return pairing_index("target_line", STAGES[wildcards.trained_stage]["pairing"])
+
+
+def get_inference_pairing():
+    """Control means for inference: per plate, or one global mean when there is no plate column."""
+    return pairing_index("target_line", "batch" if config["data"]["columns"].get("batch") else "random")
 
 
 def preprocess_settings():

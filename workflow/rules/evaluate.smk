@@ -4,6 +4,7 @@ rule infer:
         split=f"{RESULTS}/data/split.tsv",
         base=get_base_model(),
         adapter=get_adapter,
+        pairing=get_inference_pairing(),
     output:
         f"{RESULTS}/predictions/{{stage}}.h5ad",
     log:
@@ -17,7 +18,7 @@ rule infer:
     threads: config["compute"]["train_threads"]
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
-        "{params.adapter} --columns {params.columns:q} --seed {params.seed} "
+        "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --seed {params.seed} "
         "--out {output} --threads {threads} 2> {log}"
 
 

@@ -1,6 +1,7 @@
 rule pretrain_base:
     input:
-        f"{RESULTS}/data/base_lines.h5ad",
+        data=f"{RESULTS}/data/base_lines.h5ad",
+        pairing=pairing_index("base_lines", config["base_model"]["pretrain"]["pairing"]),
     output:
         directory(f"{RESULTS}/models/base"),
     log:
@@ -15,7 +16,7 @@ rule pretrain_base:
         work_dir=f"{RESULTS}/work/base",
     threads: config["compute"]["train_threads"]
     shell:
-        "deltatune pretrain --data {input} --columns {params.columns:q} "
+        "deltatune pretrain --data {input.data} --pairing {input.pairing} --columns {params.columns:q} "
         "--architecture {params.architecture:q} --settings {params.settings:q} "
         "--out {output} --work-dir {params.work_dir} --threads {threads} "
         "--accelerator {params.accelerator} 2> {log}"
@@ -26,6 +27,7 @@ rule finetune:
         data=f"{RESULTS}/data/target_line.h5ad",
         split=f"{RESULTS}/data/split.tsv",
         base=get_base_model(),
+        pairing=get_stage_pairing,
     output:
         directory(f"{RESULTS}/models/{{trained_stage}}"),
     log:
@@ -40,6 +42,7 @@ rule finetune:
     threads: config["compute"]["train_threads"]
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "
+        "--pairing {input.pairing} "
         "--columns {params.columns:q} --stage {wildcards.trained_stage} "
         "--settings {params.settings:q} --out {output} --work-dir {params.work_dir} "
         "--threads {threads} --accelerator {params.accelerator} 2> {log}"
