@@ -51,3 +51,12 @@ def test_bad_weights_are_rejected():
         from_mapping(LossWeights, {"pearson_mode": "genes"}, "loss")
     with pytest.raises(SettingsError, match="at least one"):
         from_mapping(LossWeights, {"base": 0}, "loss")
+
+
+def test_set_mean_mode_is_pearson_delta_of_each_set():
+    pred, target, ctrl = _tensors(3)
+    loss = DeltaAwareLoss(lambda p, t: ((p - t) ** 2).mean(dim=(1, 2)), LossWeights(delta_pearson=1.0, pearson_mode="set_mean"))
+    parts = loss(pred, target, ctrl)
+    p, t, c = (x.numpy() for x in (pred, target, ctrl))
+    r = [np.corrcoef(p[b].mean(0) - c[b].mean(0), t[b].mean(0) - c[b].mean(0))[0, 1] for b in range(3)]
+    assert parts["delta_pearson"].item() == pytest.approx(1 - np.mean(r), abs=1e-6)

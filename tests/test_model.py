@@ -31,6 +31,7 @@ def test_run_directory_roundtrip(base, tmp_path):
     save_base_model(base, tmp_path / "run", {"note": "test"})
     for name in ("checkpoints/final.ckpt", "pert_onehot_map.pt", "var_dims.pkl", "config.yaml"):
         assert (tmp_path / "run" / name).exists()
+    assert (tmp_path / "run" / "genes.txt").read_text().split() == base.genes
     loaded = load_base_model(tmp_path / "run")
     assert loaded.genes == base.genes and loaded.perturbations == base.perturbations
     base.model.eval()

@@ -126,3 +126,47 @@ def test_bad_columns_stop_before_training(tmp_path, tiny_config, finished_run, c
     log = (tmp_path / "results" / "tiny" / "logs" / "preprocess.log").read_text()
     assert "deltatune preprocess: error: " in log and f"screen.h5ad: {message}" in log
     assert not (tmp_path / "results" / "tiny" / "models").exists()
+
+
+def _long_stage_config(tiny_config, screen: Path) -> dict:
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["data"]["path"] = str(screen)
+    config["stages"]["lora_random"].update(epochs=150, checkpoint_every=20)
+    return config
+
+
+def test_killed_stage_resumes_to_the_same_metrics(tmp_path, tiny_config, finished_run):
+    """SIGKILL the whole run mid-stage; `--rerun-incomplete` resumes from the stage's checkpoint."""
+    import signal
+    import time
+
+    config = _long_stage_config(tiny_config, finished_run / "results" / "tiny" / "data" / "screen.h5ad")
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    for workdir in (killed, clean):
+        write_config(workdir, config)
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(killed),
+           "--cores", "2", "--configfile", str(killed / "config.yaml")]
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    checkpoint = killed / "results" / "tiny" / "work" / "lora_random" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists():
+        assert run.poll() is None, "the run ended before the stage wrote a checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (killed / "results" / "tiny" / "models" / "lora_random").exists()
+
+    assert snakemake(killed, "--unlock").returncode == 0
+    resumed = snakemake(killed, "--rerun-incomplete")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    log = (killed / "results" / "tiny" / "logs" / "finetune" / "lora_random.log").read_text()
+    assert "resuming from" in log
+
+    assert snakemake(clean).returncode == 0
+    for name in ("metrics/lora_random.tsv", "models/lora_random/adapter/adapter_model.safetensors"):
+        a = (killed / "results" / "tiny" / name).read_bytes()
+        b = (clean / "results" / "tiny" / name).read_bytes()
+        assert a == b, name

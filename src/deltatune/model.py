@@ -31,6 +31,7 @@ ST_LOSSES = ("energy", "sinkhorn", "mse", "se")
 CHECKPOINT = Path("checkpoints") / "final.ckpt"
 PERT_MAP = "pert_onehot_map.pt"
 VAR_DIMS = "var_dims.pkl"
+GENES = "genes.txt"  # the model's gene order, readable without unpickling anything
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def save_base_model(base: BaseModel, out_dir: str | Path, config: dict, history=
         with open(tmp / VAR_DIMS, "wb") as fh:
             pickle.dump(var_dims, fh)
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (tmp / GENES).write_text("\n".join(base.genes) + "\n")
         if history is not None:
             history.to_csv(tmp / "history.tsv", sep="\t", index=False)
 

@@ -35,7 +35,7 @@ class ScreenSpec:
     """Size and effect sizes of a simulated screen (all effects on the natural-log scale)."""
 
     n_genes: int = 500
-    cell_lines: tuple[str, ...] = ("c12", "c25", "c37", "c48")
+    cell_lines: tuple[str, ...] = ("c12", "c25", "c37", "c48", "c51", "c63")
     plates_per_line: int = 6
     n_drugs: int = 30
     doses_um: tuple[float, ...] = (0.05, 0.5, 5.0)

@@ -168,6 +168,23 @@ class Trainer:
         log.info("resuming from %s at step %d", self.checkpoint_path, state["position"]["global_step"])
         return state["position"], state["history"]
 
+    def _step(self, model, optimizer, loss: DeltaAwareLoss, batch: dict, set_size: int, epoch: int, step: int) -> dict:
+        """One optimizer step; returns the loss components and gradient norm as floats.
+
+        Nothing is updated unless every component and the gradient norm are finite.
+        """
+        batch = self.fabric.to_device(batch)
+        pred = model(batch, padded=True).reshape(-1, set_size, batch["pert_cell_emb"].shape[-1])
+        parts = loss(pred.float(), batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape))
+        values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist()))
+        _check_finite(values, epoch, step, self.checkpoint_path)
+        optimizer.zero_grad(set_to_none=True)
+        self.fabric.backward(parts["total"])
+        values["grad_norm"] = float(self.fabric.clip_gradients(model, optimizer, max_norm=self.settings.grad_clip))
+        _check_finite({"gradient norm": values["grad_norm"]}, epoch, step, self.checkpoint_path)
+        optimizer.step()
+        return values
+
     def fit(self, model: torch.nn.Module, data: CellSetBatches, loss: DeltaAwareLoss, desc: str) -> pd.DataFrame:
         """Train ``model`` in place; return the per-step history of every loss component."""
         s = self.settings
@@ -191,30 +208,15 @@ class Trainer:
             skip = position["step"] if epoch == position["epoch"] else 0
             batches = data.batches(data.plan(s.seed, epoch), sets_per_step)
             for step_in_epoch, batch in enumerate(itertools.islice(batches, skip, None), start=skip):
-                batch = self.fabric.to_device(batch)
-                S = data.set_size
-                pred = fmodel(batch, padded=True).reshape(-1, S, batch["pert_cell_emb"].shape[-1])
-                target = batch["pert_cell_emb"].reshape(pred.shape)
-                ctrl = batch["ctrl_cell_emb"].reshape(pred.shape)
-                parts = loss(pred.float(), target, ctrl)
-                values = {k: float(v.detach()) for k, v in parts.items()}
-                _check_finite(values, epoch, global_step, self.checkpoint_path)
-                foptimizer.zero_grad(set_to_none=True)
-                self.fabric.backward(parts["total"])
-                grad_norm = self.fabric.clip_gradients(fmodel, foptimizer, max_norm=s.grad_clip)
-                _check_finite({"gradient norm": float(grad_norm)}, epoch, global_step, self.checkpoint_path)
-                foptimizer.step()
+                values = self._step(fmodel, foptimizer, loss, batch, data.set_size, epoch, global_step)
                 scheduler.step()
                 global_step += 1
-                history.append(
-                    {"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0],
-                     **values, "grad_norm": float(grad_norm)}
-                )
-                progress.update()
-                progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                last_in_epoch = step_in_epoch + 1 == steps_per_epoch
-                if global_step % s.checkpoint_every == 0 or last_in_epoch:
-                    nxt = {"epoch": epoch + 1, "step": 0} if last_in_epoch else {"epoch": epoch, "step": step_in_epoch + 1}
+                history.append({"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0], **values})
+                if progress.update():  # only when the bar redraws: formatting costs per step
+                    progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                if global_step % s.checkpoint_every == 0:
+                    end_of_epoch = step_in_epoch + 1 == steps_per_epoch
+                    nxt = {"epoch": epoch + 1, "step": 0} if end_of_epoch else {"epoch": epoch, "step": step_in_epoch + 1}
                     self._save(model, optimizer, scheduler, {**nxt, "global_step": global_step}, history)
         progress.close()
         model.eval()
