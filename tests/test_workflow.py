@@ -54,10 +54,10 @@ def finished_run(tmp_path_factory, tiny_config):
 def test_every_output_is_written(finished_run):
     results = finished_run / "results" / "tiny"
     summary = pd.read_csv(results / "report" / "summary.csv")
-    assert summary["stage"].tolist() == ["base", "lora_random"]
+    assert summary["stage"].tolist() == ["base", "lora_random", "baseline_mean_delta", "baseline_other_lines"]
     assert np.isfinite(summary["pearson_delta"]).all()
     assert (results / "report" / "report.md").read_text().startswith("# deltatune report: tiny")
-    for stage in ("base", "lora_random"):
+    for stage in summary["stage"]:
         assert (results / "predictions" / f"{stage}.h5ad").exists()
         assert len(pd.read_csv(results / "metrics" / f"{stage}.tsv", sep="\t")) == summary["n_perturbations"].iloc[0]
     assert (results / "models" / "base" / "checkpoints" / "final.ckpt").exists()
@@ -65,7 +65,7 @@ def test_every_output_is_written(finished_run):
     assert not (results / "work").exists() or not any((results / "work").iterdir()), "checkpoints are cleaned up"
     for rule in ("simulate", "preprocess", "pretrain_base", "report"):
         assert (results / "logs" / f"{rule}.log").exists() and (results / "benchmarks" / f"{rule}.tsv").exists()
-    for rule in ("finetune", "infer", "evaluate"):
+    for rule in ("finetune", "infer", "baseline", "evaluate"):
         assert any((results / "logs" / rule).iterdir()) and any((results / "benchmarks" / rule).iterdir())
 
 

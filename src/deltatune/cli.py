@@ -169,6 +169,24 @@ def cmd_infer(args) -> None:
     _write_h5ad(predicted, args.out)
 
 
+def cmd_baseline(args) -> None:
+    from . import baselines
+    from .errors import SettingsError
+    from .splits import read_split
+
+    target, split, columns = _read_h5ad(args.data), read_split(args.split), _columns(args)
+    index = _pairing(args.pairing)
+    if args.kind == "baseline_mean_delta":
+        predicted = baselines.mean_delta(target, split, columns, index)
+    else:
+        if not (args.base_data and args.base_pairing):
+            raise SettingsError("baseline_other_lines needs --base-data and --base-pairing")
+        predicted = baselines.other_lines(
+            target, split, columns, index, _read_h5ad(args.base_data), _pairing(args.base_pairing)
+        )
+    _write_h5ad(predicted, args.out)
+
+
 def cmd_evaluate(args) -> None:
     from .evaluate import EvaluateSettings, evaluation_pair, score
     from .settings import from_json
@@ -267,6 +285,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     compute_args(p)
+
+    p = add("baseline", cmd_baseline, "predict the test perturbations with a simple baseline")
+    data_args(p)
+    p.add_argument("--kind", required=True, choices=["baseline_mean_delta", "baseline_other_lines"])
+    p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data")
+    p.add_argument("--base-data", help="the base lines (.h5ad), for baseline_other_lines")
+    p.add_argument("--base-pairing", help="plate x cell line pairing index of --base-data")
+    p.add_argument("--out", required=True)
 
     p = add("evaluate", cmd_evaluate, "score a prediction with cell-eval")
     data_args(p)

@@ -80,14 +80,24 @@ def predict(
         out = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
         predicted[rows[keep]] = out[keep]
 
+    return prediction_anndata(target, test, predicted, columns, {"mode": "control_mean", "fallback_cells": n_fallback})
+
+
+def prediction_anndata(
+    target: ad.AnnData, rows: np.ndarray, predicted: np.ndarray, columns: Columns, info: dict
+) -> ad.AnnData:
+    """The cell-eval-ready prediction: ``predicted`` for ``rows`` of ``target``, then its real controls.
+
+    The controls are copied unchanged so that predicted and real control means are identical.
+    """
+    obs = target.obs
     is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    pred = ad.AnnData(X=predicted, obs=obs.iloc[test].copy(), var=target.var.copy())
+    pred = ad.AnnData(X=predicted, obs=obs.iloc[rows].copy(), var=target.var.copy())
     controls = ad.AnnData(X=dense_rows(target.X[is_control]), obs=obs[is_control].copy(), var=target.var.copy())
     result = ad.concat([pred, controls], merge="same")
     result.uns["deltatune_inference"] = {
-        "mode": "control_mean",
-        "n_predicted": int(len(test)),
+        **info,
+        "n_predicted": int(len(rows)),
         "n_controls": int(is_control.sum()),
-        "fallback_cells": n_fallback,
     }
     return result

@@ -71,6 +71,14 @@ def markdown_report(summary: pd.DataFrame, training: pd.DataFrame, context: dict
                 change = row[PRIMARY_METRIC] - base_score
                 lines.append(f"- `{row['stage']}`: {change:+.4f} ({change / abs(base_score):+.1%})")
         lines.append("")
+    if summary["stage"].str.startswith("baseline_").any():
+        lines += [
+            "Baselines predict each test cell as its plate's control mean plus a fixed effect: "
+            "`baseline_mean_delta` the average effect of the training drugs, `baseline_other_lines` "
+            "the same drug's average effect in the other cell lines. A stage below them has learned "
+            "less than these rules of thumb.",
+            "",
+        ]
     if len(training):
         lines += ["## Fine-tuning stages", "", training.to_markdown(index=False), ""]
     lines += [

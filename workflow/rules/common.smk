@@ -49,10 +49,14 @@ for _name, _stage in STAGES.items():
     if "pairing" not in _stage:
         raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
 ALL_STAGES = [BASE_STAGE] + list(STAGES)
+BASELINES = ["baseline_mean_delta", "baseline_other_lines"]
+SCORED = ALL_STAGES + BASELINES
 
 
 wildcard_constraints:
     stage="|".join(ALL_STAGES),
+    scored="|".join(SCORED),
+    baseline="|".join(BASELINES),
     dataset="base_lines|target_line",
     strategy="random|batch|celltype|batch_celltype",
     trained_stage="|".join(STAGES) if STAGES else "(?!)",
@@ -91,6 +95,15 @@ def get_stage_pairing(wildcards):
 def get_inference_pairing():
     """Control means for inference: per plate, or one global mean when there is no plate column."""
     return pairing_index("target_line", "batch" if config["data"]["columns"].get("batch") else "random")
+
+
+def get_baseline_inputs(wildcards):
+    """A baseline's inputs: the other-lines baseline also needs the base lines and their index."""
+    inputs = {"pairing": get_inference_pairing()}
+    if wildcards.baseline == "baseline_other_lines":
+        inputs["base_data"] = f"{RESULTS}/data/base_lines.h5ad"
+        inputs["base_pairing"] = pairing_index("base_lines", "batch_celltype" if config["data"]["columns"].get("batch") else "celltype")
+    return inputs
 
 
 def preprocess_settings():

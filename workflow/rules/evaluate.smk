@@ -22,17 +22,41 @@ rule infer:
         "--out {output} --threads {threads} 2> {log}"
 
 
+rule baseline:
+    input:
+        unpack(get_baseline_inputs),
+        data=f"{RESULTS}/data/target_line.h5ad",
+        split=f"{RESULTS}/data/split.tsv",
+    output:
+        f"{RESULTS}/predictions/{{baseline}}.h5ad",
+    log:
+        f"{RESULTS}/logs/baseline/{{baseline}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline/{{baseline}}.tsv"
+    params:
+        columns=columns_json(),
+        kind=lambda wc: wc.baseline,
+        base=lambda wc, input: (
+            f"--base-data {input.base_data} --base-pairing {input.base_pairing}"
+            if "base_data" in input.keys()
+            else ""
+        ),
+    shell:
+        "deltatune baseline --kind {params.kind} --data {input.data} --split {input.split} "
+        "--pairing {input.pairing} {params.base} --columns {params.columns:q} --out {output} 2> {log}"
+
+
 rule evaluate:
     input:
         data=f"{RESULTS}/data/target_line.h5ad",
         split=f"{RESULTS}/data/split.tsv",
-        predicted=f"{RESULTS}/predictions/{{stage}}.h5ad",
+        predicted=f"{RESULTS}/predictions/{{scored}}.h5ad",
     output:
-        f"{RESULTS}/metrics/{{stage}}.tsv",
+        f"{RESULTS}/metrics/{{scored}}.tsv",
     log:
-        f"{RESULTS}/logs/evaluate/{{stage}}.log",
+        f"{RESULTS}/logs/evaluate/{{scored}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{stage}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{scored}}.tsv"
     params:
         columns=columns_json(),
         settings=as_json(config["evaluation"]),

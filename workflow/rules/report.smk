@@ -1,6 +1,6 @@
 rule report:
     input:
-        metrics=expand(f"{RESULTS}/metrics/{{stage}}.tsv", stage=ALL_STAGES),
+        metrics=expand(f"{RESULTS}/metrics/{{scored}}.tsv", scored=SCORED),
         stages=expand(f"{RESULTS}/models/{{stage}}", stage=list(STAGES)),
     output:
         summary=f"{RESULTS}/report/summary.csv",
@@ -10,7 +10,7 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
-        metrics=lambda wc, input: [f"{s}={p}" for s, p in zip(ALL_STAGES, input.metrics)],
+        metrics=lambda wc, input: [f"{s}={p}" for s, p in zip(SCORED, input.metrics)],
         stages=lambda wc, input: [f"{s}={p}/summary.json" for s, p in zip(STAGES, input.stages)],
         context=as_json(
             {

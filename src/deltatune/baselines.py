@@ -1,0 +1,80 @@
+"""Simple baselines, predicted from the same control means as the model and scored the same way.
+
+* ``baseline_mean_delta``: every test cell gets its plate's control mean plus the average effect
+  of the target line's training perturbations (one effect for all drugs);
+* ``baseline_other_lines``: every test cell gets its plate's control mean plus the same
+  perturbation's average effect in the base model's training lines.
+
+An effect is plate-matched: a perturbed cell minus the control mean of its own plate, averaged over
+the perturbation's cells. Both are floors a fine-tuned model has to clear to have learned anything
+beyond "drugs do roughly this" or "this drug does the same in every line".
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .columns import Columns
+from .control_means import group_means
+from .errors import InputDataError
+from .infer import control_mean_inputs, prediction_anndata
+from .pairing import PairingIndex, group_codes
+from .splits import cells_of_split
+
+BASELINES = ("baseline_mean_delta", "baseline_other_lines")
+
+
+def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Mean of (cell - its plate's control mean) over ``rows``, per group of the ``by`` columns.
+
+    ``index`` is the plate (``batch``) pairing index of ``adata``. Returns the group keys and a
+    (groups, genes) array; computed as two sparse products, without a dense residual matrix.
+    """
+    restricted = index.restrict(rows)
+    codes, keys = group_codes(adata.obs.iloc[restricted.perturbed], by)
+    all_codes = np.full(adata.n_obs, -1, dtype=np.int64)
+    all_codes[restricted.perturbed] = codes
+    cell_means = group_means(adata.X, all_codes, len(keys))
+    counts = np.bincount(codes, minlength=len(keys))
+    weights = sp.csr_matrix(
+        (1.0 / counts[codes], (codes, restricted.mean_rows())), shape=(len(keys), len(index.count) + 1)
+    )
+    return keys, cell_means - weights @ index.mean_table()
+
+
+def _predict(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray, name: str) -> ad.AnnData:
+    """Test cells' plate control means plus ``effects`` (one row per test cell), clipped at 0."""
+    test = np.flatnonzero(cells_of_split(target.obs, columns, split, "test"))
+    inputs, n_fallback = control_mean_inputs(index, test)
+    predicted = np.clip(inputs + effects, 0.0, None).astype(np.float32)
+    return prediction_anndata(target, test, predicted, columns, {"mode": name, "fallback_cells": n_fallback})
+
+
+def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
+    """``baseline_mean_delta``: the training perturbations' average effect for every test cell."""
+    train = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
+    _, effects = plate_matched_effects(target, index, train, [columns.perturbation])
+    n_test = int(cells_of_split(target.obs, columns, split, "test").sum())
+    return _predict(target, split, columns, index, np.tile(effects.mean(axis=0), (n_test, 1)), "baseline_mean_delta")
+
+
+def other_lines(
+    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
+    base: ad.AnnData, base_index: PairingIndex,
+) -> ad.AnnData:
+    """``baseline_other_lines``: each test perturbation's average effect over the other lines."""
+    if list(base.var_names) != list(target.var_names):
+        raise InputDataError("the base lines and the target line have different genes")
+    treated = base_index.perturbed
+    keys, effects = plate_matched_effects(base, base_index, treated, [columns.perturbation, columns.cell_type])
+    per_line = pd.DataFrame(effects).groupby(keys[columns.perturbation].to_numpy()).mean()
+    labels = target.obs[columns.perturbation].astype(str).to_numpy()[cells_of_split(target.obs, columns, split, "test")]
+    missing = sorted(set(labels) - set(per_line.index))
+    if missing:
+        raise InputDataError(
+            f"baseline_other_lines: {len(missing)} test perturbation(s) occur in no other line (e.g. {missing[:3]})"
+        )
+    return _predict(target, split, columns, index, per_line.loc[labels].to_numpy(), "baseline_other_lines")
