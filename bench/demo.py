@@ -45,7 +45,7 @@ def main() -> None:
         "total_s": round(setup_s + workflow_s, 1),
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "commit": commit,
-        "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4))),
+        "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4), strict=True)),
         "machine": describe(),
     }
     out = REPO / "bench" / "results" / "demo.json"

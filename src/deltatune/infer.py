@@ -18,11 +18,10 @@ import torch
 from .batches import dense_rows
 from .cellsets import make_cell_sets
 from .columns import Columns
-from .control_means import group_means
 from .errors import InputDataError
-from .splits import cells_of_split
 from .model import BaseModel
-from .pairing import group_codes
+from .pairing import PairingIndex, group_codes
+from .splits import cells_of_split
 
 SETS_PER_FORWARD = 64
 

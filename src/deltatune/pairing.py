@@ -54,7 +54,7 @@ def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFr
     if not by:
         return np.zeros(len(obs), dtype=np.int64), pd.DataFrame(index=pd.RangeIndex(1))
     factorized = [pd.factorize(obs[c], sort=True) for c in by]
-    for name, (codes, _) in zip(by, factorized):
+    for name, (codes, _) in zip(by, factorized, strict=True):
         if (codes < 0).any():
             raise InputDataError(f"column '{name}' has {int((codes < 0).sum())} missing value(s)")
     dims = tuple(max(len(uniques), 1) for _, uniques in factorized)
@@ -63,7 +63,7 @@ def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFr
     dense = np.full(int(np.prod(dims)), -1, dtype=np.int64)
     dense[present] = np.arange(len(present))
     per_column = np.unravel_index(present, dims)
-    keys = pd.DataFrame({c: np.asarray(u)[i].astype(str) for c, (_, u), i in zip(by, factorized, per_column)})
+    keys = pd.DataFrame({c: np.asarray(u)[i].astype(str) for c, (_, u), i in zip(by, factorized, per_column, strict=True)})
     return dense[flat], keys
 
 

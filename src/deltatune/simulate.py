@@ -186,10 +186,10 @@ def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
     well_drug = np.where(is_treated, drug_names[drug], CONTROL_DRUG)
     well_label = np.array(
         [perturbation_label(d, c) if t else TAHOE_CONTROL
-         for d, c, t in zip(well_drug, wells["dose"], is_treated)]
+         for d, c, t in zip(well_drug, wells["dose"], is_treated, strict=True)]
     )
     line_names = np.asarray(spec.cell_lines)
-    well_plate = np.array([f"{line_names[ln]}_plate{p + 1}" for ln, p in zip(line, plate)])
+    well_plate = np.array([f"{line_names[ln]}_plate{p + 1}" for ln, p in zip(line, plate, strict=True)])
     cell_names = "cell" + pd.Series(np.arange(n_cells)).astype(str).str.zfill(7)
     obs = pd.DataFrame(
         {
