@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(RUN) snakemake --cores all
 
 test: $(STAMP)
+	tests/ensure_chromium.sh
 	$(RUN) python -m pytest
 
 lint: $(STAMP)

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from machine import describe
 
 REPO = Path(__file__).resolve().parent.parent

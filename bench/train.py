@@ -27,21 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from deltatune.batches import CellSetBatches  # noqa: E402
-from deltatune.columns import Columns  # noqa: E402
-from deltatune.finetune import StageSettings  # noqa: E402
-from deltatune.lora import LoraSettings, apply_lora  # noqa: E402
-from deltatune.losses import DeltaAwareLoss, LossWeights  # noqa: E402
-from deltatune.model import Architecture, BaseModel, build_st_model  # noqa: E402
-from deltatune.pairing import build_pairing_index  # noqa: E402
-from deltatune.preprocess import PreprocessSettings, preprocess  # noqa: E402
-from deltatune.simulate import ScreenSpec, simulate_screen  # noqa: E402
-from deltatune.splits import cells_of_split  # noqa: E402
-from deltatune.training import Trainer  # noqa: E402
+from deltatune.batches import CellSetBatches
+from deltatune.columns import Columns
+from deltatune.finetune import StageSettings
+from deltatune.lora import LoraSettings, apply_lora
+from deltatune.losses import DeltaAwareLoss, LossWeights
+from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.pairing import build_pairing_index
+from deltatune.preprocess import PreprocessSettings, preprocess
+from deltatune.simulate import ScreenSpec, simulate_screen
+from deltatune.splits import cells_of_split
+from deltatune.training import Trainer
 
 ARCH = Architecture()  # the demo's base model
 BATCH_CELLS = 128

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,26 @@ def preprocessed(_preprocessed):
     """Preprocessed tiny screen: base lines, target line and split (copies per test)."""
     p = _preprocessed
     return type(p)(base=p.base.copy(), target=p.target.copy(), split=p.split.copy(), summary=dict(p.summary))
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real workflow in ``workdir`` with its config.yaml, on two cores."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(workdir / "config.yaml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_config) -> Path:
+    """A workdir in which the whole workflow ran on the tiny config (shared by the workflow tests)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_config(workdir, tiny_config)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

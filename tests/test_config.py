@@ -4,15 +4,15 @@ import dataclasses
 
 import pytest
 import yaml
+from conftest import REPO, TINY_CONFIG
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import REPO, TINY_CONFIG
 from deltatune.columns import Columns
 from deltatune.evaluate import EvaluateSettings
 from deltatune.finetune import StageSettings
-from deltatune.losses import LossWeights
 from deltatune.lora import LoraSettings
+from deltatune.losses import LossWeights
 from deltatune.model import Architecture
 from deltatune.preprocess import PreprocessSettings
 from deltatune.simulate import ScreenSpec

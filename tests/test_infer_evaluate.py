@@ -6,9 +6,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from deltatune.errors import InputDataError
+from deltatune.errors import InputDataError, SettingsError
 from deltatune.evaluate import EvaluateSettings, evaluation_pair, score
-from deltatune.infer import control_mean_inputs, predict
+from deltatune.infer import InferenceSettings, control_mean_inputs, predict
 from deltatune.model import Architecture, BaseModel, build_st_model
 from deltatune.pairing import build_pairing_index
 from deltatune.splits import cells_of_split
@@ -36,13 +36,32 @@ def _nan_perturbed(target, columns):
     return out
 
 
-def test_inference_never_reads_perturbed_expression(base, preprocessed, columns):
-    target = preprocessed.target
-    clean = predict(base.model, base, target, preprocessed.split, columns, _plates(target, columns))
+@pytest.mark.parametrize("mode", ["control_mean", "matched_controls"])
+def test_inference_never_reads_perturbed_expression(base, preprocessed, columns, mode):
+    target, settings = preprocessed.target, InferenceSettings(mode=mode, seed=3)
+    clean = predict(base.model, base, target, preprocessed.split, columns, _plates(target, columns), settings)
     blinded_target = _nan_perturbed(target, columns)
-    blinded = predict(base.model, base, blinded_target, preprocessed.split, columns, _plates(blinded_target, columns))
+    blinded = predict(
+        base.model, base, blinded_target, preprocessed.split, columns, _plates(blinded_target, columns), settings
+    )
     assert np.isfinite(blinded.X).all()
     assert np.array_equal(clean.X, blinded.X)
+    assert blinded.uns["deltatune_inference"]["mode"] == mode
+
+
+def test_matched_controls_keep_the_spread_of_cells(base, preprocessed, columns):
+    """Cells of one perturbation and plate get one input under control_mean, many under matched_controls."""
+    target, split = preprocessed.target, preprocessed.split
+    index = _plates(target, columns)
+    spread = {}
+    for mode in ("control_mean", "matched_controls"):
+        pred = predict(base.model, base, target, split, columns, index, InferenceSettings(mode=mode))
+        predicted = pred[pred.obs["predicted"].to_numpy()]
+        groups = predicted.obs.groupby([columns.perturbation, columns.batch], observed=True).indices
+        spread[mode] = np.mean([predicted.X[rows].std(axis=0).mean() for rows in groups.values() if len(rows) > 2])
+    assert spread["matched_controls"] > 5 * spread["control_mean"]
+    with pytest.raises(SettingsError, match="inference.mode 'sampled'"):
+        InferenceSettings(mode="sampled").check()
 
 
 def test_prediction_holds_test_cells_and_real_controls(base, preprocessed, columns):
@@ -55,6 +74,9 @@ def test_prediction_holds_test_cells_and_real_controls(base, preprocessed, colum
     assert np.array_equal(pred[target.obs_names[is_control]].X, real_controls)
     assert list(pred.var_names) == list(target.var_names)
     assert pred.uns["deltatune_inference"]["mode"] == "control_mean"
+    assert np.array_equal(pred.layers["predicted"], pred.X)
+    assert pred.obs["predicted"].sum() == is_test.sum()
+    assert not pred[target.obs_names[is_control]].obs["predicted"].any()
 
 
 def test_control_mean_inputs_use_the_cells_plate(preprocessed, columns):
@@ -103,3 +125,13 @@ def test_prediction_missing_cells_is_an_error(base, preprocessed, columns):
     pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     with pytest.raises(InputDataError, match="prediction lacks 3 test or control cell"):
         evaluation_pair(target, pred[3:].copy(), split, columns)
+
+
+def test_full_profile_adds_de_metrics(base, preprocessed, columns):
+    target, split = preprocessed.target, preprocessed.split
+    pred = predict(base.model, base, target, split, columns, _plates(target, columns))
+    real, aligned = evaluation_pair(target, pred, split, columns)
+    fast = score(real, aligned, columns, EvaluateSettings(profile="anndata"), threads=1)
+    full = score(real, aligned, columns, EvaluateSettings(profile="full"), threads=1)
+    assert {"overlap_at_N", "de_spearman_sig"} <= set(full.columns) - set(fast.columns)
+    assert np.allclose(full.set_index("perturbation")["pearson_delta"], fast.set_index("perturbation")["pearson_delta"])

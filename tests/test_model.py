@@ -4,7 +4,14 @@ import torch
 
 from deltatune.errors import CheckpointError
 from deltatune.lora import LoraSettings, apply_lora, count_parameters
-from deltatune.model import Architecture, BaseModel, align_genes, build_st_model, load_base_model, save_base_model
+from deltatune.model import (
+    Architecture,
+    BaseModel,
+    align_genes,
+    build_st_model,
+    load_base_model,
+    save_base_model,
+)
 
 ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=4)
 

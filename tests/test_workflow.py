@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,22 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from conftest import REPO
+from conftest import REPO, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(workdir / "config.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -42,26 +30,30 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_config):
-    workdir = tmp_path_factory.mktemp("tiny")
-    write_config(workdir, tiny_config)
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
-
-
 def test_every_output_is_written(finished_run):
     results = finished_run / "results" / "tiny"
     summary = pd.read_csv(results / "report" / "summary.csv")
     assert summary["stage"].tolist() == ["base", "lora_random", "baseline_mean_delta", "baseline_other_lines"]
     assert np.isfinite(summary["pearson_delta"]).all()
-    assert (results / "report" / "report.md").read_text().startswith("# deltatune report: tiny")
-    for stage in summary["stage"]:
-        assert (results / "predictions" / f"{stage}.h5ad").exists()
-        assert len(pd.read_csv(results / "metrics" / f"{stage}.tsv", sep="\t")) == summary["n_perturbations"].iloc[0]
+    assert summary["n_replicates"].tolist() == [2, 2, 1, 1]
+    assert (summary["pearson_delta_ci_low"] <= summary["pearson_delta"]).all()
+    assert (summary["pearson_delta"] <= summary["pearson_delta_ci_high"]).all()
+    comparison = pd.read_csv(results / "report" / "comparison.csv")
+    assert list(comparison.columns) == ["stage", "replicate", "perturbation", "metric", "value"]
+    for stage, n_rep in zip(summary["stage"], summary["n_replicates"], strict=True):
+        for rep in range(n_rep):
+            assert (results / "predictions" / stage / f"rep{rep}.h5ad").exists()
+            metrics = pd.read_csv(results / "metrics" / stage / f"rep{rep}.tsv", sep="\t")
+            assert len(metrics) == summary["n_perturbations"].iloc[0]
+            scored = comparison[(comparison["stage"] == stage) & (comparison["replicate"] == rep)]
+            assert np.allclose(scored.pivot(index="perturbation", columns="metric", values="value")["pearson_delta"],
+                               metrics.set_index("perturbation")["pearson_delta"].sort_index())
     assert (results / "models" / "base" / "checkpoints" / "final.ckpt").exists()
-    assert (results / "models" / "lora_random" / "adapter" / "adapter_model.safetensors").exists()
+    for rep in (0, 1):
+        assert (results / "models" / "lora_random" / f"rep{rep}" / "adapter" / "adapter_model.safetensors").exists()
+    seeds = [json.loads((results / "models" / "lora_random" / f"rep{rep}" / "summary.json").read_text())["settings"]["seed"]
+             for rep in (0, 1)]
+    assert seeds == [0, 1]
     assert not (results / "work").exists() or not any((results / "work").iterdir()), "checkpoints are cleaned up"
     for rule in ("simulate", "preprocess", "pretrain_base", "report"):
         assert (results / "logs" / f"{rule}.log").exists() and (results / "benchmarks" / f"{rule}.tsv").exists()
@@ -82,7 +74,7 @@ def test_changed_stage_setting_reruns_only_that_stage(finished_run, tiny_config)
     data = finished_run / "results" / "tiny" / "data" / "target_line.h5ad"
     before = data.stat().st_mtime_ns
     plan = snakemake(finished_run, "--dry-run")
-    assert planned_jobs(plan) == {"all": 1, "evaluate": 1, "finetune": 1, "infer": 1, "report": 1}
+    assert planned_jobs(plan) == {"all": 1, "evaluate": 2, "finetune": 2, "infer": 2, "report": 1}
     result = snakemake(finished_run)
     assert result.returncode == 0, result.stderr[-4000:]
     assert data.stat().st_mtime_ns == before
@@ -132,6 +124,7 @@ def _long_stage_config(tiny_config, screen: Path) -> dict:
     config = yaml.safe_load(yaml.safe_dump(tiny_config))
     config["data"]["path"] = str(screen)
     config["stages"]["lora_random"].update(epochs=150, checkpoint_every=20)
+    config["replicates"] = 1
     return config
 
 
@@ -149,7 +142,7 @@ def test_killed_stage_resumes_to_the_same_metrics(tmp_path, tiny_config, finishe
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(killed),
            "--cores", "2", "--configfile", str(killed / "config.yaml")]
     run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    checkpoint = killed / "results" / "tiny" / "work" / "lora_random" / "last.ckpt"
+    checkpoint = killed / "results" / "tiny" / "work" / "lora_random" / "rep0" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists():
         assert run.poll() is None, "the run ended before the stage wrote a checkpoint"
@@ -157,16 +150,16 @@ def test_killed_stage_resumes_to_the_same_metrics(tmp_path, tiny_config, finishe
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    assert not (killed / "results" / "tiny" / "models" / "lora_random").exists()
+    assert not (killed / "results" / "tiny" / "models" / "lora_random" / "rep0").exists()
 
     assert snakemake(killed, "--unlock").returncode == 0
     resumed = snakemake(killed, "--rerun-incomplete")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    log = (killed / "results" / "tiny" / "logs" / "finetune" / "lora_random.log").read_text()
+    log = (killed / "results" / "tiny" / "logs" / "finetune" / "lora_random" / "rep0.log").read_text()
     assert "resuming from" in log
 
     assert snakemake(clean).returncode == 0
-    for name in ("metrics/lora_random.tsv", "models/lora_random/adapter/adapter_model.safetensors"):
+    for name in ("metrics/lora_random/rep0.tsv", "models/lora_random/rep0/adapter/adapter_model.safetensors"):
         a = (killed / "results" / "tiny" / name).read_bytes()
         b = (clean / "results" / "tiny" / name).read_bytes()
         assert a == b, name

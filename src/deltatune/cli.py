@@ -144,7 +144,7 @@ def cmd_finetune(args) -> None:
             "settings": effective,
             "parameters": {k: info[k] for k in ("total", "trainable")},
             "pairing": {k: v for k, v in info.items() if k not in ("total", "trainable")},
-            "steps": int(len(history)),
+            "steps": len(history),
             "train_seconds": round(elapsed, 2),
             "device": str(trainer.fabric.device),
             "final_loss": history.iloc[-1].drop(["epoch", "step"]).to_dict(),
@@ -154,18 +154,18 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_infer(args) -> None:
-    from .infer import predict
+    from .infer import InferenceSettings, predict
     from .lora import load_adapter
     from .model import align_genes, load_base_model
+    from .settings import from_json
     from .splits import read_split
 
     _set_threads(args.threads)
+    settings = from_json(InferenceSettings, args.settings, "inference")
     base = load_base_model(args.base)
     model = load_adapter(base.model, str(Path(args.adapter) / "adapter")) if args.adapter else base.model
     target = align_genes(_read_h5ad(args.data), base.genes)
-    predicted = predict(
-        model, base, target, read_split(args.split), _columns(args), _pairing(args.pairing), seed=args.seed
-    )
+    predicted = predict(model, base, target, read_split(args.split), _columns(args), _pairing(args.pairing), settings)
     _write_h5ad(predicted, args.out)
 
 
@@ -198,28 +198,34 @@ def cmd_evaluate(args) -> None:
     _write_tsv(score(real, pred, columns, settings, args.threads), args.out)
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
+def _json_argument(text: str, flag: str) -> dict:
     from .errors import SettingsError
 
-    pairs = dict(item.split("=", 1) for item in items if "=" in item)
-    if len(pairs) != len(items):
-        raise SettingsError(f"{flag} takes STAGE=PATH arguments, got {items}")
-    return pairs
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"{flag}: not valid JSON ({err})") from err
 
 
 def cmd_report(args) -> None:
-    import pandas as pd
+    from .make_report import Manifest, write_report
+    from .settings import from_mapping
 
-    from .atomic import atomic_path, write_text
-    from .report import markdown_report, summarize, training_table
-
-    metrics = {s: pd.read_csv(p, sep="\t") for s, p in _pairs(args.metrics, "--metrics").items()}
-    stages = {s: json.loads(Path(p).read_text()) for s, p in _pairs(args.stage_summaries, "--stage-summaries").items()}
-    summary = summarize(metrics)
-    with atomic_path(args.out_summary) as tmp:
-        summary.to_csv(tmp, index=False)
-    write_text(args.out_markdown, markdown_report(summary, training_table(stages), json.loads(args.context)))
+    manifest = from_mapping(Manifest, _json_argument(args.manifest, "--manifest"), "--manifest")
+    workflow = _json_argument(args.config, "--config")
+    summary = write_report(manifest, workflow["config"], workflow["stages"], args.out_dir)
     print(summary.to_string(index=False), file=sys.stderr)
+
+
+def cmd_compare(args) -> None:
+    from .atomic import atomic_path
+    from .compare import compare_runs
+
+    table = compare_runs(args.runs[0], args.runs[1])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    print(f"written to {args.out}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -282,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True)
     p.add_argument("--adapter", help="stage directory from finetune (omit for the base model)")
     p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data: the control means")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--settings", default="{}", help="JSON: InferenceSettings fields (mode, seed)")
     p.add_argument("--out", required=True)
     compute_args(p)
 
@@ -301,12 +307,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="per-perturbation metrics (.tsv)")
     compute_args(p)
 
-    p = add("report", cmd_report, "write summary.csv and report.md")
-    p.add_argument("--metrics", nargs="+", required=True, metavar="STAGE=TSV")
-    p.add_argument("--stage-summaries", nargs="*", default=[], metavar="STAGE=JSON")
-    p.add_argument("--context", default="{}", help="JSON: run, target_cell_line, profile")
-    p.add_argument("--out-summary", required=True, help="summary.csv to write")
-    p.add_argument("--out-markdown", required=True, help="report.md to write")
+    p = add("report", cmd_report, "write the comparison report of a finished run")
+    p.add_argument("--manifest", required=True, help="JSON: the run's files (deltatune.make_report.Manifest)")
+    p.add_argument("--config", required=True, help='JSON: {"config": workflow config, "stages": resolved stages}')
+    p.add_argument("--out-dir", required=True, help="report folder to write")
+
+    p = add("compare", cmd_compare, "side-by-side table of two runs' summary.csv")
+    p.add_argument("runs", nargs=2, metavar="RESULTS", help="results/<run> folders (or their report/ folders)")
+    p.add_argument("--out", default="comparison_of_runs.csv", help="CSV to write (default: %(default)s)")
     return parser
 
 

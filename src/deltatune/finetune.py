@@ -17,8 +17,8 @@ from peft import PeftModel
 from .batches import CellSetBatches
 from .columns import Columns
 from .errors import InputDataError
-from .losses import DeltaAwareLoss
 from .lora import LoraSettings, apply_lora, count_parameters
+from .losses import DeltaAwareLoss
 from .model import BaseModel
 from .pairing import PairingIndex
 from .splits import cells_of_split

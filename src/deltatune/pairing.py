@@ -110,14 +110,14 @@ class PairingIndex:
         fallback = self.fallback_cells
         return {
             "strategy": self.strategy,
-            "n_groups": int(len(self.count)),
-            "n_controls": int(len(self.controls)),
-            "n_perturbed": int(len(self.perturbed)),
+            "n_groups": len(self.count),
+            "n_controls": len(self.controls),
+            "n_perturbed": len(self.perturbed),
             "fallback_cells": int(fallback.sum()),
             "fallback_groups": int(np.unique(self.perturbed_group[fallback]).size),
         }
 
-    def restrict(self, rows: np.ndarray) -> "PairingIndex":
+    def restrict(self, rows: np.ndarray) -> PairingIndex:
         """The same index over the perturbed rows in ``rows`` only (e.g. the train split)."""
         keep = np.isin(self.perturbed, rows)
         return replace(self, perturbed=self.perturbed[keep], perturbed_group=self.perturbed_group[keep])
@@ -130,7 +130,7 @@ class PairingIndex:
         anywhere = np.floor(u * len(self.controls)).astype(np.int64)
         return self.controls[np.where(count > 0, within, anywhere)]
 
-    def with_means(self, X) -> "PairingIndex":
+    def with_means(self, X) -> PairingIndex:
         """The index with each group's control mean, from ``X`` (dense or sparse, n_obs rows).
 
         One sparse product over the control rows; perturbed rows are never read.
@@ -176,12 +176,11 @@ class PairingIndex:
         }
         for name in ("controls", "start", "count", "perturbed", "perturbed_group"):
             arrays[name] = getattr(self, name)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "PairingIndex":
+    def load(cls, path: str | Path) -> PairingIndex:
         with np.load(path, allow_pickle=False) as z:
             keys = pd.DataFrame(z["key_values"], columns=list(z["key_columns"]))
             return cls(

@@ -1,33 +1,78 @@
-"""The comparison report: one row per stage, the metric that matters first.
+"""The comparison tables: every score, its interval, and the tests between stages.
 
-``summary.csv`` has a row per stage (``base`` = the untuned model) with the mean over test
-perturbations of every cell-eval metric, ``pearson_delta`` first; ``report.md`` puts it in front
-of a reader with what each stage changed and how it was trained.
+``comparison.csv`` is the tidy record (stage, replicate, perturbation, metric, value) of every
+cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, with the
+mean ``pearson_delta`` first, its bootstrap interval over perturbations and seeds, the paired
+tests against ``base`` and against the previous stage, then the mean of every other metric.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from .statistics import BootstrapSettings, bootstrap_interval, paired_test, score_matrix
+
 PRIMARY_METRIC = "pearson_delta"
+BASE_STAGE = "base"
 
 
-def summarize(metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean of each metric over perturbations, per stage, in the order of ``metrics``."""
+def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
+    """Stage -> per-replicate cell-eval tables, as one long table in stage order."""
+    parts = []
+    for stage, replicates in metrics.items():
+        for replicate, table in enumerate(replicates):
+            long = table.melt(id_vars="perturbation", var_name="metric", value_name="value")
+            parts.append(long.assign(stage=stage, replicate=replicate))
+    tidy = pd.concat(parts, ignore_index=True)
+    tidy["value"] = pd.to_numeric(tidy["value"], errors="coerce")
+    tidy = tidy.dropna(subset=["value"])
+    return tidy[["stage", "replicate", "perturbation", "metric", "value"]]
+
+
+def summarize(comparison: pd.DataFrame, stages: list[str], bootstrap: BootstrapSettings) -> pd.DataFrame:
+    """One row per entry of ``stages`` (workflow order; baselines last) with intervals and tests.
+
+    ``p_vs_previous`` compares each fine-tuned stage with the one listed before it; baselines and
+    ``base`` have none. Every p-value is a paired test over the same test perturbations.
+    """
+    means = comparison.groupby(["stage", "metric"])["value"].mean().unstack("metric")
+    scores = {s: score_matrix(comparison, s, PRIMARY_METRIC) for s in stages}
     rows = []
-    for stage, table in metrics.items():
-        numeric = table.drop(columns=["perturbation"], errors="ignore").select_dtypes("number")
-        rows.append({"stage": stage, **numeric.mean().to_dict(), "n_perturbations": len(table)})
-    summary = pd.DataFrame(rows)
-    leading = ["stage", PRIMARY_METRIC]
-    return summary[leading + [c for c in summary.columns if c not in leading]]
+    for i, stage in enumerate(stages):
+        low, high = bootstrap_interval(scores[stage].to_numpy(), bootstrap)
+        previous = stages[i - 1] if 0 < i and not stage.startswith("baseline_") and stage != BASE_STAGE else None
+        rows.append(
+            {
+                "stage": stage,
+                PRIMARY_METRIC: means.loc[stage, PRIMARY_METRIC],
+                f"{PRIMARY_METRIC}_ci_low": low,
+                f"{PRIMARY_METRIC}_ci_high": high,
+                "p_vs_base": paired_test(scores[stage], scores[BASE_STAGE]) if stage != BASE_STAGE else np.nan,
+                "previous_stage": previous,
+                "p_vs_previous": paired_test(scores[stage], scores[previous]) if previous else np.nan,
+                "n_replicates": scores[stage].shape[0],
+                "n_perturbations": scores[stage].shape[1],
+                **means.loc[stage].drop(PRIMARY_METRIC).to_dict(),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
-def training_table(stage_summaries: dict[str, dict]) -> pd.DataFrame:
-    """What each fine-tuned stage changed and how it trained (from the stages' summary.json)."""
+def by_dose(comparison: pd.DataFrame, doses: pd.Series) -> pd.DataFrame:
+    """Mean ``pearson_delta`` per stage and dose (``doses``: perturbation -> dose)."""
+    scores = comparison[comparison["metric"] == PRIMARY_METRIC]
+    scores = scores.assign(dose=scores["perturbation"].map(doses)).dropna(subset=["dose"])
+    table = scores.groupby(["stage", "dose"], sort=False)["value"].agg(["mean", "count"]).reset_index()
+    return table.rename(columns={"mean": PRIMARY_METRIC, "count": "n_scores"})
+
+
+def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
+    """What each fine-tuned stage changed and how it trained (replicate 0's summary.json)."""
     rows = []
-    for stage, info in stage_summaries.items():
-        settings, history = info["settings"], info["final_loss"]
+    for stage, replicates in stage_summaries.items():
+        info = replicates[0]
+        settings = info["settings"]
         rows.append(
             {
                 "stage": stage,
@@ -37,53 +82,37 @@ def training_table(stage_summaries: dict[str, dict]) -> pd.DataFrame:
                 "lora_targets": ", ".join(settings["lora"]["targets"]),
                 "trainable_params": info["parameters"]["trainable"],
                 "steps": info["steps"],
-                "final_loss": round(history["total"], 4),
-                "pairing fallback (cells / groups)": "{fallback_cells} / {fallback_groups}".format(**info["pairing"]),
+                "final_loss": round(float(np.mean([r["final_loss"]["total"] for r in replicates])), 4),
+                "train_s": round(float(np.mean([r["train_seconds"] for r in replicates])), 1),
+                "replicates": len(replicates),
             }
         )
     return pd.DataFrame(rows)
 
 
-def markdown_report(summary: pd.DataFrame, training: pd.DataFrame, context: dict) -> str:
-    """A short report a co-author can read without opening the workflow."""
-    metric_cols = ["stage", PRIMARY_METRIC] + [c for c in ("mse", "mae", "n_perturbations") if c in summary]
-    base_score = summary.set_index("stage")[PRIMARY_METRIC].get("base")
-    lines = [
-        f"# deltatune report: {context['run']}",
-        "",
-        f"Fine-tuning cell line **{context['target_cell_line']}**; "
-        f"{int(summary['n_perturbations'].max())} held-out test perturbations, "
-        "predicted from their plates' control means and scored with cell-eval "
-        f"(profile `{context['profile']}`).",
-        "",
-        "## Perturbation-effect score by stage",
-        "",
-        summary[metric_cols].to_markdown(index=False, floatfmt=".4f"),
-        "",
+def pairing_table(stage_summaries: dict[str, list[dict]], inference: dict[str, dict]) -> pd.DataFrame:
+    """Pairing groups and fallbacks (cells whose plate/group had no control) of every step."""
+    rows = [
+        {"step": f"finetune {stage}", **replicates[0]["pairing"]}
+        for stage, replicates in stage_summaries.items()
     ]
-    if base_score is not None:
-        lines += [
-            f"Change in `{PRIMARY_METRIC}` against the untuned base model ({base_score:.4f}):",
-            "",
-        ]
-        for _, row in summary.iterrows():
-            if row["stage"] != "base":
-                change = row[PRIMARY_METRIC] - base_score
-                lines.append(f"- `{row['stage']}`: {change:+.4f} ({change / abs(base_score):+.1%})")
-        lines.append("")
-    if summary["stage"].str.startswith("baseline_").any():
-        lines += [
-            "Baselines predict each test cell as its plate's control mean plus a fixed effect: "
-            "`baseline_mean_delta` the average effect of the training drugs, `baseline_other_lines` "
-            "the same drug's average effect in the other cell lines. A stage below them has learned "
-            "less than these rules of thumb.",
-            "",
-        ]
-    if len(training):
-        lines += ["## Fine-tuning stages", "", training.to_markdown(index=False), ""]
-    lines += [
-        "All metrics, per stage and test perturbation, are in `../metrics/`; "
-        "`summary.csv` holds every cell-eval metric of the profile.",
-        "",
+    rows += [
+        {"step": f"infer {stage}", "strategy": info["mode"], "n_perturbed": info["n_predicted"],
+         "n_controls": info["n_controls"], "fallback_cells": info["fallback_cells"]}
+        for stage, info in inference.items()
     ]
-    return "\n".join(lines)
+    columns = ["step", "strategy", "n_groups", "n_controls", "n_perturbed", "fallback_cells", "fallback_groups"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def mean_effects(adata, perturbation_col: str, control: str, perturbations: list[str]) -> pd.DataFrame:
+    """Mean expression of each of ``perturbations`` minus the control mean (perturbations x genes).
+
+    For the predicted-vs-real figure only; scores always come from cell-eval.
+    """
+    from .control_means import group_means
+
+    labels = adata.obs[perturbation_col].astype(str)
+    codes = pd.Categorical(labels, categories=[control, *perturbations]).codes.astype(np.int64)
+    means = group_means(adata.X, codes, len(perturbations) + 1)
+    return pd.DataFrame(means[1:] - means[0], index=perturbations, columns=adata.var_names)

@@ -1,4 +1,5 @@
 import json
+import os
 
 from snakemake.utils import validate
 
@@ -51,9 +52,11 @@ for _name, _stage in STAGES.items():
 ALL_STAGES = [BASE_STAGE] + list(STAGES)
 BASELINES = ["baseline_mean_delta", "baseline_other_lines"]
 SCORED = ALL_STAGES + BASELINES
+REPLICATES = config["replicates"]
 
 
 wildcard_constraints:
+    rep=r"\d+",
     stage="|".join(ALL_STAGES),
     scored="|".join(SCORED),
     baseline="|".join(BASELINES),
@@ -76,11 +79,31 @@ def get_base_model():
     return config["base_model"].get("checkpoint") or f"{RESULTS}/models/base"
 
 
+def replicates_of(scored):
+    """Replicate numbers of a stage; a baseline is deterministic and has one."""
+    return [0] if scored in BASELINES else list(range(REPLICATES))
+
+
+def stage_dir(stage, rep):
+    return f"{RESULTS}/models/{stage}/rep{rep}"
+
+
 def get_adapter(wildcards):
-    """A stage's fine-tuned adapter directory; the base stage has none."""
+    """A stage replicate's fine-tuned adapter directory; the base stage has none."""
     if wildcards.stage == BASE_STAGE:
         return []
-    return f"{RESULTS}/models/{wildcards.stage}"
+    return stage_dir(wildcards.stage, wildcards.rep)
+
+
+def stage_settings(wildcards):
+    """A stage's resolved settings, its seed offset by the replicate number."""
+    stage = STAGES[wildcards.trained_stage]
+    return as_json({**stage, "seed": stage.get("seed", 0) + int(wildcards.rep)})
+
+
+def inference_settings(wildcards):
+    """Inference settings, the seed offset by the replicate number."""
+    return as_json({**config["inference"], "seed": config["inference"]["seed"] + int(wildcards.rep)})
 
 
 def pairing_index(dataset, strategy):
@@ -110,5 +133,48 @@ def preprocess_settings():
     return {"target_cell_line": config["data"]["target_cell_line"], **config["preprocess"]}
 
 
+def metrics_of(scored):
+    return [f"{RESULTS}/metrics/{scored}/rep{rep}.tsv" for rep in replicates_of(scored)]
+
+
+def get_report_inputs(wildcards):
+    """Every score, every stage replicate, replicate 0's predictions, the data and the inputs."""
+    return {
+        "metrics": [path for scored in SCORED for path in metrics_of(scored)],
+        "stages": [stage_dir(stage, rep) for stage in STAGES for rep in range(REPLICATES)],
+        "predictions": [f"{RESULTS}/predictions/{scored}/rep0.h5ad" for scored in SCORED],
+        "data": f"{RESULTS}/data/target_line.h5ad",
+        "split": f"{RESULTS}/data/split.tsv",
+        "screen": get_screen(),
+        "base": get_base_model(),
+    }
+
+
+def report_manifest(wildcards, input):
+    """The report's inputs by role (deltatune.make_report.Manifest), as JSON in workflow order."""
+    metrics = iter(input.metrics)
+    stages = iter(input.stages)
+    return json.dumps(
+        {
+            "metrics": {s: [next(metrics) for _ in replicates_of(s)] for s in SCORED},
+            "stages": {s: [next(stages) for _ in range(REPLICATES)] for s in STAGES},
+            "predictions": dict(zip(SCORED, input.predictions, strict=True)),
+            "data": input.data,
+            "split": input.split,
+            "inputs": [input.screen, input.base],
+            "benchmarks": f"{RESULTS}/benchmarks",
+            "repo": workflow.basedir,
+            "container_image": container_image(),
+        },
+        separators=(",", ":"),
+    )
+
+
+def container_image():
+    """The pinned image when jobs run in Apptainer (--sdm apptainer), else None."""
+    methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    return workflow.global_container_img if "apptainer" in methods else None
+
+
 def get_final_output():
-    return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/report.md"]
+    return [f"{RESULTS}/report/{name}" for name in ("summary.csv", "report.html", "provenance.json")]

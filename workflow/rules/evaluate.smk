@@ -6,19 +6,19 @@ rule infer:
         adapter=get_adapter,
         pairing=get_inference_pairing(),
     output:
-        f"{RESULTS}/predictions/{{stage}}.h5ad",
+        f"{RESULTS}/predictions/{{stage}}/rep{{rep}}.h5ad",
     log:
-        f"{RESULTS}/logs/infer/{{stage}}.log",
+        f"{RESULTS}/logs/infer/{{stage}}/rep{{rep}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/infer/{{stage}}.tsv"
+        f"{RESULTS}/benchmarks/infer/{{stage}}/rep{{rep}}.tsv"
     params:
         columns=columns_json(),
-        seed=config["inference"]["seed"],
+        settings=inference_settings,
         adapter=lambda wc, input: f"--adapter {input.adapter}" if input.adapter else "",
     threads: config["compute"]["train_threads"]
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
-        "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --seed {params.seed} "
+        "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --settings {params.settings:q} "
         "--out {output} --threads {threads} 2> {log}"
 
 
@@ -28,7 +28,7 @@ rule baseline:
         data=f"{RESULTS}/data/target_line.h5ad",
         split=f"{RESULTS}/data/split.tsv",
     output:
-        f"{RESULTS}/predictions/{{baseline}}.h5ad",
+        f"{RESULTS}/predictions/{{baseline}}/rep0.h5ad",
     log:
         f"{RESULTS}/logs/baseline/{{baseline}}.log",
     benchmark:
@@ -50,13 +50,13 @@ rule evaluate:
     input:
         data=f"{RESULTS}/data/target_line.h5ad",
         split=f"{RESULTS}/data/split.tsv",
-        predicted=f"{RESULTS}/predictions/{{scored}}.h5ad",
+        predicted=f"{RESULTS}/predictions/{{scored}}/rep{{rep}}.h5ad",
     output:
-        f"{RESULTS}/metrics/{{scored}}.tsv",
+        f"{RESULTS}/metrics/{{scored}}/rep{{rep}}.tsv",
     log:
-        f"{RESULTS}/logs/evaluate/{{scored}}.log",
+        f"{RESULTS}/logs/evaluate/{{scored}}/rep{{rep}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{scored}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{scored}}/rep{{rep}}.tsv"
     params:
         columns=columns_json(),
         settings=as_json(config["evaluation"]),

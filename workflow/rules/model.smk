@@ -29,16 +29,16 @@ rule finetune:
         base=get_base_model(),
         pairing=get_stage_pairing,
     output:
-        directory(f"{RESULTS}/models/{{trained_stage}}"),
+        directory(f"{RESULTS}/models/{{trained_stage}}/rep{{rep}}"),
     log:
-        f"{RESULTS}/logs/finetune/{{trained_stage}}.log",
+        f"{RESULTS}/logs/finetune/{{trained_stage}}/rep{{rep}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/finetune/{{trained_stage}}.tsv"
+        f"{RESULTS}/benchmarks/finetune/{{trained_stage}}/rep{{rep}}.tsv"
     params:
         columns=columns_json(),
-        settings=lambda wc: as_json(STAGES[wc.trained_stage]),
+        settings=stage_settings,
         accelerator=config["compute"]["accelerator"],
-        work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}",
+        work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}/rep{wc.rep}",
     threads: config["compute"]["train_threads"]
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "

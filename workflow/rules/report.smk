@@ -1,25 +1,37 @@
 rule report:
     input:
-        metrics=expand(f"{RESULTS}/metrics/{{scored}}.tsv", scored=SCORED),
-        stages=expand(f"{RESULTS}/models/{{stage}}", stage=list(STAGES)),
+        unpack(get_report_inputs),
     output:
-        summary=f"{RESULTS}/report/summary.csv",
-        markdown=f"{RESULTS}/report/report.md",
+        summary=report(
+            f"{RESULTS}/report/summary.csv",
+            caption="../report/summary.rst",
+            category="Comparison",
+        ),
+        comparison=report(
+            f"{RESULTS}/report/comparison.csv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+        ),
+        html=report(
+            f"{RESULTS}/report/report.html",
+            caption="../report/report_html.rst",
+            category="Comparison",
+        ),
+        figures=report(
+            directory(f"{RESULTS}/report/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+        provenance=f"{RESULTS}/report/provenance.json",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
-        metrics=lambda wc, input: [f"{s}={p}" for s, p in zip(SCORED, input.metrics)],
-        stages=lambda wc, input: [f"{s}={p}/summary.json" for s, p in zip(STAGES, input.stages)],
-        context=as_json(
-            {
-                "run": RUN,
-                "target_cell_line": config["data"]["target_cell_line"],
-                "profile": config["evaluation"]["profile"],
-            }
-        ),
+        manifest=report_manifest,
+        config=as_json({"config": config, "stages": STAGES}),
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
     shell:
-        "deltatune report --metrics {params.metrics:q} --stage-summaries {params.stages:q} "
-        "--context {params.context:q} --out-summary {output.summary} "
-        "--out-markdown {output.markdown} 2> {log}"
+        "deltatune report --manifest {params.manifest:q} --config {params.config:q} "
+        "--out-dir {params.out_dir} 2> {log}"

@@ -1,0 +1,154 @@
+"""The report's figures, as PNG bytes (embedded in report.html and written next to it).
+
+Every figure reads the tidy comparison or the training histories; none computes a score.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .report import BASE_STAGE, PRIMARY_METRIC
+
+STAGE_COLOR = "#1f5f8b"
+BASE_COLOR = "#555555"
+BASELINE_COLOR = "#c2582b"
+LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson")
+
+
+def _color(stage: str) -> str:
+    if stage == BASE_STAGE:
+        return BASE_COLOR
+    return BASELINE_COLOR if stage.startswith("baseline_") else STAGE_COLOR
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _scores(comparison: pd.DataFrame) -> pd.DataFrame:
+    return comparison[comparison["metric"] == PRIMARY_METRIC]
+
+
+def stage_scores(summary: pd.DataFrame, comparison: pd.DataFrame, level: float) -> bytes:
+    """Mean ``pearson_delta`` per stage with its bootstrap interval, and each replicate's mean."""
+    stages = summary["stage"].tolist()
+    y = np.arange(len(stages))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(stages) + 1.2))
+    per_rep = _scores(comparison).groupby(["stage", "replicate"])["value"].mean()
+    for yi, row in zip(y, summary.itertuples(index=False), strict=True):
+        mean = getattr(row, PRIMARY_METRIC)
+        low, high = getattr(row, f"{PRIMARY_METRIC}_ci_low"), getattr(row, f"{PRIMARY_METRIC}_ci_high")
+        color = _color(row.stage)
+        ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=4, ms=7)
+        reps = per_rep.loc[row.stage].to_numpy()
+        ax.scatter(reps, np.full(len(reps), yi - 0.18), s=12, color=color, alpha=0.6, marker="|")
+    base = summary.set_index("stage")[PRIMARY_METRIC].get(BASE_STAGE)
+    if base is not None:
+        ax.axvline(base, color=BASE_COLOR, ls="--", lw=1, label="base model")
+        ax.legend(loc="best", frameon=False)
+    ax.set_yticks(y, stages)
+    ax.set_xlabel(f"{PRIMARY_METRIC} (mean over test perturbations; bars: {level:.0%} bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def stage_vs_base(comparison: pd.DataFrame, stages: list[str]) -> bytes:
+    """Per-perturbation ``pearson_delta`` of every stage and baseline against the base model."""
+    per_pert = _scores(comparison).groupby(["stage", "perturbation"])["value"].mean().unstack("stage")
+    others = [s for s in stages if s != BASE_STAGE]
+    ncols = min(3, len(others))
+    nrows = -(-len(others) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.2 * nrows), squeeze=False)
+    lo, hi = np.nanmin(per_pert.to_numpy()), np.nanmax(per_pert.to_numpy())
+    pad = 0.05 * (hi - lo)
+    for ax, stage in zip(axes.flat, others, strict=False):
+        better = (per_pert[stage] > per_pert[BASE_STAGE]).sum()
+        ax.scatter(per_pert[BASE_STAGE], per_pert[stage], s=14, color=_color(stage), alpha=0.8)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999999", lw=1)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(f"{stage}\nabove base: {better} of {per_pert[stage].notna().sum()}", fontsize=9)
+        ax.set_xlabel("base", fontsize=8)
+        ax.set_ylabel(stage, fontsize=8)
+    for ax in axes.flat[len(others):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def predicted_vs_real(real: pd.DataFrame, predicted: dict[str, pd.DataFrame], scores: pd.DataFrame) -> bytes:
+    """Predicted against real effect per gene, for a few perturbations (rows) and stages (columns).
+
+    ``real`` and each of ``predicted`` are (perturbations x genes) mean effects; ``scores`` gives
+    cell-eval's ``pearson_delta`` (replicate 0) per stage and perturbation for the panel titles.
+    """
+    stages = list(predicted)
+    fig, axes = plt.subplots(
+        len(real), len(stages), figsize=(2.3 * len(stages), 2.3 * len(real)), squeeze=False, sharex="row"
+    )
+    for r, pert in enumerate(real.index):
+        x = real.loc[pert].to_numpy()
+        for c, stage in enumerate(stages):
+            ax = axes[r, c]
+            ax.scatter(x, predicted[stage].loc[pert].to_numpy(), s=4, alpha=0.6, color=_color(stage))
+            ax.axhline(0, color="#cccccc", lw=0.6)
+            ax.axvline(0, color="#cccccc", lw=0.6)
+            ax.set_title(f"{stage}\nr = {scores.loc[pert, stage]:.2f}" if r == 0 else f"r = {scores.loc[pert, stage]:.2f}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            if c == 0:
+                ax.set_ylabel(f"{pert}\npredicted delta", fontsize=7)
+            if r == len(real) - 1:
+                ax.set_xlabel("real delta", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def dose_scores(table: pd.DataFrame, stages: list[str]) -> bytes:
+    """Mean ``pearson_delta`` per dose, one line per stage and baseline."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    cmap = plt.get_cmap("viridis")
+    trained = [s for s in stages if s != BASE_STAGE and not s.startswith("baseline_")]
+    for stage in stages:
+        rows = table[table["stage"] == stage].sort_values("dose")
+        if stage in trained:
+            color, style = cmap(trained.index(stage) / max(1, len(trained) - 1) * 0.85), "-"
+        else:
+            color, style = _color(stage), "--"
+        ax.plot(rows["dose"].astype(float), rows[PRIMARY_METRIC], style, marker="o", color=color, label=stage)
+    ax.set_xscale("log")
+    ax.set_xlabel("dose")
+    ax.set_ylabel(f"mean {PRIMARY_METRIC}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _png(fig)
+
+
+def training_curves(histories: dict[str, list[pd.DataFrame]]) -> bytes:
+    """Every loss component per optimizer step, one line per stage (mean over replicates)."""
+    components = [c for c in LOSS_COMPONENTS if any(c in h[0] for h in histories.values())]
+    fig, axes = plt.subplots(1, len(components), figsize=(3.4 * len(components), 3.0), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for i, (stage, replicates) in enumerate(histories.items()):
+        mean = pd.concat(replicates).groupby("step").mean(numeric_only=True)
+        color = cmap(i / max(1, len(histories) - 1) * 0.85)
+        for ax, component in zip(axes[0], components, strict=True):
+            smooth = mean[component].rolling(max(1, len(mean) // 50), min_periods=1).mean()
+            ax.plot(mean.index, smooth, color=color, lw=1.2, label=stage)
+    for ax, component in zip(axes[0], components, strict=True):
+        ax.set_title(component, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,134 @@
+"""``report.html``: one self-contained page (figures embedded) that a co-author can read alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+
+import pandas as pd
+
+from .report import BASE_STAGE, PRIMARY_METRIC
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.86em;margin:.8em 0}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+thead th{background:#f3f5f7}
+figure{margin:1em 0}figure img{max-width:100%;height:auto}
+figcaption{font-size:.88em;color:#555}
+.note{background:#f7f7f2;border-left:4px solid #c2a02b;padding:.5em 1em}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+"""
+
+SUMMARY_COLUMNS = (
+    "stage", PRIMARY_METRIC, f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}_ci_high",
+    "p_vs_base", "p_vs_previous", "mse", "mae", "n_replicates", "n_perturbations",
+)
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
+                         na_rep="", border=0, escape=True)
+
+
+def _figure(png: bytes, name: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _findings(summary: pd.DataFrame) -> list[str]:
+    """Plain statements read off the summary: change against base, and which floors are cleared."""
+    table = summary.set_index("stage")
+    base = table[PRIMARY_METRIC].get(BASE_STAGE)
+    baselines = [s for s in table.index if s.startswith("baseline_")]
+    items = []
+    for stage, row in table.iterrows():
+        if stage == BASE_STAGE or stage in baselines:
+            continue
+        change = row[PRIMARY_METRIC] - base
+        cleared = [b for b in baselines if row[f"{PRIMARY_METRIC}_ci_low"] > table.loc[b, f"{PRIMARY_METRIC}_ci_high"]]
+        items.append(
+            f"<code>{html.escape(stage)}</code>: {change:+.4f} against base ({change / abs(base):+.1%}, "
+            f"paired p = {row['p_vs_base']:.2g}); clears {len(cleared)} of {len(baselines)} baselines"
+            + (f" ({', '.join(cleared)})" if cleared else "")
+        )
+    return items
+
+
+def render(
+    context: dict,
+    summary: pd.DataFrame,
+    figures: dict[str, tuple[bytes, str]],
+    tables: dict[str, pd.DataFrame],
+    provenance: dict,
+) -> str:
+    """The page: findings and the main figure first, details and provenance after."""
+    fig = {name: _figure(png, name, caption) for name, (png, caption) in figures.items()}
+    summary_cols = [c for c in SUMMARY_COLUMNS if c in summary]
+    findings = "".join(f"<li>{item}</li>" for item in _findings(summary))
+    git = provenance.get("git", {})
+    facts = pd.DataFrame(
+        [
+            ("git commit", f"{git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})"),
+            ("container", json.dumps(provenance.get("container"))),
+            ("device", json.dumps(provenance["device"]["training"]) + f" on {provenance['device']['processor']}"),
+            ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
+            ("inputs (sha256)", "; ".join(f"{k}: {v[:16]}" for k, v in provenance["inputs"].items())),
+        ],
+        columns=["what", "value"],
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>deltatune report: {html.escape(context['run'])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>deltatune report: {html.escape(context['run'])}</h1>",
+        (
+            f"<p>Fine-tuning cell line <b>{html.escape(context['target_cell_line'])}</b>: "
+            f"{int(summary['n_perturbations'].max())} held-out test perturbations, predicted from control cells "
+            f"(<code>{html.escape(context['inference_mode'])}</code>) and scored with cell-eval "
+            f"(profile <code>{html.escape(context['profile'])}</code>); {context['replicates']} replicate seed(s) "
+            f"per stage. Intervals are {context['level']:.0%} bootstrap intervals over test perturbations and "
+            "seeds; p-values are paired Wilcoxon signed-rank tests over the same perturbations.</p>"
+        ),
+        "<h2>Perturbation-effect score by stage</h2>",
+        fig["stage_scores"],
+        _table(summary[summary_cols]),
+        f"<ul>{findings}</ul>",
+        (
+            "<p class='note'>Baselines predict each test cell as its plate's control mean plus a fixed effect: "
+            "<code>baseline_mean_delta</code> the average effect of the target line's training perturbations, "
+            "<code>baseline_other_lines</code> the same perturbation's average effect in the base model's "
+            "training lines. A stage below them has learned less than these rules of thumb.</p>"
+        ),
+        "<h2>Per perturbation: every stage against the base model</h2>",
+        fig["stage_vs_base"],
+        "<h2>Predicted against real effect</h2>",
+        fig["predicted_vs_real"],
+    ]
+    if "dose_scores" in fig:
+        parts += ["<h2>By dose</h2>", fig["dose_scores"], _table(tables["by_dose"])]
+    if "training_curves" in fig:
+        parts += ["<h2>Fine-tuning stages</h2>", _table(tables["training"]), fig["training_curves"]]
+    parts += [
+        "<h2>Control pairing</h2>",
+        (
+            "<p>Cells whose plate (or group) has no control fall back to a random control (training) or to the "
+            "global control mean (inference); their number is counted here.</p>"
+        ),
+        _table(tables["pairing"]),
+        "<h2>Provenance</h2>",
+        _table(facts),
+        "<details><summary>provenance.json</summary><pre>",
+        html.escape(json.dumps(provenance, indent=2)),
+        "</pre></details>",
+        (
+            "<p>Every score, per stage, replicate and perturbation, is in <code>comparison.csv</code>; "
+            "<code>summary.csv</code> holds the mean of every cell-eval metric of the profile.</p>"
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(parts)

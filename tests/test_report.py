@@ -1,0 +1,176 @@
+"""The comparison report: statistics, tables, the rendered page, provenance and `deltatune compare`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from deltatune.compare import compare_runs
+from deltatune.errors import InputDataError
+from deltatune.report import summarize, tidy_metrics
+from deltatune.statistics import BootstrapSettings, bootstrap_interval, paired_test
+
+BOOT = BootstrapSettings(samples=4000, seed=0)
+
+
+def _scores(values: np.ndarray, stage: str) -> pd.DataFrame:
+    """A tidy comparison with one metric for ``values`` (replicates x perturbations)."""
+    return pd.DataFrame(
+        [
+            {"stage": stage, "replicate": r, "perturbation": f"p{p}", "metric": "pearson_delta", "value": v}
+            for (r, p), v in np.ndenumerate(values)
+        ]
+    )
+
+
+def test_interval_covers_the_mean_and_narrows_with_more_perturbations():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.4, 0.2, (1, 20)), rng.normal(0.4, 0.2, (1, 2000))
+    for values in (few, many):
+        low, high = bootstrap_interval(values, BOOT)
+        assert low < values.mean() < high
+    assert np.subtract(*bootstrap_interval(many, BOOT)[::-1]) < np.subtract(*bootstrap_interval(few, BOOT)[::-1]) / 5
+    assert bootstrap_interval(few, BOOT) == bootstrap_interval(few, BOOT)
+    assert bootstrap_interval(np.full((3, 10), 0.3), BOOT) == pytest.approx((0.3, 0.3))
+
+
+def test_interval_resamples_seeds_too():
+    """Two seeds that disagree by 1.0 on every perturbation: the interval must span most of it."""
+    x = np.random.default_rng(2).normal(0.0, 0.01, 500)
+    low, high = bootstrap_interval(np.stack([x, x + 1.0]), BOOT)
+    assert low < x.mean() + 0.1 and high > x.mean() + 0.9
+
+
+def test_paired_test_sees_a_consistent_shift_and_not_noise():
+    rng = np.random.default_rng(3)
+    base = pd.DataFrame(rng.normal(0.3, 0.2, (2, 30)))
+    shifted = base + 0.05 + rng.normal(0, 0.01, base.shape)
+    noise = base + rng.normal(0, 0.05, base.shape)
+    assert paired_test(shifted, base) < 1e-4
+    assert paired_test(noise, base) > 0.01
+    assert paired_test(base, base) == 1.0
+
+
+def test_summary_rows_follow_the_workflow_order_with_tests():
+    rng = np.random.default_rng(4)
+    base = rng.normal(0.3, 0.1, (2, 25))
+    comparison = pd.concat(
+        [
+            _scores(base, "base"),
+            _scores(base + 0.2, "lora_a"),
+            _scores(base + 0.2 + rng.normal(0, 1e-3, base.shape), "lora_b"),
+            _scores(base[:1] - 0.1, "baseline_x"),
+        ]
+    )
+    summary = summarize(comparison, ["base", "lora_a", "lora_b", "baseline_x"], BOOT).set_index("stage")
+    assert summary.index.tolist() == ["base", "lora_a", "lora_b", "baseline_x"]
+    assert summary.loc["lora_a", "pearson_delta"] == pytest.approx(base.mean() + 0.2)
+    assert summary["previous_stage"].tolist()[1:3] == ["base", "lora_a"]
+    assert pd.isna(summary.loc["baseline_x", "previous_stage"]) and pd.isna(summary.loc["base", "p_vs_base"])
+    assert summary.loc["lora_a", "p_vs_base"] < 1e-4 and summary.loc["lora_b", "p_vs_previous"] > 0.01
+    assert summary.loc["baseline_x", "n_replicates"] == 1 and summary.loc["lora_a", "n_perturbations"] == 25
+
+
+def test_tidy_metrics_keeps_every_score():
+    table = pd.DataFrame({"perturbation": ["a", "b"], "pearson_delta": [0.1, 0.2], "mse": [1.0, 2.0]})
+    tidy = tidy_metrics({"base": [table, table.assign(mse=[3.0, 4.0])]})
+    assert len(tidy) == 8
+    assert tidy.query("replicate == 1 and metric == 'mse'")["value"].tolist() == [3.0, 4.0]
+
+
+def _summary_dir(root: Path, run: str, rows: dict[str, float]) -> Path:
+    report = root / run / "report"
+    report.mkdir(parents=True)
+    pd.DataFrame({"stage": list(rows), "pearson_delta": list(rows.values())}).to_csv(report / "summary.csv", index=False)
+    return root / run
+
+
+def test_compare_puts_two_runs_side_by_side(tmp_path):
+    a = _summary_dir(tmp_path, "small", {"base": 0.2, "lora_batch": 0.3})
+    b = _summary_dir(tmp_path, "large", {"base": 0.25, "lora_batch": 0.45, "lora_ext": 0.5})
+    table = compare_runs(a, b).set_index("stage")
+    assert table.index.tolist() == ["base", "lora_batch", "lora_ext"]
+    assert table.loc["lora_batch", "pearson_delta difference (B - A)"] == pytest.approx(0.15)
+    assert pd.isna(table.loc["lora_ext", "pearson_delta [small]"])
+    with pytest.raises(InputDataError, match="holds no report/summary.csv"):
+        compare_runs(a, tmp_path / "nothing")
+
+
+def test_compare_command_prints_and_writes(finished_run, tmp_path):
+    results = finished_run / "results" / "tiny"
+    out = tmp_path / "side_by_side.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "deltatune.cli", "compare", str(results), str(results / "report"), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert "lora_random" in done.stdout and table["stage"].tolist()[0] == "base"
+    assert np.allclose(table["pearson_delta difference (B - A)"], 0.0)
+
+
+RENDER_PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const loaded = images.filter((img) => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0);
+  document.body.setAttribute("data-probe", images.length + "/" + loaded.length + "/" + document.body.scrollHeight);
+});
+</script>"""
+
+
+def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_path):
+    report = finished_run / "results" / "tiny" / "report"
+    page = (report / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page, "the page must be self-contained"
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", RENDER_PROBE + "</body>"))
+    done = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.search(r'data-probe="(\d+)/(\d+)/(\d+)"', done.stdout)
+    assert match, "the page did not finish loading"
+    total, loaded, height = map(int, match.groups())
+    figures = sorted(p.stem for p in (report / "figures").glob("*.png"))
+    assert figures == ["dose_scores", "predicted_vs_real", "stage_scores", "stage_vs_base", "training_curves"]
+    assert total == len(figures) and loaded == total
+    assert height > 2000
+    for stage in ("base", "lora_random", "baseline_mean_delta", "baseline_other_lines"):
+        assert stage in done.stdout
+
+
+def test_provenance_matches_the_run(finished_run):
+    results = finished_run / "results" / "tiny"
+    record = json.loads((results / "report" / "provenance.json").read_text())
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert record["config"]["run"] == "tiny" and record["config"]["replicates"] == config["replicates"]
+    assert record["config"]["stages"]["lora_random"]["lr"] == config["stages"]["lora_random"]["lr"]
+    assert record["config"]["stages"]["lora_random"]["warmup_fraction"] == 0.05, "defaults are filled in"
+    assert record["seeds"]["stages"]["lora_random"] == [0, 1]
+    assert record["seeds"]["simulate"] == config["data"]["simulate"]["seed"]
+    screen = results / "data" / "screen.h5ad"
+    assert record["inputs"]["results/tiny/data/screen.h5ad"] == hashlib.sha256(screen.read_bytes()).hexdigest()
+    assert "results/tiny/models/base/checkpoints/final.ckpt" in record["inputs"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert record["git"]["commit"] == head.stdout.strip()
+    assert isinstance(record["git"]["dirty"], bool)
+    assert record["packages"]["cell-eval"] == metadata.version("cell-eval")
+    assert record["packages"]["torch"] == metadata.version("torch")
+    assert record["device"]["training"] == {"lora_random": ["cpu"]}
+    benchmarks = {str(p.relative_to(results / "benchmarks").with_suffix(""))
+                  for p in (results / "benchmarks").rglob("*.tsv")} - {"report"}
+    assert set(record["rule_seconds"]) - {"report"} == benchmarks
+    assert "finetune/lora_random/rep1" in record["rule_seconds"]
