@@ -9,8 +9,10 @@ of the run) and the machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,14 +32,22 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-report", help="copy the demo's report/ folder here before the clone is removed")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deltatune-demo-") as tmp:
         clone = Path(tmp) / "deltatune"
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
         setup_s = timed(["make", "setup"], clone)
         workflow_s = timed(["make", "demo"], clone)
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        summary = pd.read_csv(clone / "results" / "demo" / "report" / "summary.csv")
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+        report = clone / "results" / "demo" / "report"
+        summary = pd.read_csv(report / "summary.csv")
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if args.keep_report:
+            shutil.copytree(report, args.keep_report, dirs_exist_ok=True)
     result = {
         "setup_s": round(setup_s, 1),
         "workflow_s": round(workflow_s, 1),
@@ -45,6 +55,10 @@ def main() -> None:
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "commit": commit,
         "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4), strict=True)),
+        "pearson_delta_ci": {
+            row.stage: [round(row.pearson_delta_ci_low, 4), round(row.pearson_delta_ci_high, 4)]
+            for row in summary.itertuples(index=False)
+        },
         "machine": describe(),
     }
     out = REPO / "bench" / "results" / "demo.json"
