@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup demo test lint lock
+.PHONY: setup demo test lint lock container-smoke
 
 setup: $(STAMP)
 
@@ -24,10 +24,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	tests/ensure_chromium.sh
+	tests/ensure_slurm.sh
 	$(RUN) python -m pytest
 
 lint: $(STAMP)
 	$(RUN) snakemake --lint
+
+# Build containers/Dockerfile with podman on a local Debian base and run the tiny config in it
+# (containers/README.md); minutes, root, not part of `make test`.
+container-smoke:
+	containers/smoke.sh
 
 # Refresh envs/requirements.lock from the current .venv (after a deliberate upgrade).
 lock: $(STAMP)

@@ -9,6 +9,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Every rule runs in this image under `--sdm apptainer` (containers/images.lock, by digest).
+container: pinned_image("workflow")
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pairing.smk"
 include: "workflow/rules/model.smk"

@@ -148,8 +148,9 @@ def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_pat
     assert figures == ["dose_scores", "predicted_vs_real", "stage_scores", "stage_vs_base", "training_curves"]
     assert total == len(figures) and loaded == total
     assert height > 2000
-    for stage in ("base", "lora_random", "baseline_mean_delta", "baseline_other_lines"):
+    for stage in ("base", "lora_random", "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling"):
         assert stage in done.stdout
+    assert "How to read the three numbers" in done.stdout
 
 
 def test_provenance_matches_the_run(finished_run):
@@ -174,3 +175,13 @@ def test_provenance_matches_the_run(finished_run):
                   for p in (results / "benchmarks").rglob("*.tsv")} - {"report"}
     assert set(record["rule_seconds"]) - {"report"} == benchmarks
     assert "finetune/lora_random/rep1" in record["rule_seconds"]
+
+
+def test_report_warns_when_the_no_effect_floor_beats_a_model():
+    from deltatune.html_report import _plate_warning
+
+    summary = pd.DataFrame({"stage": ["base", "lora_a", "baseline_plate_control", "ceiling"],
+                            "pearson_delta": [0.3, 0.6, 0.5, 0.9]})
+    warning = _plate_warning(summary)
+    assert "Plate confounding" in warning and "<code>base</code>" in warning and "lora_a" not in warning
+    assert _plate_warning(summary.assign(pearson_delta=[0.55, 0.6, 0.5, 0.9])) == ""

@@ -33,16 +33,20 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def test_every_output_is_written(finished_run):
     results = finished_run / "results" / "tiny"
     summary = pd.read_csv(results / "report" / "summary.csv")
-    assert summary["stage"].tolist() == ["base", "lora_random", "baseline_mean_delta", "baseline_other_lines"]
-    assert np.isfinite(summary["pearson_delta"]).all()
-    assert summary["n_replicates"].tolist() == [2, 2, 1, 1]
+    assert summary["stage"].tolist() == [
+        "base", "lora_random", "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling",
+    ]
+    assert np.isfinite(summary[["pearson_delta", "pearson_delta_matched"]]).all().all()
+    assert summary["n_replicates"].tolist() == [2, 2, 1, 1, 1, 3]
+    floor_to_ceiling = summary.set_index("stage")["pearson_delta_floor_to_ceiling"]
+    assert floor_to_ceiling["baseline_plate_control"] == 0 and floor_to_ceiling["ceiling"] == 1
     assert (summary["pearson_delta_ci_low"] <= summary["pearson_delta"]).all()
     assert (summary["pearson_delta"] <= summary["pearson_delta_ci_high"]).all()
     comparison = pd.read_csv(results / "report" / "comparison.csv")
     assert list(comparison.columns) == ["stage", "replicate", "perturbation", "metric", "value"]
     for stage, n_rep in zip(summary["stage"], summary["n_replicates"], strict=True):
         for rep in range(n_rep):
-            assert (results / "predictions" / stage / f"rep{rep}.h5ad").exists()
+            assert stage == "ceiling" or (results / "predictions" / stage / f"rep{rep}.h5ad").exists()
             metrics = pd.read_csv(results / "metrics" / stage / f"rep{rep}.tsv", sep="\t")
             assert len(metrics) == summary["n_perturbations"].iloc[0]
             scored = comparison[(comparison["stage"] == stage) & (comparison["replicate"] == rep)]
@@ -57,7 +61,7 @@ def test_every_output_is_written(finished_run):
     assert not (results / "work").exists() or not any((results / "work").iterdir()), "checkpoints are cleaned up"
     for rule in ("simulate", "preprocess", "pretrain_base", "report"):
         assert (results / "logs" / f"{rule}.log").exists() and (results / "benchmarks" / f"{rule}.tsv").exists()
-    for rule in ("finetune", "infer", "baseline", "evaluate"):
+    for rule in ("finetune", "infer", "baseline", "evaluate", "ceiling"):
         assert any((results / "logs" / rule).iterdir()) and any((results / "benchmarks" / rule).iterdir())
 
 

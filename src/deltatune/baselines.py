@@ -3,7 +3,9 @@
 * ``baseline_mean_delta``: every test cell gets its plate's control mean plus the average effect
   of the target line's training perturbations (one effect for all drugs);
 * ``baseline_other_lines``: every test cell gets its plate's control mean plus the same
-  perturbation's average effect in the base model's training lines.
+  perturbation's average effect in the base model's training lines;
+* ``baseline_plate_control``: every test cell gets its plate's control mean and nothing else, the
+  zero-effect floor. Whatever it scores comes from plate structure, not from any drug effect.
 
 An effect is plate-matched: a perturbed cell minus the control mean of its own plate, averaged over
 the perturbation's cells. Both are floors a fine-tuned model has to clear to have learned anything
@@ -24,7 +26,7 @@ from .infer import control_mean_inputs, prediction_anndata
 from .pairing import PairingIndex, group_codes
 from .splits import cells_of_split
 
-BASELINES = ("baseline_mean_delta", "baseline_other_lines")
+BASELINES = ("baseline_mean_delta", "baseline_other_lines", "baseline_plate_control")
 
 
 def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -59,6 +61,12 @@ def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index:
     _, effects = plate_matched_effects(target, index, train, [columns.perturbation])
     n_test = int(cells_of_split(target.obs, columns, split, "test").sum())
     return _predict(target, split, columns, index, np.tile(effects.mean(axis=0), (n_test, 1)), "baseline_mean_delta")
+
+
+def plate_control(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
+    """``baseline_plate_control``: the plate's control mean, no perturbation effect at all."""
+    n_test = int(cells_of_split(target.obs, columns, split, "test").sum())
+    return _predict(target, split, columns, index, np.zeros((n_test, target.n_vars)), "baseline_plate_control")
 
 
 def other_lines(

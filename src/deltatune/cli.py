@@ -178,6 +178,8 @@ def cmd_baseline(args) -> None:
     index = _pairing(args.pairing)
     if args.kind == "baseline_mean_delta":
         predicted = baselines.mean_delta(target, split, columns, index)
+    elif args.kind == "baseline_plate_control":
+        predicted = baselines.plate_control(target, split, columns, index)
     else:
         if not (args.base_data and args.base_pairing):
             raise SettingsError("baseline_other_lines needs --base-data and --base-pairing")
@@ -188,14 +190,32 @@ def cmd_baseline(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import EvaluateSettings, evaluation_pair, score
+    from .atomic import write_json
+    from .evaluate import EvaluateSettings, evaluation_pair, score, score_matched
     from .settings import from_json
     from .splits import read_split
 
     settings = from_json(EvaluateSettings, args.settings, "evaluate")
     columns = _columns(args)
     real, pred = evaluation_pair(_read_h5ad(args.data), _read_h5ad(args.predicted), read_split(args.split), columns)
-    _write_tsv(score(real, pred, columns, settings, args.threads), args.out)
+    scores, matching = score(real, pred, columns, settings, args.threads), {"batches": 0}
+    if columns.batch:
+        matched, matching = score_matched(real, pred, columns, args.threads)
+        scores = scores.merge(matched, on="perturbation", how="left")
+    log.info("plate-matched scores: %s", json.dumps(matching))
+    _write_tsv(scores, args.out)
+    write_json(args.out_matching, matching)
+
+
+def cmd_ceiling(args) -> None:
+    from .evaluate import EvaluateSettings, ceiling_scores, real_test_cells
+    from .settings import from_json
+    from .splits import read_split
+
+    settings = from_json(EvaluateSettings, args.settings, "evaluate")
+    columns = _columns(args)
+    real = real_test_cells(_read_h5ad(args.data), read_split(args.split), columns)
+    _write_tsv(ceiling_scores(real, columns, settings, args.threads, args.seed), args.out)
 
 
 def _json_argument(text: str, flag: str) -> dict:
@@ -294,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("baseline", cmd_baseline, "predict the test perturbations with a simple baseline")
     data_args(p)
-    p.add_argument("--kind", required=True, choices=["baseline_mean_delta", "baseline_other_lines"])
+    p.add_argument("--kind", required=True, choices=["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"])
     p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data")
     p.add_argument("--base-data", help="the base lines (.h5ad), for baseline_other_lines")
     p.add_argument("--base-pairing", help="plate x cell line pairing index of --base-data")
@@ -305,6 +325,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--predicted", required=True)
     p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields")
     p.add_argument("--out", required=True, help="per-perturbation metrics (.tsv)")
+    p.add_argument("--out-matching", required=True, help="plate-matched scoring: batches used and skipped (.json)")
+    compute_args(p)
+
+    p = add("ceiling", cmd_ceiling, "score split halves of the real test cells against each other")
+    data_args(p)
+    p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    p.add_argument("--out", required=True, help="per-perturbation half-depth scores (.tsv)")
     compute_args(p)
 
     p = add("report", cmd_report, "write the comparison report of a finished run")

@@ -14,15 +14,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .report import BASE_STAGE, PRIMARY_METRIC
+from .report import BASE_STAGE, CEILING, FLOOR, PRIMARY_METRIC
 
 STAGE_COLOR = "#1f5f8b"
 BASE_COLOR = "#555555"
 BASELINE_COLOR = "#c2582b"
+CEILING_COLOR = "#2e8b57"
+MATCHED = f"{PRIMARY_METRIC}_matched"
 LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson")
 
 
 def _color(stage: str) -> str:
+    if stage == CEILING:
+        return CEILING_COLOR
     if stage == BASE_STAGE:
         return BASE_COLOR
     return BASELINE_COLOR if stage.startswith("baseline_") else STAGE_COLOR
@@ -40,24 +44,31 @@ def _scores(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_scores(summary: pd.DataFrame, comparison: pd.DataFrame, level: float) -> bytes:
-    """Mean ``pearson_delta`` per stage with its bootstrap interval, and each replicate's mean."""
+    """Pooled and plate-matched ``pearson_delta`` per row (stages, baselines, floor, ceiling), with intervals."""
     stages = summary["stage"].tolist()
-    y = np.arange(len(stages))[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.55 * len(stages) + 1.2))
+    metrics = [(PRIMARY_METRIC, "o", "pooled controls", 0.0)]
+    if MATCHED in summary:
+        metrics.append((MATCHED, "s", "own plate's controls", -0.22))
+    y = np.arange(len(stages))[::-1].astype(float)
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(stages) + 1.4))
     per_rep = _scores(comparison).groupby(["stage", "replicate"])["value"].mean()
-    for yi, row in zip(y, summary.itertuples(index=False), strict=True):
-        mean = getattr(row, PRIMARY_METRIC)
-        low, high = getattr(row, f"{PRIMARY_METRIC}_ci_low"), getattr(row, f"{PRIMARY_METRIC}_ci_high")
-        color = _color(row.stage)
-        ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=4, ms=7)
-        reps = per_rep.loc[row.stage].to_numpy()
-        ax.scatter(reps, np.full(len(reps), yi - 0.18), s=12, color=color, alpha=0.6, marker="|")
-    base = summary.set_index("stage")[PRIMARY_METRIC].get(BASE_STAGE)
-    if base is not None:
-        ax.axvline(base, color=BASE_COLOR, ls="--", lw=1, label="base model")
-        ax.legend(loc="best", frameon=False)
+    for metric, marker, label, offset in metrics:
+        for yi, row in zip(y, summary.to_dict("records"), strict=True):
+            mean, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+            err = [[max(mean - low, 0)], [max(high - mean, 0)]] if np.isfinite([low, high]).all() else None
+            ax.errorbar(mean, yi + offset, xerr=err, fmt=marker, color=_color(row["stage"]), capsize=3, ms=6,
+                        mfc="white" if marker == "s" else None)
+        ax.plot([], [], marker, color="#444444", mfc="white" if marker == "s" else None, label=label)
+    for stage in (s for s in stages if s != CEILING):
+        reps = per_rep.loc[stage].to_numpy()
+        ax.scatter(reps, np.full(len(reps), y[stages.index(stage)] + 0.15), s=12, color=_color(stage), alpha=0.6, marker="|")
+    by_stage = summary.set_index("stage")
+    for stage, style in ((FLOOR, ":"), (CEILING, "--")):
+        if stage in by_stage.index:
+            ax.axvline(by_stage.loc[stage, PRIMARY_METRIC], color=_color(stage), ls=style, lw=1)
     ax.set_yticks(y, stages)
-    ax.set_xlabel(f"{PRIMARY_METRIC} (mean over test perturbations; bars: {level:.0%} bootstrap interval)")
+    ax.set_xlabel(f"{PRIMARY_METRIC}: mean over test perturbations and seeds, {level:.0%} bootstrap interval")
+    ax.legend(loc="best", frameon=False, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -65,7 +76,7 @@ def stage_scores(summary: pd.DataFrame, comparison: pd.DataFrame, level: float) 
 def stage_vs_base(comparison: pd.DataFrame, stages: list[str]) -> bytes:
     """Per-perturbation ``pearson_delta`` of every stage and baseline against the base model."""
     per_pert = _scores(comparison).groupby(["stage", "perturbation"])["value"].mean().unstack("stage")
-    others = [s for s in stages if s != BASE_STAGE]
+    others = [s for s in stages if s not in (BASE_STAGE, CEILING)]
     ncols = min(3, len(others))
     nrows = -(-len(others) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.2 * nrows), squeeze=False)

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from .report import BASE_STAGE, PRIMARY_METRIC
+from .report import BASE_STAGE, CEILING, FLOOR, PRIMARY_METRIC
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
@@ -24,9 +24,22 @@ figcaption{font-size:.88em;color:#555}
 pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
 """
 
+MATCHED = f"{PRIMARY_METRIC}_matched"
 SUMMARY_COLUMNS = (
     "stage", PRIMARY_METRIC, f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}_ci_high",
-    "p_vs_base", "p_vs_previous", "mse", "mae", "n_replicates", "n_perturbations",
+    f"{PRIMARY_METRIC}_floor_to_ceiling", "p_vs_base", "p_vs_previous",
+    MATCHED, f"{MATCHED}_ci_low", f"{MATCHED}_ci_high", f"{MATCHED}_floor_to_ceiling", "p_vs_base_matched",
+    "mse", "n_replicates", "n_perturbations",
+)
+THREE_NUMBERS = (
+    "<p><b>How to read the three numbers.</b> The <i>pooled</i> score (cell-eval's <code>pearson_delta</code>) "
+    "compares each drug's cells with all control cells, so a drug's real effect also contains the offsets of "
+    "the plates it happened to sit on; the <i>plate-matched</i> score compares it with its own plates' "
+    "controls only, so it rewards drug effects and not plate structure. The <i>floor</i> "
+    "(<code>baseline_plate_control</code>, which predicts no drug effect at all) and the <i>ceiling</i> (half "
+    "of the real cells predicting the other half) show what a score of nothing and the best possible score "
+    "look like on these data; <code>_floor_to_ceiling</code> places every stage between them (0 = floor, "
+    "1 = ceiling).</p>"
 )
 
 
@@ -41,14 +54,32 @@ def _figure(png: bytes, name: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _plate_warning(summary: pd.DataFrame) -> str:
+    """A warning when predicting no drug effect beats a model on the pooled score."""
+    table = summary.set_index("stage")
+    if FLOOR not in table.index:
+        return ""
+    floor = table.loc[FLOOR, PRIMARY_METRIC]
+    models = [s for s in table.index if s != CEILING and not s.startswith("baseline_")]
+    beaten = [s for s in models if table.loc[s, PRIMARY_METRIC] < floor]
+    if not beaten:
+        return ""
+    return (
+        f"<p class='note'><b>Plate confounding.</b> Predicting no drug effect at all (<code>{FLOOR}</code>, "
+        f"{floor:.3f}) scores above {', '.join(f'<code>{html.escape(s)}</code>' for s in beaten)} on the pooled "
+        "score: on these data the pooled number largely measures plate structure. Read the plate-matched "
+        "column.</p>"
+    )
+
+
 def _findings(summary: pd.DataFrame) -> list[str]:
-    """Plain statements read off the summary: change against base, and which floors are cleared."""
+    """Plain statements read off the summary: change against base, and which baselines are cleared."""
     table = summary.set_index("stage")
     base = table[PRIMARY_METRIC].get(BASE_STAGE)
     baselines = [s for s in table.index if s.startswith("baseline_")]
     items = []
     for stage, row in table.iterrows():
-        if stage == BASE_STAGE or stage in baselines:
+        if stage in (BASE_STAGE, CEILING) or stage in baselines:
             continue
         change = row[PRIMARY_METRIC] - base
         cleared = [b for b in baselines if row[f"{PRIMARY_METRIC}_ci_low"] > table.loc[b, f"{PRIMARY_METRIC}_ci_high"]]
@@ -97,12 +128,15 @@ def render(
         "<h2>Perturbation-effect score by stage</h2>",
         fig["stage_scores"],
         _table(summary[summary_cols]),
+        THREE_NUMBERS,
+        _plate_warning(summary),
         f"<ul>{findings}</ul>",
         (
             "<p class='note'>Baselines predict each test cell as its plate's control mean plus a fixed effect: "
             "<code>baseline_mean_delta</code> the average effect of the target line's training perturbations, "
             "<code>baseline_other_lines</code> the same perturbation's average effect in the base model's "
-            "training lines. A stage below them has learned less than these rules of thumb.</p>"
+            "training lines, <code>baseline_plate_control</code> no effect (the floor). A stage below them has "
+            "learned less than these rules of thumb.</p>"
         ),
         "<h2>Per perturbation: every stage against the base model</h2>",
         fig["stage_vs_base"],
@@ -120,6 +154,11 @@ def render(
             "global control mean (inference); their number is counted here.</p>"
         ),
         _table(tables["pairing"]),
+        (
+            "<p>Plate-matched scores: plates without controls or with a single test perturbation cannot be "
+            "scored on their own and are skipped.</p>"
+        ),
+        _table(tables["matching"]),
         "<h2>Provenance</h2>",
         _table(facts),
         "<details><summary>provenance.json</summary><pre>",

@@ -20,8 +20,10 @@ from .atomic import atomic_path, write_json, write_text
 from .columns import Columns
 from .html_report import render
 from .report import (
+    CEILING,
     PRIMARY_METRIC,
     by_dose,
+    matching_table,
     mean_effects,
     pairing_table,
     summarize,
@@ -34,8 +36,10 @@ from .statistics import BootstrapSettings
 
 EXAMPLE_PERTURBATIONS = 3
 FIGURE_CAPTIONS = {
-    "stage_scores": f"{PRIMARY_METRIC} by stage: mean over test perturbations and seeds, bootstrap interval, "
-                    "and each seed's mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines.",
+    "stage_scores": f"{PRIMARY_METRIC} by stage against pooled controls (circles) and each plate's own controls "
+                    "(squares): mean over test perturbations and seeds, bootstrap interval, and each seed's pooled "
+                    "mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines; green: noise "
+                    "ceiling. Dotted line: the zero-effect floor; dashed: the ceiling (pooled).",
     "stage_vs_base": f"Per test perturbation, {PRIMARY_METRIC} of each stage and baseline (mean over seeds) "
                      "against the untuned base model; points above the diagonal improved.",
     "predicted_vs_real": "Predicted against real perturbation effect (mean minus control mean) per gene, for the "
@@ -52,6 +56,7 @@ class Manifest:
     metrics: dict[str, list[str]]
     stages: dict[str, list[str]]
     predictions: dict[str, str]
+    matching: dict[str, str]
     data: str
     split: str
     inputs: list[str]
@@ -87,6 +92,7 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
     columns = from_mapping(Columns, config["data"]["columns"], "data.columns")
     bootstrap = from_mapping(BootstrapSettings, effective["report"], "report.bootstrap")
     order = list(manifest.metrics)
+    scored = [s for s in order if s != CEILING]  # the ceiling's half-depth scores stay out of per-perturbation figures
 
     comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in paths] for s, paths in manifest.metrics.items()})
     summary = summarize(comparison, order, bootstrap)
@@ -97,15 +103,20 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
     rep0 = comparison[(comparison["replicate"] == 0) & (comparison["metric"] == PRIMARY_METRIC)]
     example_scores = rep0.pivot(index="perturbation", columns="stage", values="value")
 
-    tables = {"training": training_table(stage_info), "pairing": pairing_table(stage_info, inference)}
+    matching = {s: json.loads(Path(p).read_text()) for s, p in manifest.matching.items()}
+    tables = {
+        "training": training_table(stage_info),
+        "pairing": pairing_table(stage_info, inference),
+        "matching": matching_table(matching),
+    }
     figs = {
         "stage_scores": figures.stage_scores(summary, comparison, bootstrap.level),
-        "stage_vs_base": figures.stage_vs_base(comparison, order),
+        "stage_vs_base": figures.stage_vs_base(comparison, scored),
         "predicted_vs_real": figures.predicted_vs_real(real, predicted, example_scores),
     }
     if doses is not None:
-        tables["by_dose"] = by_dose(comparison, doses)
-        figs["dose_scores"] = figures.dose_scores(tables["by_dose"], order)
+        tables["by_dose"] = by_dose(comparison[comparison["stage"] != CEILING], doses)
+        figs["dose_scores"] = figures.dose_scores(tables["by_dose"], scored)
     if histories:
         figs["training_curves"] = figures.training_curves(histories)
 

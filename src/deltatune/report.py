@@ -1,9 +1,14 @@
 """The comparison tables: every score, its interval, and the tests between stages.
 
 ``comparison.csv`` is the tidy record (stage, replicate, perturbation, metric, value) of every
-cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, with the
-mean ``pearson_delta`` first, its bootstrap interval over perturbations and seeds, the paired
-tests against ``base`` and against the previous stage, then the mean of every other metric.
+cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, then the
+noise ceiling. For ``pearson_delta`` (pooled controls) and ``pearson_delta_matched`` (each plate's
+own controls) it gives the mean, the bootstrap interval over perturbations and seeds, the paired
+tests against ``base`` and against the previous stage, and where the score lies between the
+zero-effect floor (``baseline_plate_control``) and the ceiling; then the mean of every other metric.
+
+The ceiling row holds cell-eval's split-half scores mapped to full depth with cell-eval's own
+Spearman-Brown correction (its interval endpoints too: the correction is monotonic).
 """
 
 from __future__ import annotations
@@ -11,10 +16,33 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .evaluate import MATCHED_SUFFIX
 from .statistics import BootstrapSettings, bootstrap_interval, paired_test, score_matrix
 
 PRIMARY_METRIC = "pearson_delta"
+SCORE_METRICS = (PRIMARY_METRIC, PRIMARY_METRIC + MATCHED_SUFFIX)
 BASE_STAGE = "base"
+FLOOR = "baseline_plate_control"
+CEILING = "ceiling"
+
+
+def full_depth(means: pd.Series) -> pd.Series:
+    """Half-depth split-half means mapped to full depth by cell-eval's Spearman-Brown correction.
+
+    Metrics without a defensible ceiling (errors, counts) become NaN, as in cell-eval.
+    """
+    import polars as pl
+    from cell_eval._evaluator import _spearman_brown_correct  # cell-eval's own correction
+
+    corrected = {}
+    for suffix in ("", MATCHED_SUFFIX):
+        names = [m for m in means.index if (m.endswith(MATCHED_SUFFIX) == bool(suffix))]
+        if not names:
+            continue
+        frame = pl.DataFrame({m.removesuffix(suffix) if suffix else m: [float(means[m])] for m in names})
+        row = _spearman_brown_correct(frame).row(0, named=True)
+        corrected.update({m: row[m.removesuffix(suffix) if suffix else m] for m in names})
+    return pd.Series(corrected).reindex(means.index)
 
 
 def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
@@ -31,32 +59,49 @@ def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
 
 
 def summarize(comparison: pd.DataFrame, stages: list[str], bootstrap: BootstrapSettings) -> pd.DataFrame:
-    """One row per entry of ``stages`` (workflow order; baselines last) with intervals and tests.
+    """One row per entry of ``stages`` (workflow order) with intervals, tests and the floor-to-ceiling position.
 
-    ``p_vs_previous`` compares each fine-tuned stage with the one listed before it; baselines and
-    ``base`` have none. Every p-value is a paired test over the same test perturbations.
+    ``p_vs_previous`` compares each fine-tuned stage with the one listed before it; baselines,
+    ``base`` and the ceiling have none. Every p-value is a paired test over the same test
+    perturbations.
     """
     means = comparison.groupby(["stage", "metric"])["value"].mean().unstack("metric")
-    scores = {s: score_matrix(comparison, s, PRIMARY_METRIC) for s in stages}
+    metrics = [m for m in SCORE_METRICS if m in means.columns]
     rows = []
     for i, stage in enumerate(stages):
-        low, high = bootstrap_interval(scores[stage].to_numpy(), bootstrap)
-        previous = stages[i - 1] if 0 < i and not stage.startswith("baseline_") and stage != BASE_STAGE else None
-        rows.append(
-            {
-                "stage": stage,
-                PRIMARY_METRIC: means.loc[stage, PRIMARY_METRIC],
-                f"{PRIMARY_METRIC}_ci_low": low,
-                f"{PRIMARY_METRIC}_ci_high": high,
-                "p_vs_base": paired_test(scores[stage], scores[BASE_STAGE]) if stage != BASE_STAGE else np.nan,
-                "previous_stage": previous,
-                "p_vs_previous": paired_test(scores[stage], scores[previous]) if previous else np.nan,
-                "n_replicates": scores[stage].shape[0],
-                "n_perturbations": scores[stage].shape[1],
-                **means.loc[stage].drop(PRIMARY_METRIC).to_dict(),
+        is_stage = stage != CEILING and not stage.startswith("baseline_") and stage != BASE_STAGE
+        previous = stages[i - 1] if i > 0 and is_stage else None
+        row = {"stage": stage}
+        stage_means = full_depth(means.loc[stage]) if stage == CEILING else means.loc[stage]
+        for metric in metrics:
+            suffix = metric.removeprefix(PRIMARY_METRIC)
+            scores = score_matrix(comparison, stage, metric)
+            low, high = bootstrap_interval(scores.to_numpy(), bootstrap)
+            if stage == CEILING:
+                low, high = full_depth(pd.Series({metric: low})).iloc[0], full_depth(pd.Series({metric: high})).iloc[0]
+            testable = stage not in (BASE_STAGE, CEILING)
+            row |= {
+                metric: stage_means[metric],
+                f"{metric}_ci_low": low,
+                f"{metric}_ci_high": high,
+                f"p_vs_base{suffix}": paired_test(scores, score_matrix(comparison, BASE_STAGE, metric)) if testable else np.nan,
+                f"p_vs_previous{suffix}": paired_test(scores, score_matrix(comparison, previous, metric)) if previous else np.nan,
             }
-        )
-    return pd.DataFrame(rows)
+        row |= {
+            "previous_stage": previous,
+            "n_replicates": comparison.loc[comparison["stage"] == stage, "replicate"].nunique(),
+            "n_perturbations": comparison.loc[comparison["stage"] == stage, "perturbation"].nunique(),
+            **stage_means.drop(metrics).to_dict(),
+        }
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    by_stage = summary.set_index("stage")
+    if {FLOOR, CEILING} <= set(by_stage.index):
+        for metric in metrics:
+            floor, ceiling = by_stage.loc[FLOOR, metric], by_stage.loc[CEILING, metric]
+            summary.insert(summary.columns.get_loc(f"{metric}_ci_high") + 1, f"{metric}_floor_to_ceiling",
+                           (summary[metric] - floor) / (ceiling - floor))
+    return summary
 
 
 def by_dose(comparison: pd.DataFrame, doses: pd.Series) -> pd.DataFrame:
@@ -103,6 +148,17 @@ def pairing_table(stage_summaries: dict[str, list[dict]], inference: dict[str, d
     ]
     columns = ["step", "strategy", "n_groups", "n_controls", "n_perturbed", "fallback_cells", "fallback_groups"]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def matching_table(matching: dict[str, dict]) -> pd.DataFrame:
+    """Plate-matched scoring per stage: plates scored, plates skipped (no controls or one drug), cells lost."""
+    return pd.DataFrame(
+        [
+            {"stage": stage, "plates_scored": info["batches"], "plates_skipped": len(info.get("skipped_batches", [])),
+             "test_cells_skipped": info.get("skipped_cells", 0)}
+            for stage, info in matching.items()
+        ]
+    )
 
 
 def mean_effects(adata, perturbation_col: str, control: str, perturbations: list[str]) -> pd.DataFrame:

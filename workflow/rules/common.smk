@@ -50,8 +50,10 @@ for _name, _stage in STAGES.items():
     if "pairing" not in _stage:
         raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
 ALL_STAGES = [BASE_STAGE] + list(STAGES)
-BASELINES = ["baseline_mean_delta", "baseline_other_lines"]
+BASELINES = ["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"]
 SCORED = ALL_STAGES + BASELINES
+CEILING = "ceiling"
+REPORTED = SCORED + [CEILING]
 REPLICATES = config["replicates"]
 
 
@@ -80,7 +82,9 @@ def get_base_model():
 
 
 def replicates_of(scored):
-    """Replicate numbers of a stage; a baseline is deterministic and has one."""
+    """Replicates of a stage; a baseline is deterministic and has one; the ceiling has its splits."""
+    if scored == CEILING:
+        return list(range(config["evaluation"]["ceiling_splits"]))
     return [0] if scored in BASELINES else list(range(REPLICATES))
 
 
@@ -140,9 +144,10 @@ def metrics_of(scored):
 def get_report_inputs(wildcards):
     """Every score, every stage replicate, replicate 0's predictions, the data and the inputs."""
     return {
-        "metrics": [path for scored in SCORED for path in metrics_of(scored)],
+        "metrics": [path for scored in REPORTED for path in metrics_of(scored)],
         "stages": [stage_dir(stage, rep) for stage in STAGES for rep in range(REPLICATES)],
         "predictions": [f"{RESULTS}/predictions/{scored}/rep0.h5ad" for scored in SCORED],
+        "matching": [f"{RESULTS}/metrics/{scored}/rep0.matching.json" for scored in SCORED],
         "data": f"{RESULTS}/data/target_line.h5ad",
         "split": f"{RESULTS}/data/split.tsv",
         "screen": get_screen(),
@@ -156,9 +161,10 @@ def report_manifest(wildcards, input):
     stages = iter(input.stages)
     return json.dumps(
         {
-            "metrics": {s: [next(metrics) for _ in replicates_of(s)] for s in SCORED},
+            "metrics": {s: [next(metrics) for _ in replicates_of(s)] for s in REPORTED},
             "stages": {s: [next(stages) for _ in range(REPLICATES)] for s in STAGES},
             "predictions": dict(zip(SCORED, input.predictions, strict=True)),
+            "matching": dict(zip(SCORED, input.matching, strict=True)),
             "data": input.data,
             "split": input.split,
             "inputs": [input.screen, input.base],
@@ -178,3 +184,16 @@ def container_image():
 
 def get_final_output():
     return [f"{RESULTS}/report/{name}" for name in ("summary.csv", "report.html", "provenance.json")]
+
+
+def pinned_image(name):
+    """An image of containers/images.lock as a docker:// URL with its digest: a tag can move, a digest cannot."""
+    import yaml
+
+    with open(os.path.join(workflow.basedir, "containers", "images.lock")) as handle:
+        return f"docker://{yaml.safe_load(handle)[name]}"
+
+
+def gpus():
+    """GPUs a training or inference job asks for: one, none when compute.accelerator forces the CPU."""
+    return 0 if config["compute"]["accelerator"] == "cpu" else 1

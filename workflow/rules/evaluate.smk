@@ -16,6 +16,8 @@ rule infer:
         settings=inference_settings,
         adapter=lambda wc, input: f"--adapter {input.adapter}" if input.adapter else "",
     threads: config["compute"]["train_threads"]
+    resources:
+        gpu=gpus(),
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
         "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --settings {params.settings:q} "
@@ -52,7 +54,8 @@ rule evaluate:
         split=f"{RESULTS}/data/split.tsv",
         predicted=f"{RESULTS}/predictions/{{scored}}/rep{{rep}}.h5ad",
     output:
-        f"{RESULTS}/metrics/{{scored}}/rep{{rep}}.tsv",
+        metrics=f"{RESULTS}/metrics/{{scored}}/rep{{rep}}.tsv",
+        matching=f"{RESULTS}/metrics/{{scored}}/rep{{rep}}.matching.json",
     log:
         f"{RESULTS}/logs/evaluate/{{scored}}/rep{{rep}}.log",
     benchmark:
@@ -64,4 +67,24 @@ rule evaluate:
     shell:
         "deltatune evaluate --data {input.data} --split {input.split} "
         "--predicted {input.predicted} --columns {params.columns:q} "
-        "--settings {params.settings:q} --out {output} --threads {threads} 2> {log}"
+        "--settings {params.settings:q} --out {output.metrics} --out-matching {output.matching} "
+        "--threads {threads} 2> {log}"
+
+
+rule ceiling:
+    input:
+        data=f"{RESULTS}/data/target_line.h5ad",
+        split=f"{RESULTS}/data/split.tsv",
+    output:
+        f"{RESULTS}/metrics/ceiling/rep{{rep}}.tsv",
+    log:
+        f"{RESULTS}/logs/ceiling/rep{{rep}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ceiling/rep{{rep}}.tsv"
+    params:
+        columns=columns_json(),
+        settings=as_json(config["evaluation"]),
+    threads: config["compute"]["eval_threads"]
+    shell:
+        "deltatune ceiling --data {input.data} --split {input.split} --columns {params.columns:q} "
+        "--settings {params.settings:q} --seed {wildcards.rep} --out {output} --threads {threads} 2> {log}"

@@ -15,6 +15,8 @@ rule pretrain_base:
         accelerator=config["compute"]["accelerator"],
         work_dir=f"{RESULTS}/work/base",
     threads: config["compute"]["train_threads"]
+    resources:
+        gpu=gpus(),
     shell:
         "deltatune pretrain --data {input.data} --pairing {input.pairing} --columns {params.columns:q} "
         "--architecture {params.architecture:q} --settings {params.settings:q} "
@@ -40,6 +42,8 @@ rule finetune:
         accelerator=config["compute"]["accelerator"],
         work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}/rep{wc.rep}",
     threads: config["compute"]["train_threads"]
+    resources:
+        gpu=gpus(),
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "
         "--pairing {input.pairing} "

@@ -1,0 +1,113 @@
+"""profiles/slurm on a real single-node SLURM: the tiny config runs through it, and sacct shows that
+every job was submitted with the profile's resources, the user's partition and account, and a GPU
+only for the GPU rules. The cluster (tests/slurm/cluster.py) is started and stopped by the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, write_config
+from slurm.cluster import Cluster, running_cluster
+
+pytestmark = pytest.mark.workflow
+
+PROFILE = REPO / "profiles" / "slurm"
+GPU_RULES = {"pretrain_base", "finetune", "infer"}
+RUN_TIMEOUT_S = 480
+# The compute setting behind the threads of each rule that has some (cpus_per_*: threads in the profile).
+THREADS_SETTING = {"pretrain_base": "train_threads", "finetune": "train_threads", "infer": "train_threads",
+                   "evaluate": "eval_threads", "ceiling": "eval_threads"}
+# sacct columns read back for every job allocation.
+SACCT_FIELDS = ["JobID", "Comment", "State", "Partition", "Account", "ReqMem", "Timelimit", "ReqCPUS", "ReqTRES"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("slurm")) as started:
+        yield started
+
+
+def profile_resources() -> dict[str, dict]:
+    return yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]
+
+
+def snakemake_env(base: dict[str, str]) -> dict[str, str]:
+    """``base`` with this interpreter's bin directory first, so jobs find the same snakemake."""
+    return {**base, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
+
+
+def snakemake_command(workdir: Path, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(workdir / "config.yaml"), *map(str, args)]
+
+
+def sacct_jobs(cluster: Cluster) -> pd.DataFrame:
+    """One row per job allocation of the cluster (its database holds only this test's jobs)."""
+    text = cluster.client("sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
+                          "--starttime=2000-01-01", f"--format={','.join(SACCT_FIELDS)}")
+    jobs = pd.DataFrame([line.split("|") for line in text.splitlines()], columns=SACCT_FIELDS)
+    jobs["rule"] = jobs["Comment"].str.removeprefix("rule_").str.split("_wildcards_").str[0]
+    return jobs
+
+
+def requested_cpus(rule: str, wanted: dict, config: dict) -> int:
+    """The CPUs a job of ``rule`` should hold: the profile's number, or the rule's threads."""
+    cpus = wanted.get("cpus_per_gpu", wanted.get("cpus_per_task"))
+    return config["compute"][THREADS_SETTING[rule]] if cpus == "threads" else cpus
+
+
+def timelimit(minutes: int) -> str:
+    """sacct's Timelimit for a runtime in minutes (HH:MM:SS below a day)."""
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def test_profile_sets_resources_for_exactly_the_workflow_rules(tmp_path, tiny_config):
+    write_config(tmp_path, tiny_config)
+    listed = subprocess.run(snakemake_command(tmp_path, "--list-rules"), capture_output=True, text=True,
+                            env=snakemake_env(dict(os.environ)), check=True)
+    rules = set(listed.stdout.split()) - {"all"}
+    assert rules == set(profile_resources())
+
+
+def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
+    config = {**tiny_config, "compute": {**tiny_config["compute"], "eval_threads": 2}}  # CPUs differ by rule
+    workdir = tmp_path / "run"
+    write_config(workdir, config)
+    user_profile = tmp_path / "mycluster"
+    user_profile.mkdir()
+    (user_profile / "config.yaml").write_text(yaml.safe_dump({
+        "default-resources": {"slurm_partition": cluster.partition, "slurm_account": cluster.account},
+        "slurm-init-seconds-before-status-checks": 2,  # the plugin's 40 s default is for busy clusters
+    }))
+
+    result = subprocess.run(snakemake_command(workdir, "--profile", PROFILE, "--profile", user_profile),
+                            capture_output=True, text=True, env=snakemake_env(cluster.env), timeout=RUN_TIMEOUT_S,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    results = workdir / "results" / "tiny"
+    summary = pd.read_csv(results / "report" / "summary.csv")
+    assert {"base", "lora_random", "baseline_mean_delta"} <= set(summary["stage"])
+    assert summary["pearson_delta"].notna().all()
+    for rep in (0, 1):
+        assert (results / "models" / "lora_random" / f"rep{rep}" / "adapter" / "adapter_model.safetensors").exists()
+
+    jobs = sacct_jobs(cluster)
+    assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
+    assert (jobs["Partition"] == cluster.partition).all() and (jobs["Account"] == cluster.account).all()
+    resources = profile_resources()
+    assert set(jobs["rule"]) == set(resources)  # every rule ran as a SLURM job, none locally
+    for job in jobs.itertuples():
+        wanted = resources[job.rule]
+        assert job.ReqMem == f"{wanted['mem_mb']}M", job
+        assert job.Timelimit == timelimit(wanted["runtime"]), job
+        assert int(job.ReqCPUS) == requested_cpus(job.rule, wanted, config), job
+        assert ("gres/gpu=1" in job.ReqTRES) == (job.rule in GPU_RULES), job
