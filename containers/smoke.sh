@@ -37,7 +37,7 @@ step() { echo "== $1: $(($(date +%s) - start)) s" >&2; }
 start=$(date +%s)
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-tar -C "$work/rootfs" -c . | $PODMAN import - "$BASE" >/dev/null
+tar -C "$work/rootfs" -c . | $PODMAN import --quiet - "$BASE" >/dev/null
 rm -rf "$work/rootfs"
 step "debootstrap bookworm imported as $BASE"
 
@@ -51,7 +51,7 @@ mkdir "$work/pip"
 wheels=""
 if [ -n "${PIP_FIND_LINKS:-}" ]; then wheels="--volume $PIP_FIND_LINKS:/run/smoke-wheels:ro"; fi
 # shellcheck disable=SC2086  # $wheels is zero or two words
-$PODMAN build --ulimit nofile=20000:20000 --network host \
+$PODMAN build --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 --network host \
     --file containers/Dockerfile --ignorefile containers/Dockerfile.dockerignore \
     --build-arg BASE_IMAGE="$BASE" --build-arg PIP_CONFIG_FILE=/run/smoke/pip.conf \
     --volume "$work/pip:/run/smoke:ro" $wheels --tag "$IMAGE" . >"$work/build.log" 2>&1 \
@@ -61,7 +61,7 @@ step "built $IMAGE ($($PODMAN image inspect --format '{{.Size}}' "$IMAGE") bytes
 start=$(date +%s)
 mkdir "$work/run"
 chown 10001:10001 "$work/run"
-$PODMAN run --rm --ulimit nofile=20000:20000 --network none \
+$PODMAN run --rm --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 --network none \
     --volume "$PWD:/repo:ro" --volume "$work/run:/work" "$IMAGE" \
     snakemake --snakefile /repo/Snakefile --directory /work --configfile /repo/tests/config/tiny.yaml --cores 2 \
     >"$work/run.log" 2>&1 || { tail -40 "$work/run.log" >&2; exit 1; }

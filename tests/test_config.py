@@ -74,7 +74,11 @@ def test_misspelled_or_invalid_keys_are_named(tiny_config, mutate, named):
 
 
 def test_defaults_are_filled_for_optional_sections(tiny_config):
-    config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in ("compute", "evaluation")}
+    optional = ("compute", "evaluation", "inference", "replicates", "report")
+    config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in optional}
     validate(config, str(SCHEMA_PATH))
     assert config["compute"] == {"train_threads": 1, "eval_threads": 2, "accelerator": "auto"}
-    assert config["evaluation"] == {"profile": "anndata"}
+    assert config["evaluation"] == {"profile": "anndata", "ceiling_splits": 3}
+    assert config["inference"] == {"mode": "control_mean", "seed": 0}
+    assert config["replicates"] == 1
+    assert config["report"] == {"bootstrap": {"samples": 2000, "level": 0.95, "seed": 0}}

@@ -3,6 +3,7 @@ containers/images.lock and pyproject.toml, and the workflow runs every rule in t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from spython.main.parse.parsers import SingularityParser
 CONTAINERS = REPO / "containers"
 DOCKERFILE = CONTAINERS / "Dockerfile"
 DEFINITION = CONTAINERS / "deltatune.def"
+GPU_RULES = {"pretrain_base", "finetune", "infer"}
 DIGEST = re.compile(r"^[\w.\-/:]+@sha256:[0-9a-f]{64}$")
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
@@ -80,10 +82,10 @@ def test_apptainer_definition_is_built_from_the_same_image():
     assert recipe.test, "the definition has a %test section"
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
 @pytest.fixture
@@ -98,10 +100,32 @@ def test_lint_is_clean(workdir):
     assert "Lints for" not in result.stdout + result.stderr
 
 
-def test_every_job_runs_in_the_locked_image_with_the_gpu_profile(workdir):
-    """A dry run with profiles/local-gpu: every job in images.lock's workflow digest, and --nv."""
-    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local-gpu"), "--dry-run")
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = result.stdout.count("\nrule ") + result.stdout.startswith("rule ")
-    assert jobs > 1
-    assert result.stdout.count(f"container: docker://{images()['workflow']}") == jobs - 1  # all but `all`
+def fake_apptainer(directory: Path) -> Path:
+    """An `apptainer` that only answers --version: Snakemake checks it even in a dry run, and
+    Apptainer cannot be installed here. Nothing is run in a container by a dry run."""
+    directory.mkdir()
+    binary = directory / "apptainer"
+    binary.write_text('#!/bin/sh\necho "apptainer version 1.3.4"\n')
+    binary.chmod(0o755)
+    return directory
+
+
+def dry_run_resources(stdout: str) -> list[tuple[str, str]]:
+    """(rule, its `resources:` line) for every job of a dry run's plan."""
+    blocks = re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n)*)", stdout, re.MULTILINE)
+    return [(m.group(1), re.search(r"resources: (.*)", m.group(2)).group(1)) for m in blocks if m.group(1) != "all"]
+
+
+def test_every_job_runs_in_the_locked_image_with_the_gpu_profile(workdir, tmp_path):
+    """A dry run with profiles/local-gpu: the one image pulled is images.lock's `workflow`, by
+    digest, and exactly the GPU rules ask for a GPU."""
+    stub = fake_apptainer(tmp_path / "bin")
+    env = {**os.environ, "PATH": f"{stub}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local-gpu"), "--dry-run", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    pulled = re.findall(r"Singularity image (\S+) will be pulled", result.stdout + result.stderr)
+    assert pulled == [f"docker://{images()['workflow']}"]
+    jobs = dry_run_resources(result.stdout)
+    assert {rule for rule, _ in jobs} >= GPU_RULES
+    for rule, resources in jobs:
+        assert ("gpu=1" in resources.split(", ")) == (rule in GPU_RULES), (rule, resources)

@@ -3,7 +3,8 @@
 Each daemon runs in the foreground as a child of the test process, with its configuration, state,
 sockets, database and logs under one temporary directory and on free ports. The fixture therefore
 knows the pid of everything it started, stops it by that pid, and leaves nothing outside that
-directory; only Debian's packages (tests/ensure_slurm.sh) stay installed.
+directory; only Debian's packages (tests/ensure_slurm.sh) stay installed. Runs as root, like the
+daemons and the jobs.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
     """Install the packages when missing, start every daemon in order, and stop them all on exit."""
     subprocess.run([str(ENSURE_SLURM)], check=True)
     mariadb_port = _write_configs(root)
-    env = {**os.environ, "PATH": _path(), "SLURM_CONF": str(root / "slurm.conf")}
+    env = {**os.environ, "PATH": f"{_srun_with_config(root)}:{_path()}", "SLURM_CONF": str(root / "slurm.conf")}
     daemons: list[subprocess.Popen] = []
     try:
         _start_munge(root, env, daemons)
@@ -90,6 +91,21 @@ def _write_configs(root: Path) -> int:
     return mariadb_port
 
 
+def _srun_with_config(root: Path) -> Path:
+    """A directory with an `srun` that finds this cluster's slurm.conf; goes first on the jobs' PATH.
+
+    The jobs' snakemake (snakemake-executor-plugin-slurm-jobstep) runs each rule under a nested srun
+    whose environment it strips of every SLURM_* variable, SLURM_CONF included. A real cluster keeps
+    its configuration where srun looks by default (/etc/slurm); this one keeps it under ``root``.
+    """
+    bin_dir = root / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    srun = bin_dir / "srun"
+    srun.write_text(f'#!/bin/sh\nSLURM_CONF={root / "slurm.conf"} exec /usr/bin/srun "$@"\n')
+    srun.chmod(0o755)
+    return bin_dir
+
+
 def _start_munge(root: Path, env: dict[str, str], daemons: list[subprocess.Popen]) -> None:
     """munged with a fresh key and its socket in the test directory (root needs --force)."""
     key = root / "munge" / "munge.key"
@@ -105,12 +121,13 @@ def _start_munge(root: Path, env: dict[str, str], daemons: list[subprocess.Popen
 def _start_mariadb(root: Path, env: dict[str, str], daemons: list[subprocess.Popen], port: int) -> None:
     """A throwaway MariaDB for slurmdbd: its own data directory, TCP on localhost, no grant tables."""
     data = root / "mysql"
+    small = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"]  # 90 MB on disk, not 180
     subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                    "--auth-root-authentication-method=normal", "--skip-test-db", *small],
                    env=env, capture_output=True, text=True, check=True)
     command = ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={root / 'mysql.sock'}",
                f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={root / 'mariadb.pid'}",
-               "--user=root", "--skip-grant-tables", "--innodb-buffer-pool-size=32M"]
+               "--user=root", "--skip-grant-tables", *small]
     _start(daemons, "mariadbd", command, root, env, lambda: _port_open(port))
 
 
@@ -134,7 +151,8 @@ def _start(daemons: list[subprocess.Popen], name: str, command: list[str], root:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if daemon.poll() is not None or time.monotonic() > deadline:
-            logs = "\n".join(path.read_text(errors="replace")[-2000:] for path in sorted((root / "log").glob(f"{name}*")))
+            logs = "\n".join(path.read_text(errors="replace")[-2000:]
+                             for path in (root / "log" / f"{name}.log", root / "log" / f"{name}.out") if path.exists())
             raise ClusterError(f"{name} did not start (exit status {daemon.poll()}):\n{logs}")
         time.sleep(POLL_S)
 

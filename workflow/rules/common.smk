@@ -179,7 +179,7 @@ def report_manifest(wildcards, input):
 def container_image():
     """The pinned image when jobs run in Apptainer (--sdm apptainer), else None."""
     methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-    return workflow.global_container_img if "apptainer" in methods else None
+    return pinned_image("workflow") if "apptainer" in methods else None
 
 
 def get_final_output():
