@@ -77,7 +77,7 @@ def main() -> None:
     columns = Columns()
     target, index, codes, labels, train, vocab, new_model = stage_data(columns)
 
-    base, model = new_model()
+    base, _ = new_model()
     codes[train] = base.perturbation_codes(labels[train])
     data = CellSetBatches(target, columns, codes, len(vocab), index, "cells", ARCH.cell_set_len)
     sets_per_step = BATCH_CELLS // ARCH.cell_set_len

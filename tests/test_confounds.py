@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from deltatune.baselines import plate_control
-from deltatune.evaluate import EvaluateSettings, ceiling_scores, evaluation_pair, real_test_cells, score, score_matched
+from deltatune.evaluate import (
+    EvaluateSettings,
+    ceiling_scores,
+    evaluation_pair,
+    real_test_cells,
+    score,
+    score_matched,
+)
 from deltatune.pairing import build_pairing_index
 from deltatune.preprocess import PreprocessSettings, preprocess
 from deltatune.report import full_depth

@@ -198,7 +198,8 @@ def cmd_evaluate(args) -> None:
     settings = from_json(EvaluateSettings, args.settings, "evaluate")
     columns = _columns(args)
     real, pred = evaluation_pair(_read_h5ad(args.data), _read_h5ad(args.predicted), read_split(args.split), columns)
-    scores, matching = score(real, pred, columns, settings, args.threads), {"batches": 0}
+    scores = score(real, pred, columns, settings, args.threads)
+    matching = {"batches": 0}
     if columns.batch:
         matched, matching = score_matched(real, pred, columns, args.threads)
         scores = scores.merge(matched, on="perturbation", how="left")
@@ -229,9 +230,9 @@ def _json_argument(text: str, flag: str) -> dict:
 
 def cmd_report(args) -> None:
     from .make_report import Manifest, write_report
-    from .settings import from_mapping
+    from .settings import from_json
 
-    manifest = from_mapping(Manifest, _json_argument(args.manifest, "--manifest"), "--manifest")
+    manifest = from_json(Manifest, args.manifest, "--manifest")
     workflow = _json_argument(args.config, "--config")
     summary = write_report(manifest, workflow["config"], workflow["stages"], args.out_dir)
     print(summary.to_string(index=False), file=sys.stderr)

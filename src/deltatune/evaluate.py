@@ -24,6 +24,7 @@ import pandas as pd
 
 from .columns import Columns
 from .errors import InputDataError, SettingsError
+from .pairing import control_mask
 from .splits import cells_of_split
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ def _for_cell_eval(adata: ad.AnnData, columns: Columns) -> ad.AnnData:
 
 def real_test_cells(target: ad.AnnData, split: pd.DataFrame, columns: Columns) -> ad.AnnData:
     """The target line's test cells and all its controls: the real side of every comparison."""
-    is_control = (target.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    return _for_cell_eval(target[is_control | cells_of_split(target.obs, columns, split, "test")].copy(), columns)
+    keep = control_mask(target.obs, columns) | cells_of_split(target.obs, columns, split, "test")
+    return _for_cell_eval(target[keep].copy(), columns)
 
 
 def evaluation_pair(

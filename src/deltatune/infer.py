@@ -28,7 +28,7 @@ from .cellsets import make_cell_sets
 from .columns import Columns
 from .errors import InputDataError, SettingsError
 from .model import BaseModel
-from .pairing import PairingIndex, group_codes
+from .pairing import PairingIndex, control_mask, group_codes
 from .splits import cells_of_split
 
 SETS_PER_FORWARD = 64
@@ -137,7 +137,7 @@ def prediction_anndata(
     the real controls, which are copied unchanged so that predicted and real control means agree.
     """
     obs = target.obs
-    is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
+    is_control = control_mask(obs, columns)
     pred = ad.AnnData(X=predicted, obs=obs.iloc[rows].copy(), var=target.var.copy())
     controls = ad.AnnData(X=dense_rows(target.X[is_control]), obs=obs[is_control].copy(), var=target.var.copy())
     result = ad.concat([pred, controls], merge="same")

@@ -18,7 +18,9 @@ import pandas as pd
 from . import figures, provenance
 from .atomic import atomic_path, write_json, write_text
 from .columns import Columns
+from .evaluate import real_test_cells
 from .html_report import render
+from .pairing import control_mask
 from .report import (
     CEILING,
     PRIMARY_METRIC,
@@ -31,7 +33,7 @@ from .report import (
     training_table,
 )
 from .settings import from_mapping
-from .splits import cells_of_split, read_split
+from .splits import read_split
 from .statistics import BootstrapSettings
 
 EXAMPLE_PERTURBATIONS = 3
@@ -67,11 +69,9 @@ class Manifest:
 
 def _example_effects(manifest: Manifest, columns: Columns):
     """Real and predicted mean effects of the test perturbations with the largest real effect."""
-    target = ad.read_h5ad(manifest.data)
-    is_test = cells_of_split(target.obs, columns, read_split(manifest.split), "test")
-    is_control = (target.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    real_cells = target[is_test | is_control]
-    tested = sorted(set(real_cells.obs[columns.perturbation].astype(str)) - {columns.control})
+    real_cells = real_test_cells(ad.read_h5ad(manifest.data), read_split(manifest.split), columns)
+    treated = real_cells.obs[~control_mask(real_cells.obs, columns)]
+    tested = sorted(set(treated[columns.perturbation].astype(str)))
     effects = mean_effects(real_cells, columns.perturbation, columns.control, tested)
     examples = effects.pow(2).sum(axis=1).nlargest(EXAMPLE_PERTURBATIONS).index.tolist()
     predicted = {
@@ -80,7 +80,6 @@ def _example_effects(manifest: Manifest, columns: Columns):
     }
     doses = None
     if columns.dose:
-        treated = target.obs[is_test]
         doses = treated.groupby(treated[columns.perturbation].astype(str), observed=True)[columns.dose].first()
     return effects.loc[examples], predicted, None if doses is None else doses.astype(float)
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+GATHER_LIMIT = 20_000_000  # values per block of bootstrap draws (160 MB as float64)
+
 
 @dataclass(frozen=True)
 class BootstrapSettings:
@@ -33,15 +35,19 @@ def score_matrix(comparison: pd.DataFrame, stage: str, metric: str) -> pd.DataFr
 def bootstrap_interval(values: np.ndarray, settings: BootstrapSettings) -> tuple[float, float]:
     """Percentile interval of the mean of ``values`` (replicates x perturbations).
 
-    Each draw resamples the perturbations and the replicates with replacement; the work is one
-    (replicates, draws, perturbations) gather, with no loop over draws.
+    Each draw resamples the perturbations and the replicates with replacement; the work is a
+    (replicates, draws, perturbations) gather, taken in blocks of draws so that memory stays
+    bounded for thousands of perturbations.
     """
     values = np.asarray(values, dtype=np.float64)
     n_rep, n_pert = values.shape
     rng = np.random.default_rng(settings.seed)
     perts = rng.integers(0, n_pert, size=(settings.samples, n_pert))
     reps = rng.integers(0, n_rep, size=(settings.samples, n_rep))
-    per_rep = np.nanmean(values[:, perts], axis=2)  # (replicates, draws)
+    block = max(1, GATHER_LIMIT // max(1, n_rep * n_pert))
+    per_rep = np.concatenate(
+        [np.nanmean(values[:, perts[i : i + block]], axis=2) for i in range(0, settings.samples, block)], axis=1
+    )  # (replicates, draws)
     means = np.nanmean(np.take_along_axis(per_rep.T, reps, axis=1), axis=1)
     tail = (1.0 - settings.level) / 2.0
     low, high = np.nanquantile(means, [tail, 1.0 - tail])
