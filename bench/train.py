@@ -64,7 +64,7 @@ def stage_data(columns: Columns):
 
     codes = np.full(target.n_obs, -1, dtype=np.int64)
     labels = target.obs[columns.perturbation].astype(str).to_numpy()
-    return target, index, codes, labels, train, vocab, model
+    return target, index, codes, labels, train, model
 
 
 def main() -> None:
@@ -75,11 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     columns = Columns()
-    target, index, codes, labels, train, vocab, new_model = stage_data(columns)
+    target, index, codes, labels, train, new_model = stage_data(columns)
 
     base, _ = new_model()
-    codes[train] = base.perturbation_codes(labels[train])
-    data = CellSetBatches(target, columns, codes, len(vocab), index, "cells", ARCH.cell_set_len)
+    codes[train], table = base.vocabulary(labels[train], columns.control).encode(labels[train])
+    data = CellSetBatches(target, columns, codes, table, index, "cells", ARCH.cell_set_len)
     sets_per_step = BATCH_CELLS // ARCH.cell_set_len
     epochs = max(1, -(-args.steps // data.n_steps(sets_per_step)))
     settings = StageSettings(epochs=epochs, batch_size=BATCH_CELLS, lr=1e-3, pairing="batch",

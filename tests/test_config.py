@@ -6,14 +6,16 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
+from deltatune.checkpoint import CheckpointSettings
 from deltatune.columns import Columns
 from deltatune.evaluate import EvaluateSettings
 from deltatune.finetune import StageSettings
 from deltatune.lora import LoraSettings
 from deltatune.losses import LossWeights
 from deltatune.model import Architecture
+from deltatune.perturbations import PerturbationSettings
 from deltatune.preprocess import PreprocessSettings
 from deltatune.simulate import ScreenSpec
 from deltatune.splits import SplitSettings
@@ -34,7 +36,7 @@ def _fields(cls, drop=()):
     [
         (PROPS["data"]["properties"]["simulate"], ScreenSpec, ()),
         (PROPS["data"]["properties"]["columns"], Columns, ()),
-        (PROPS["preprocess"], PreprocessSettings, ("target_cell_line",)),
+        (PROPS["preprocess"], PreprocessSettings, ("target_cell_line", "var_names")),
         (PROPS["preprocess"]["properties"]["split"], SplitSettings, ()),
         (PROPS["base_model"]["properties"]["architecture"], Architecture, ()),
         (DEFS["training"], TrainSettings, ()),
@@ -47,14 +49,35 @@ def test_schema_sections_list_exactly_the_dataclass_fields(section, cls, drop):
     assert set(section["properties"]) == _fields(cls, drop)
 
 
+def test_base_model_and_data_sections_carry_the_matching_settings():
+    """Checkpoint and perturbation settings live in base_model, the data format's keys in data."""
+    data, model = PROPS["data"]["properties"], PROPS["base_model"]["properties"]
+    assert _fields(CheckpointSettings) | {"unseen_perturbations", "checkpoint"} <= set(model)
+    assert {"combination_separator", "var_names"} <= set(data)
+    assert _fields(PerturbationSettings) == {"unseen_perturbations", "combination_separator"}
+
+
 def test_stage_schema_adds_lora_and_extends_to_training():
     stage = PROPS["stages"]["additionalProperties"]
     assert set(stage["properties"]) | set(DEFS["training"]["properties"]) == _fields(StageSettings) | {"extends"}
 
 
-@pytest.mark.parametrize("path", [REPO / "config" / "config.yaml", TINY_CONFIG])
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, TINY_CONFIG], ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     validate(yaml.safe_load(path.read_text()), str(SCHEMA_PATH))
+
+
+@pytest.mark.parametrize("path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG}), ids=lambda p: p.name)
+def test_example_configs_are_valid_laid_over_the_default(path):
+    """`--configfile example.yaml` from the repository merges it over config/config.yaml."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    update_config(config, yaml.safe_load(path.read_text()))
+    validate(config, str(SCHEMA_PATH))
+    assert config["data"]["path"] and config["base_model"]["checkpoint"]
+    assert list(config["stages"]) == ["lora_random", "lora_batch", "lora_batch_delta", "lora_batch_delta_ext"]
 
 
 @pytest.mark.parametrize(
@@ -74,11 +97,12 @@ def test_misspelled_or_invalid_keys_are_named(tiny_config, mutate, named):
 
 
 def test_defaults_are_filled_for_optional_sections(tiny_config):
-    optional = ("compute", "evaluation", "inference", "replicates", "report")
+    optional = ("compute", "evaluation", "inference", "replicates", "report", "baselines")
     config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in optional}
     validate(config, str(SCHEMA_PATH))
     assert config["compute"] == {"train_threads": 1, "eval_threads": 2, "accelerator": "auto"}
     assert config["evaluation"] == {"profile": "anndata", "ceiling_splits": 3}
     assert config["inference"] == {"mode": "control_mean", "seed": 0}
     assert config["replicates"] == 1
+    assert config["baselines"] == ["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"]
     assert config["report"] == {"bootstrap": {"samples": 2000, "level": 0.95, "seed": 0}}

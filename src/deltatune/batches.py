@@ -46,7 +46,8 @@ class CellSetBatches:
     """Cell-set batches of one dataset under one pairing index.
 
     ``adata`` holds log1p expression; ``index`` (built for ``adata``) names the perturbed rows to
-    train on and their controls; ``codes`` is each row's one-hot column in the model's vocabulary.
+    train on and their controls; ``codes`` is each row's row of ``pert_table``, the model's
+    ``pert_emb`` input per perturbation (:meth:`deltatune.perturbations.Vocabulary.encode`).
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class CellSetBatches:
         adata: ad.AnnData,
         columns: Columns,
         codes: np.ndarray,
-        n_perturbations: int,
+        pert_table: torch.Tensor,
         index: PairingIndex,
         control_input: str,
         set_size: int,
@@ -67,7 +68,7 @@ class CellSetBatches:
         self.index = index
         self.X = torch.from_numpy(dense_rows(adata.X))
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
-        self.n_perturbations = n_perturbations
+        self.pert_table = pert_table
         self.control_input = control_input
         self.set_size = set_size
         set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
@@ -101,7 +102,7 @@ class CellSetBatches:
             rows = torch.from_numpy(plan.sets[start : start + sets_per_step].ravel())
             ctrl = torch.from_numpy(plan.control[start : start + sets_per_step].ravel())
             yield {
-                "pert_emb": torch.nn.functional.one_hot(self.codes[rows], self.n_perturbations).float(),
+                "pert_emb": self.pert_table[self.codes[rows]],
                 "ctrl_cell_emb": controls[ctrl],
                 "pert_cell_emb": self.X[rows],
             }

@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import DeltatuneError
 
 log = logging.getLogger("deltatune")
+PARAMETER_COUNTS = ("total", "trainable", "new_perturbation_rows")
 
 
 def _columns(args):
@@ -70,11 +71,13 @@ def cmd_simulate(args) -> None:
 
 def cmd_preprocess(args) -> None:
     from .atomic import write_json
+    from .genes import read_gene_list
     from .preprocess import PreprocessSettings, preprocess_file
     from .settings import from_json
 
     settings = from_json(PreprocessSettings, args.settings, "preprocess")
-    result = preprocess_file(args.input, _columns(args), settings)
+    genes = read_gene_list(args.genes) if args.genes else None
+    result = preprocess_file(args.input, _columns(args), settings, genes)
     log.info("preprocess: %s", json.dumps(result.summary))
     _write_h5ad(result.base, args.out_base)
     _write_h5ad(result.target, args.out_target)
@@ -100,8 +103,47 @@ def _pairing(path: str):
     return PairingIndex.load(path)
 
 
+def _base_model(args):
+    """The base model of ``--base`` under ``--checkpoint`` settings (safe loading unless trusted)."""
+    from .checkpoint import CheckpointSettings, load_base_model
+    from .settings import from_json
+
+    return load_base_model(args.base, from_json(CheckpointSettings, args.checkpoint, "base_model"))
+
+
+def _model_ready_data(args, base):
+    """The preprocessed target line, checked to hold exactly the base model's genes."""
+    from .genes import check_model_genes
+
+    target = _read_h5ad(args.data)
+    check_model_genes(target, base.genes, args.data, args.base)
+    return target
+
+
+def _vocabulary(args, base, target):
+    """The base vocabulary for the target line's perturbations (widened when unseen ones may train)."""
+    from .pairing import control_mask
+    from .perturbations import PerturbationSettings
+    from .settings import from_json
+
+    settings = from_json(PerturbationSettings, args.perturbations, "base_model")
+    columns = _columns(args)
+    labels = target.obs[columns.perturbation].astype(str).to_numpy()[~control_mask(target.obs, columns)]
+    return base.vocabulary(labels, columns.control, settings)
+
+
+def cmd_genes(args) -> None:
+    from .atomic import atomic_path
+
+    base = _base_model(args)
+    log.info("base model %s: %d genes, %d perturbations", args.base, len(base.genes), len(base.perturbations))
+    with atomic_path(args.out) as tmp:
+        tmp.write_text("\n".join(base.genes) + "\n")
+
+
 def cmd_pretrain(args) -> None:
-    from .model import Architecture, save_base_model
+    from .checkpoint import save_base_model
+    from .model import Architecture
     from .pretrain import pretrain_base
     from .settings import from_json, to_dict
     from .training import Trainer, TrainSettings, fingerprint
@@ -119,7 +161,7 @@ def cmd_pretrain(args) -> None:
 def cmd_finetune(args) -> None:
     from .atomic import atomic_path, write_json
     from .finetune import StageSettings, finetune_stage
-    from .model import align_genes, load_base_model
+    from .perturbations import PerturbationSettings
     from .settings import from_json, to_dict
     from .splits import read_split
     from .training import Trainer, fingerprint
@@ -127,13 +169,14 @@ def cmd_finetune(args) -> None:
     _set_threads(args.threads)
     settings = from_json(StageSettings, args.settings, f"stages.{args.stage}")
     effective = to_dict(settings)
-    base = load_base_model(args.base)
-    target = align_genes(_read_h5ad(args.data), base.genes)
+    base = _base_model(args)
+    target = _model_ready_data(args, base)
+    perturbations = from_json(PerturbationSettings, args.perturbations, "base_model")
     inputs = [args.data, args.split, args.base, args.pairing]
     trainer = Trainer(settings, args.work_dir, fingerprint(effective, inputs), args.accelerator)
     started = time.perf_counter()
     model, history, info = finetune_stage(
-        base, target, read_split(args.split), _columns(args), trainer, _pairing(args.pairing)
+        base, target, read_split(args.split), _columns(args), trainer, _pairing(args.pairing), perturbations
     )
     elapsed = time.perf_counter() - started
     with atomic_path(args.out, directory=True) as tmp:
@@ -142,8 +185,8 @@ def cmd_finetune(args) -> None:
         summary = {
             "stage": args.stage,
             "settings": effective,
-            "parameters": {k: info[k] for k in ("total", "trainable")},
-            "pairing": {k: v for k, v in info.items() if k not in ("total", "trainable")},
+            "parameters": {k: info[k] for k in PARAMETER_COUNTS},
+            "pairing": {k: v for k, v in info.items() if k not in PARAMETER_COUNTS},
             "steps": len(history),
             "train_seconds": round(elapsed, 2),
             "device": str(trainer.fabric.device),
@@ -156,16 +199,18 @@ def cmd_finetune(args) -> None:
 def cmd_infer(args) -> None:
     from .infer import InferenceSettings, predict
     from .lora import load_adapter
-    from .model import align_genes, load_base_model
     from .settings import from_json
     from .splits import read_split
 
     _set_threads(args.threads)
     settings = from_json(InferenceSettings, args.settings, "inference")
-    base = load_base_model(args.base)
+    base = _base_model(args)
+    target = _model_ready_data(args, base)
+    vocabulary = _vocabulary(args, base, target)  # widens the model before its adapter attaches
     model = load_adapter(base.model, str(Path(args.adapter) / "adapter")) if args.adapter else base.model
-    target = align_genes(_read_h5ad(args.data), base.genes)
-    predicted = predict(model, base, target, read_split(args.split), _columns(args), _pairing(args.pairing), settings)
+    predicted = predict(
+        model, base, target, read_split(args.split), _columns(args), _pairing(args.pairing), settings, vocabulary
+    )
     _write_h5ad(predicted, args.out)
 
 
@@ -277,8 +322,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--columns", required=True)
     p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
+    p.add_argument("--genes", help="gene list of a base model (from `deltatune genes`); replaces HVG selection")
     for name in ("base", "target", "split", "summary"):
         p.add_argument(f"--out-{name}", required=True)
+
+    def base_args(p, perturbations=True):
+        p.add_argument("--base", required=True, help="base model: ST run directory, or a .ckpt inside one")
+        p.add_argument("--checkpoint", default="{}", help="JSON: CheckpointSettings (checkpoint_file, genes, trusted)")
+        if perturbations:
+            p.add_argument("--perturbations", default="{}",
+                           help="JSON: PerturbationSettings (unseen_perturbations, combination_separator)")
+
+    p = add("genes", cmd_genes, "check a base model and write its gene list")
+    base_args(p, perturbations=False)
+    p.add_argument("--out", required=True, help="gene list (.txt, one per line)")
 
     p = add("pair", cmd_pair, "build the pairing index and control means of a dataset")
     data_args(p, split=False)
@@ -296,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("finetune", cmd_finetune, "train one stage's LoRA adapters")
     data_args(p)
-    p.add_argument("--base", required=True, help="base model (ST run directory)")
+    base_args(p)
     p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--stage", required=True)
     p.add_argument("--settings", required=True, help="JSON: StageSettings fields")
@@ -306,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("infer", cmd_infer, "predict test perturbations from control means")
     data_args(p)
-    p.add_argument("--base", required=True)
+    base_args(p)
     p.add_argument("--adapter", help="stage directory from finetune (omit for the base model)")
     p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data: the control means")
     p.add_argument("--settings", default="{}", help="JSON: InferenceSettings fields (mode, seed)")

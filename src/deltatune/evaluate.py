@@ -24,6 +24,7 @@ import pandas as pd
 
 from .columns import Columns
 from .errors import InputDataError, SettingsError
+from .genes import measured_genes
 from .pairing import control_mask
 from .splits import cells_of_split
 
@@ -60,9 +61,13 @@ def _for_cell_eval(adata: ad.AnnData, columns: Columns) -> ad.AnnData:
 
 
 def real_test_cells(target: ad.AnnData, split: pd.DataFrame, columns: Columns) -> ad.AnnData:
-    """The target line's test cells and all its controls: the real side of every comparison."""
+    """The target line's test cells and all its controls: the real side of every comparison.
+
+    Genes a checkpoint knows but the data lacks (zero-filled by preprocessing) are left out:
+    there is nothing real to score them against.
+    """
     keep = control_mask(target.obs, columns) | cells_of_split(target.obs, columns, split, "test")
-    return _for_cell_eval(target[keep].copy(), columns)
+    return _for_cell_eval(measured_genes(target[keep]).copy(), columns)
 
 
 def evaluation_pair(
@@ -70,8 +75,9 @@ def evaluation_pair(
 ) -> tuple[ad.AnnData, ad.AnnData]:
     """The real and predicted AnnData for cell-eval, aligned cell by cell and gene by gene."""
     real = real_test_cells(target, split, columns)
-    if list(predicted.var_names) != list(real.var_names):
-        raise InputDataError("prediction and data have different genes or gene order")
+    if not set(real.var_names) <= set(predicted.var_names):
+        raise InputDataError("the prediction lacks genes of the data: it was made for other data")
+    predicted = predicted[:, real.var_names]
     missing = real.obs_names.difference(predicted.obs_names)
     if len(missing):
         raise InputDataError(

@@ -20,7 +20,8 @@ from .errors import InputDataError
 from .lora import LoraSettings, apply_lora, count_parameters
 from .losses import DeltaAwareLoss
 from .model import BaseModel
-from .pairing import PairingIndex
+from .pairing import PairingIndex, control_mask
+from .perturbations import PerturbationSettings, new_rows_module
 from .splits import cells_of_split
 from .training import Trainer, TrainSettings, check_index
 
@@ -39,11 +40,13 @@ def finetune_stage(
     columns: Columns,
     trainer: Trainer,
     index: PairingIndex,
+    perturbations: PerturbationSettings = PerturbationSettings(),
 ) -> tuple[PeftModel, pd.DataFrame, dict]:
     """Train a stage's adapters; return the adapted model, its history and parameter counts.
 
     peft wraps ``base.model`` in place: its base weights stay bit-identical, and
-    ``model.unload()`` gives the plain base model back.
+    ``model.unload()`` gives the plain base model back. Perturbations the base never saw train
+    their new input rows alongside the adapters when ``perturbations`` allows it.
     """
     settings: StageSettings = trainer.settings
     check_index(index, settings)
@@ -51,15 +54,17 @@ def finetune_stage(
     if len(train_rows) == 0:
         raise InputDataError("the split file assigns no perturbation of the target line to 'train'")
     labels = target.obs[columns.perturbation].astype(str).to_numpy()
+    vocabulary = base.vocabulary(labels[~control_mask(target.obs, columns)], columns.control, perturbations)
     codes = np.full(len(labels), -1, dtype=np.int64)
-    codes[train_rows] = base.perturbation_codes(labels[train_rows])
+    codes[train_rows], table = vocabulary.encode(labels[train_rows])
     data = CellSetBatches(
-        target, columns, codes, len(base.perturbations), index.restrict(train_rows),
+        target, columns, codes, table, index.restrict(train_rows),
         control_input=settings.control_input, set_size=base.cell_set_len,
     )
     torch.manual_seed(settings.seed)  # adapter initialization
-    model = apply_lora(base.model, settings.lora)
+    model = apply_lora(base.model, settings.lora, trainable=new_rows_module(base.model))
     counts = count_parameters(model)
+    counts["new_perturbation_rows"] = len(vocabulary.labels) - len(base.perturbations)
     loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
     history = trainer.fit(model, data, loss, desc="finetune")
     return model, history, {**counts, **data.index.summary()}

@@ -42,6 +42,14 @@ THREE_NUMBERS = (
     "1 = ceiling).</p>"
 )
 
+NO_BATCH = (
+    "<p><b>No batch column.</b> The data has no plate or batch column (<code>data.columns.batch: null</code>), "
+    "so every score is against pooled controls and there is no plate-matched score. The <i>floor</i> "
+    "(<code>baseline_plate_control</code>, here the global control mean: no effect at all) and the "
+    "<i>ceiling</i> (half of the real cells predicting the other half) bound what a score can mean; "
+    "<code>_floor_to_ceiling</code> places every stage between them (0 = floor, 1 = ceiling).</p>"
+)
+
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
@@ -52,6 +60,20 @@ def _figure(png: bytes, name: str, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _unseen_note(unseen: list[str]) -> str:
+    """Which test perturbations the base model never saw (predicted through new, untrained input rows)."""
+    if not unseen:
+        return ""
+    names = ", ".join(f"<code>{html.escape(str(u))}</code>" for u in unseen[:20])
+    return (
+        f"<p class='note'><b>Unseen by the base model.</b> {len(unseen)} test perturbation(s) contain a label "
+        f"the checkpoint never saw ({names}{' ...' if len(unseen) > 20 else ''}). Each such label got a new "
+        "input row (<code>base_model.unseen_perturbations: train</code>), which learns only from fine-tuning "
+        "cells that carry it; a label in no training cell keeps the row's starting point, the mean of the "
+        "known rows. The untuned <code>base</code> row predicts them from that starting point.</p>"
+    )
 
 
 def _plate_warning(summary: pd.DataFrame) -> str:
@@ -125,10 +147,11 @@ def render(
             f"per stage. Intervals are {context['level']:.0%} bootstrap intervals over test perturbations and "
             "seeds; p-values are paired Wilcoxon signed-rank tests over the same perturbations.</p>"
         ),
+        _unseen_note(context["unseen_by_base"]),
         "<h2>Perturbation-effect score by stage</h2>",
         fig["stage_scores"],
         _table(summary[summary_cols]),
-        THREE_NUMBERS,
+        THREE_NUMBERS if MATCHED in summary else NO_BATCH,
         _plate_warning(summary),
         f"<ul>{findings}</ul>",
         (
@@ -154,11 +177,16 @@ def render(
             "global control mean (inference); their number is counted here.</p>"
         ),
         _table(tables["pairing"]),
-        (
-            "<p>Plate-matched scores: plates without controls or with a single test perturbation cannot be "
-            "scored on their own and are skipped.</p>"
-        ),
-        _table(tables["matching"]),
+    ]
+    if MATCHED in summary:
+        parts += [
+            (
+                "<p>Plate-matched scores: plates without controls or with a single test perturbation cannot be "
+                "scored on their own and are skipped.</p>"
+            ),
+            _table(tables["matching"]),
+        ]
+    parts += [
         "<h2>Provenance</h2>",
         _table(facts),
         "<details><summary>provenance.json</summary><pre>",

@@ -2,7 +2,7 @@
 
 The seed evaluated a model fed with the perturbed cells themselves, which measures nothing a user
 needs. Here every test cell is represented by control expression of its own plate, and its
-perturbation's one-hot code; the perturbed cells' expression is never read. Two modes:
+perturbation's input vector; the perturbed cells' expression is never read. Two modes:
 
 * ``control_mean``: each cell gets its plate's control mean (the global control mean where its
   plate has no controls), as in the seed;
@@ -29,6 +29,7 @@ from .columns import Columns
 from .errors import InputDataError, SettingsError
 from .model import BaseModel
 from .pairing import PairingIndex, control_mask, group_codes
+from .perturbations import Vocabulary
 from .splits import cells_of_split
 
 SETS_PER_FORWARD = 64
@@ -87,11 +88,14 @@ def predict(
     columns: Columns,
     index: PairingIndex,
     settings: InferenceSettings = InferenceSettings(),
+    vocabulary: Vocabulary | None = None,
 ) -> ad.AnnData:
     """Predict the test-split cells of ``target`` from their plates' control cells.
 
     ``index`` is the plate (``batch``) pairing index of ``target``, which holds the control means.
-    Returns predicted test cells (obs copied from ``target``) followed by the real controls.
+    ``vocabulary`` encodes the labels; pass the one ``base.vocabulary`` gave before an adapter
+    was attached when unseen perturbations widened the model (default: the base vocabulary,
+    unseen labels an error). Returns predicted test cells (obs copied from ``target``) followed by the real controls.
     """
     settings.check()
     obs = target.obs
@@ -104,7 +108,9 @@ def predict(
         inputs, n_fallback = control_mean_inputs(index, test)
     else:
         inputs, n_fallback = matched_control_inputs(index, test, target.X, rng)
-    codes = base.perturbation_codes(obs[columns.perturbation].astype(str).to_numpy()[test])
+    labels = obs[columns.perturbation].astype(str).to_numpy()[test]
+    vocabulary = vocabulary or base.vocabulary(labels, columns.control)
+    codes, table = vocabulary.encode(labels)
     set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
     groups = group_codes(obs.iloc[test], set_by)[0]
     sets, filled = make_cell_sets(groups, base.cell_set_len, rng)
@@ -112,17 +118,19 @@ def predict(
     device = next(model.parameters()).device
     model.eval()
     X_in = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
-    onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(base.perturbations)).float()
+    pert_emb = table[torch.from_numpy(codes)]
     predicted = np.empty((len(test), len(base.genes)), dtype=np.float32)
     for start in range(0, len(sets), SETS_PER_FORWARD):
         rows = sets[start : start + SETS_PER_FORWARD]
         keep = filled[start : start + SETS_PER_FORWARD]
         flat = torch.from_numpy(rows.ravel())
-        batch = {"pert_emb": onehot[flat].to(device), "ctrl_cell_emb": X_in[flat].to(device)}
+        batch = {"pert_emb": pert_emb[flat].to(device), "ctrl_cell_emb": X_in[flat].to(device)}
         out = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
         predicted[rows[keep]] = out[keep]
 
-    info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": n_fallback}
+    new = set(vocabulary.labels[len(base.perturbations) :])
+    unseen = sorted(label for label in np.unique(labels) if new & set(vocabulary.parts(label)))
+    info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": n_fallback, "unseen_by_base": unseen}
     return prediction_anndata(target, test, predicted, columns, info)
 
 

@@ -19,8 +19,10 @@ from .errors import SettingsError
 TARGET_GROUPS = {
     "backbone_attention": r"transformer_backbone\.layers\.\d+\.self_attn\.[qkvo]_proj",
     "backbone_mlp": r"transformer_backbone\.layers\.\d+\.mlp\.(gate|up|down)_proj",
-    "pert_encoder": r"pert_encoder\.\d+",
-    "basal_encoder": r"basal_encoder\.\d+",
+    # ST builds the encoders as Sequential MLPs or a single Linear, by its n_encoder_layers;
+    # ``.seen`` is the base layer of a first layer widened for unseen perturbations.
+    "pert_encoder": r"pert_encoder(\.\d+)?(\.seen)?",
+    "basal_encoder": r"basal_encoder(\.\d+)?",
 }
 
 
@@ -55,8 +57,12 @@ def target_modules(model: torch.nn.Module, settings: LoraSettings) -> dict[str, 
     return found
 
 
-def apply_lora(model: torch.nn.Module, settings: LoraSettings) -> PeftModel:
-    """Wrap ``model`` with fresh LoRA adapters; all base weights are frozen and left untouched."""
+def apply_lora(model: torch.nn.Module, settings: LoraSettings, trainable: str | None = None) -> PeftModel:
+    """Wrap ``model`` with fresh LoRA adapters; all base weights are frozen and left untouched.
+
+    ``trainable`` names one module trained and saved whole beside the adapters (peft's
+    ``modules_to_save``): the new perturbation rows of a widened first layer.
+    """
     groups = target_modules(model, settings)
     rank_pattern, alpha_pattern = {}, {}
     for group, scale in settings.rank_scale.items():
@@ -71,6 +77,7 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings) -> PeftModel:
         rank_pattern=rank_pattern,
         alpha_pattern=alpha_pattern,
         bias="none",
+        modules_to_save=[trainable] if trainable else None,
     )
     return get_peft_model(model, config)
 

@@ -18,10 +18,11 @@ import pandas as pd
 from . import figures, provenance
 from .atomic import atomic_path, write_json, write_text
 from .columns import Columns
-from .evaluate import real_test_cells
+from .evaluate import MATCHED_SUFFIX, real_test_cells
 from .html_report import render
 from .pairing import control_mask
 from .report import (
+    BASE_STAGE,
     CEILING,
     PRIMARY_METRIC,
     by_dose,
@@ -75,13 +76,14 @@ def _example_effects(manifest: Manifest, columns: Columns):
     effects = mean_effects(real_cells, columns.perturbation, columns.control, tested)
     examples = effects.pow(2).sum(axis=1).nlargest(EXAMPLE_PERTURBATIONS).index.tolist()
     predicted = {
-        stage: mean_effects(ad.read_h5ad(path), columns.perturbation, columns.control, examples)
+        stage: mean_effects(ad.read_h5ad(path)[:, real_cells.var_names], columns.perturbation, columns.control, examples)
         for stage, path in manifest.predictions.items()
     }
-    doses = None
-    if columns.dose:
-        doses = treated.groupby(treated[columns.perturbation].astype(str), observed=True)[columns.dose].first()
-    return effects.loc[examples], predicted, None if doses is None else doses.astype(float)
+    if not columns.dose:
+        return effects.loc[examples], predicted, None
+    doses = treated.groupby(treated[columns.perturbation].astype(str), observed=True)[columns.dose].first()
+    doses = pd.to_numeric(doses, errors="coerce").dropna()  # a combination's "1+1" has no place on a dose axis
+    return effects.loc[examples], predicted, None if doses.empty else doses
 
 
 def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_dir: str | Path) -> pd.DataFrame:
@@ -133,6 +135,7 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
         "run": effective["run"], "target_cell_line": config["data"]["target_cell_line"],
         "profile": effective["evaluation"]["profile"], "inference_mode": effective["inference"]["mode"],
         "replicates": effective["replicates"], "level": bootstrap.level,
+        "unseen_by_base": list(inference[BASE_STAGE].get("unseen_by_base", [])),
     }
 
     with atomic_path(out / "figures", directory=True) as tmp:
@@ -143,6 +146,9 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
         with atomic_path(out / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
     write_json(out / "provenance.json", record)
-    captioned = {name: (png, FIGURE_CAPTIONS[name]) for name, png in figs.items()}
+    captions = dict(FIGURE_CAPTIONS)
+    if f"{PRIMARY_METRIC}{MATCHED_SUFFIX}" not in summary:
+        captions["stage_scores"] = captions["stage_scores"].replace(" and each plate's own controls (squares)", "")
+    captioned = {name: (png, captions[name]) for name, png in figs.items()}
     write_text(out / "report.html", render(context, summary, captioned, tables, record))
     return summary

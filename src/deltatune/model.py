@@ -1,9 +1,8 @@
-"""The State Transition model: building one, and saving / loading it as an ST run directory.
+"""The State Transition model: building one, and the base model with its genes and perturbations.
 
-A base model is stored in the layout ``state tx train`` writes (``checkpoints/final.ckpt``,
-``pert_onehot_map.pt``, ``var_dims.pkl``, ``config.yaml``), so the same loader serves the
-embedded default and a user's own checkpoint. The gene list travels inside the checkpoint's
-hyper-parameters (``gene_names``), because ST does not keep its highly-variable-gene list.
+Reading and writing ST run directories is :mod:`deltatune.checkpoint`; matching a screen's genes
+and perturbation labels to a base model by name is :mod:`deltatune.genes` and
+:mod:`deltatune.perturbations`.
 
 Backbone choices follow what works with arc-state 0.11 under transformers 5: a bidirectional
 llama backbone (the GPT-2 one is broken and causal) with a one-token vocabulary, since ST zeroes
@@ -14,24 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pickle
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import lightning
 import numpy as np
 import torch
-import yaml
 from state.tx.models.state_transition import StateTransitionPerturbationModel
 
-from .atomic import atomic_path
-from .errors import CheckpointError, SettingsError
+from .errors import SettingsError
+from .perturbations import PerturbationSettings, Vocabulary
 
 ST_LOSSES = ("energy", "sinkhorn", "mse", "se")
-CHECKPOINT = Path("checkpoints") / "final.ckpt"
-PERT_MAP = "pert_onehot_map.pt"
-VAR_DIMS = "var_dims.pkl"
-GENES = "genes.txt"  # the model's gene order, readable without unpickling anything
 
 
 @dataclass(frozen=True)
@@ -99,99 +90,35 @@ def build_st_model(
 
 @dataclass
 class BaseModel:
-    """An ST model with the gene order and perturbation vocabulary it was trained on."""
+    """An ST model with the gene order and perturbation map it was trained on.
+
+    ``pert_vectors`` holds each perturbation's ``pert_emb`` input (row i for
+    ``perturbations[i]``): one-hot rows unless the checkpoint was trained on perturbation features.
+    """
 
     model: StateTransitionPerturbationModel
     genes: list[str]
     perturbations: list[str]
+    pert_vectors: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.pert_vectors is None:
+            self.pert_vectors = torch.eye(len(self.perturbations))
 
     @property
     def cell_set_len(self) -> int:
         return int(self.model.cell_sentence_len)
 
-    def perturbation_codes(self, labels: np.ndarray) -> np.ndarray:
-        """One-hot column of each label; unseen labels are an error naming a few of them."""
-        vocab = {p: i for i, p in enumerate(self.perturbations)}
-        unique, inverse = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-        codes = np.array([vocab.get(u, -1) for u in unique], dtype=np.int64)
-        unseen = unique[codes < 0]
-        if len(unseen):
-            raise CheckpointError(
-                f"{len(unseen)} perturbation(s) are not in the base model's vocabulary of "
-                f"{len(vocab)} (e.g. {unseen[:5].tolist()})"
-            )
-        return codes[inverse]
+    def vocabulary(
+        self, data_labels: np.ndarray, control: str, settings: PerturbationSettings = PerturbationSettings()
+    ) -> Vocabulary:
+        """The perturbation vocabulary for a screen whose perturbed cells carry ``data_labels``.
 
-
-def save_base_model(base: BaseModel, out_dir: str | Path, config: dict, history=None) -> None:
-    """Write ``base`` as an ST run directory, atomically (the directory appears complete or not at all).
-
-    ``history`` (a DataFrame of training steps) is kept beside the checkpoint as ``history.tsv``.
-    """
-    model = base.model
-    n_perts = len(base.perturbations)
-    with atomic_path(out_dir, directory=True) as tmp:
-        (tmp / CHECKPOINT.parent).mkdir(parents=True)
-        torch.save(
-            {
-                "state_dict": model.state_dict(),
-                "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": lightning.__version__,
-            },
-            tmp / CHECKPOINT,
-        )
-        eye = torch.eye(n_perts)
-        torch.save({p: eye[i] for i, p in enumerate(base.perturbations)}, tmp / PERT_MAP)
-        var_dims = {
-            "input_dim": len(base.genes),
-            "gene_dim": len(base.genes),
-            "hvg_dim": len(base.genes),
-            "output_dim": len(base.genes),
-            "pert_dim": n_perts,
-            "gene_names": list(base.genes),
-        }
-        with open(tmp / VAR_DIMS, "wb") as fh:
-            pickle.dump(var_dims, fh)
-        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (tmp / GENES).write_text("\n".join(base.genes) + "\n")
-        if history is not None:
-            history.to_csv(tmp / "history.tsv", sep="\t", index=False)
-
-
-def load_base_model(run_dir: str | Path) -> BaseModel:
-    """Load an ST run directory written by :func:`save_base_model` (weights-only loading)."""
-    run_dir = Path(run_dir)
-    for required in (CHECKPOINT, Path(PERT_MAP)):
-        if not (run_dir / required).exists():
-            raise CheckpointError(f"base model directory {run_dir} has no {required}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = StateTransitionPerturbationModel.load_from_checkpoint(
-            run_dir / CHECKPOINT, map_location="cpu", weights_only=True
-        )
-    genes = model.hparams.get("gene_names")
-    if not genes:
-        raise CheckpointError(f"{run_dir / CHECKPOINT} does not record its gene names (hparams.gene_names)")
-    pert_map = torch.load(run_dir / PERT_MAP, map_location="cpu", weights_only=True)
-    order = np.argsort([int(torch.argmax(v)) for v in pert_map.values()])
-    perturbations = [list(pert_map)[i] for i in order]
-    if len(perturbations) != model.pert_dim:
-        raise CheckpointError(
-            f"{run_dir / PERT_MAP} lists {len(perturbations)} perturbations but the model's "
-            f"pert_dim is {model.pert_dim}"
-        )
-    model.eval()
-    return BaseModel(model=model, genes=list(genes), perturbations=perturbations)
-
-
-def align_genes(adata, genes: list[str]):
-    """``adata`` restricted to ``genes`` in that order; missing genes are an error with counts."""
-    names = adata.var_names.astype(str)
-    if list(names) == list(genes):
-        return adata
-    missing = [g for g in genes if g not in set(names)]
-    if missing:
-        raise CheckpointError(
-            f"{len(missing)} of the model's {len(genes)} genes are not in the data "
-            f"(e.g. {missing[:5]}); the data has {len(names)} genes"
-        )
-    return adata[:, list(genes)].copy()
+        Labels the model never saw stop here with their list, unless ``settings`` lets them
+        train: then the model gets a new input row per unseen label (all of the screen's, so
+        that fine-tuning and inference widen it identically).
+        """
+        vocab = Vocabulary(self.perturbations, self.pert_vectors, control, settings)
+        if settings.unseen_perturbations == "train":
+            vocab.extend(self.model, vocab.unseen(data_labels))
+        return vocab

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .columns import Columns, check_obs
 from .errors import InputDataError, SettingsError
+from .genes import MEASURED, match_genes, use_var_column
 from .readers import open_backed, read_rows
 from .splits import SPLITS, SplitSettings, split_perturbations
 
@@ -28,18 +29,24 @@ MAX_LOG1P_VALUE = 30.0
 class PreprocessSettings:
     """Settings of :func:`preprocess` (config section ``preprocess`` plus the target line).
 
-    ``base_cell_lines`` are the lines kept for pretraining a base model: None keeps every line
-    but the target, an empty list none (when a checkpoint is given).
+    ``base_cell_lines`` are the lines kept for pretraining a base model and for the other-lines
+    baseline: None keeps every line but the target, an empty list none. ``var_names`` names a
+    var column to take gene names from; ``max_missing_genes`` is the fraction of a checkpoint's
+    genes that may be absent from the data (:func:`deltatune.genes.match_genes`).
     """
 
     target_cell_line: str
     n_top_genes: int = 200
     split: SplitSettings = field(default_factory=SplitSettings)
     base_cell_lines: tuple[str, ...] | None = None
+    var_names: str | None = None
+    max_missing_genes: float = 0.05
 
     def check(self) -> None:
         if self.n_top_genes < 2:
             raise SettingsError("preprocess.n_top_genes must be at least 2")
+        if not 0 <= self.max_missing_genes < 1:
+            raise SettingsError("preprocess.max_missing_genes must be a fraction in [0, 1)")
 
 
 @dataclass
@@ -126,19 +133,31 @@ def _check_cells(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettin
     return in_target, lines.isin(settings.base_cell_lines).to_numpy()
 
 
-def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings, source: str = "input") -> Preprocessed:
+def preprocess(
+    adata: ad.AnnData,
+    columns: Columns,
+    settings: PreprocessSettings,
+    source: str = "input",
+    genes: list[str] | None = None,
+) -> Preprocessed:
     """Validate, log-normalize, select genes and split a screen held in memory.
 
-    Like scanpy's ``pp`` functions it normalizes ``adata`` in place. The target cell line becomes ``target`` (its controls and all its perturbations); the other
-    lines become ``base``, the data a base model is pretrained on.
+    Like scanpy's ``pp`` functions it normalizes ``adata`` in place. The target cell line becomes
+    ``target`` (its controls and all its perturbations); the other lines become ``base``, the
+    data a base model is pretrained on. ``genes`` (a checkpoint's gene order) replaces the
+    highly-variable-gene selection: the data is put in that order by name.
     """
+    adata = use_var_column(adata, settings.var_names, source)
     in_target, in_base = _check_cells(adata.obs, columns, settings, source)
     keep = in_target | in_base
     if not keep.all():
         adata, in_target = adata[keep].copy(), in_target[keep]
     is_control = (adata.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
     scale = log_normalize(adata)
-    adata = select_genes(adata, settings.n_top_genes)
+    if genes is None:
+        adata = select_genes(adata, settings.n_top_genes)
+    else:
+        adata = match_genes(adata, genes, settings.max_missing_genes, source)
     split = split_perturbations(adata.obs[in_target], columns, settings.split)
     target = adata[in_target].copy()
     base = adata[~in_target].copy()
@@ -146,6 +165,8 @@ def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings
         "input_scale": scale,
         "normalization": f"normalize_total({TARGET_SUM:g}) + log1p" if scale == "counts" else "none (already log1p)",
         "n_genes": int(adata.n_vars),
+        "genes": "highly variable" if genes is None else "the base model's",
+        "n_genes_missing": 0 if genes is None else int((~adata.var[MEASURED]).sum()),
         "n_cells_target": int(target.n_obs),
         "n_cells_base": int(base.n_obs),
         "n_controls_target": int((in_target & is_control).sum()),
@@ -154,7 +175,9 @@ def preprocess(adata: ad.AnnData, columns: Columns, settings: PreprocessSettings
     return Preprocessed(base=base, target=target, split=split, summary=summary)
 
 
-def preprocess_file(path: str, columns: Columns, settings: PreprocessSettings) -> Preprocessed:
+def preprocess_file(
+    path: str, columns: Columns, settings: PreprocessSettings, genes: list[str] | None = None
+) -> Preprocessed:
     """:func:`preprocess` for an .h5ad on disk, validating obs before any expression is read.
 
     X is streamed in row chunks (:mod:`deltatune.readers`), so memory stays near the size of
@@ -166,4 +189,4 @@ def preprocess_file(path: str, columns: Columns, settings: PreprocessSettings) -
         adata = read_rows(backed, np.flatnonzero(in_target | in_base))
     finally:
         backed.file.close()
-    return preprocess(adata, columns, settings, source=str(path))
+    return preprocess(adata, columns, settings, source=str(path), genes=genes)

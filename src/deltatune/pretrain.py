@@ -41,8 +41,9 @@ def pretrain_base(
     torch.manual_seed(settings.seed)  # weight initialization
     model = build_st_model(arch, list(map(str, adata.var_names)), vocab, columns.control)
     base = BaseModel(model=model, genes=list(map(str, adata.var_names)), perturbations=vocab)
+    codes, table = base.vocabulary(labels, columns.control).encode(labels)
     data = CellSetBatches(
-        adata, columns, base.perturbation_codes(labels), len(vocab), index,
+        adata, columns, codes, table, index,
         control_input=settings.control_input, set_size=arch.cell_set_len,
     )
     history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), desc="pretrain")

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .checkpoint import CheckpointSettings
 from .evaluate import EvaluateSettings
 from .finetune import StageSettings
 from .infer import InferenceSettings
 from .model import Architecture
+from .perturbations import PerturbationSettings
 from .preprocess import PreprocessSettings
 from .settings import from_mapping, to_dict
 from .simulate import ScreenSpec
@@ -37,7 +39,9 @@ PACKAGES = (
 def effective_config(config: dict, stages: dict[str, dict]) -> dict:
     """``config`` with every section's defaults filled in; ``stages`` has ``extends`` resolved."""
     data, model = config["data"], config["base_model"]
-    preprocess = {"target_cell_line": data["target_cell_line"], **config.get("preprocess", {})}
+    preprocess = {"target_cell_line": data["target_cell_line"], "var_names": data.get("var_names"), **config.get("preprocess", {})}
+    given = bool(model.get("checkpoint"))
+    checkpoint = {k: model[k] for k in ("checkpoint_file", "genes", "trusted") if k in model}
     return {
         "run": config["run"],
         "replicates": config.get("replicates", 1),
@@ -48,8 +52,13 @@ def effective_config(config: dict, stages: dict[str, dict]) -> dict:
         "preprocess": to_dict(from_mapping(PreprocessSettings, preprocess, "preprocess")),
         "base_model": {
             "checkpoint": model.get("checkpoint"),
-            "architecture": to_dict(from_mapping(Architecture, model.get("architecture"), "architecture")),
-            "pretrain": to_dict(from_mapping(TrainSettings, model.get("pretrain"), "pretrain")),
+            **(to_dict(from_mapping(CheckpointSettings, checkpoint, "base_model")) if given else {}),
+            **to_dict(from_mapping(PerturbationSettings, {
+                "unseen_perturbations": model.get("unseen_perturbations", "error"),
+                "combination_separator": data.get("combination_separator"),
+            }, "base_model")),
+            "architecture": None if given else to_dict(from_mapping(Architecture, model.get("architecture"), "architecture")),
+            "pretrain": None if given else to_dict(from_mapping(TrainSettings, model.get("pretrain"), "pretrain")),
         },
         "stages": {name: to_dict(from_mapping(StageSettings, s, f"stages.{name}")) for name, s in stages.items()},
         "inference": to_dict(from_mapping(InferenceSettings, config.get("inference"), "inference")),
@@ -66,7 +75,7 @@ def seeds(effective: dict) -> dict:
     return {
         "simulate": simulated["seed"] if simulated else None,
         "split": effective["preprocess"]["split"]["seed"],
-        "pretrain": None if effective["base_model"]["checkpoint"] else effective["base_model"]["pretrain"]["seed"],
+        "pretrain": effective["base_model"]["pretrain"]["seed"] if effective["base_model"]["pretrain"] else None,
         "stages": {name: [s["seed"] + r for r in reps] for name, s in effective["stages"].items()},
         "inference": [effective["inference"]["seed"] + r for r in reps],
         "bootstrap": effective["report"]["seed"],

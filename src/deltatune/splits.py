@@ -50,15 +50,15 @@ def split_perturbations(
     """
     unit_col = columns.split_unit()
     treated = obs[obs[columns.perturbation].astype(str) != columns.control]
-    table = (
-        treated.groupby([columns.perturbation, unit_col], observed=True)
-        .size()
-        .rename("n_cells")
-        .reset_index()
-        .rename(columns={columns.perturbation: "perturbation", unit_col: "unit"})
+    keys = list(dict.fromkeys([columns.perturbation, unit_col]))  # one key when the unit is the label
+    counts = treated.groupby(keys, observed=True).size().rename("n_cells").reset_index()
+    table = pd.DataFrame(
+        {
+            "perturbation": counts[columns.perturbation].astype(str),
+            "unit": counts[unit_col].astype(str),
+            "n_cells": counts["n_cells"],
+        }
     )
-    table["perturbation"] = table["perturbation"].astype(str)
-    table["unit"] = table["unit"].astype(str)
     units = np.sort(table["unit"].unique())
     n_test = max(1, round(settings.test_fraction * len(units)))
     n_val = round(settings.val_fraction * len(units))

@@ -49,8 +49,24 @@ if BASE_STAGE in STAGES:
 for _name, _stage in STAGES.items():
     if "pairing" not in _stage:
         raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
+def check_pairings():
+    """Stop before any job when a pairing needs the batch column and the data has none."""
+    pairings = {f"stages.{n}": s["pairing"] for n, s in STAGES.items()}
+    if not config["base_model"].get("checkpoint"):
+        pairings["base_model.pretrain"] = config["base_model"]["pretrain"]["pairing"]
+    if not config["data"]["columns"].get("batch"):
+        needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
+        if needs_batch:
+            raise ValueError(
+                f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
+                "name the plate / batch column (public benchmark files often have `dataset`), "
+                "or set their pairing to celltype or random"
+            )
+
+
+check_pairings()
 ALL_STAGES = [BASE_STAGE] + list(STAGES)
-BASELINES = ["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"]
+BASELINES = list(config["baselines"])
 SCORED = ALL_STAGES + BASELINES
 CEILING = "ceiling"
 REPORTED = SCORED + [CEILING]
@@ -79,6 +95,38 @@ def get_screen():
 def get_base_model():
     """The base ST run directory: the configured checkpoint, or the one pretrain_base writes."""
     return config["base_model"].get("checkpoint") or f"{RESULTS}/models/base"
+
+
+CHECKPOINT_KEYS = ("checkpoint_file", "genes", "trusted")
+
+
+def checkpoint_settings():
+    """How to load the user's checkpoint (deltatune.checkpoint.CheckpointSettings); defaults for our own."""
+    model = config["base_model"]
+    if not model.get("checkpoint"):
+        return as_json({})
+    return as_json({k: model[k] for k in CHECKPOINT_KEYS if model.get(k) is not None})
+
+
+def perturbation_settings():
+    """Matching data labels to the base vocabulary (deltatune.perturbations.PerturbationSettings)."""
+    return as_json(
+        {
+            "unseen_perturbations": config["base_model"].get("unseen_perturbations", "error"),
+            "combination_separator": config["data"].get("combination_separator"),
+        }
+    )
+
+
+def get_model_genes():
+    """A checkpoint's gene list, which replaces HVG selection; nothing when pretraining our own."""
+    return f"{RESULTS}/data/model_genes.txt" if config["base_model"].get("checkpoint") else []
+
+
+def get_checkpoint_inputs(wildcards):
+    """The user's checkpoint and, if given, its gene list file."""
+    genes = config["base_model"].get("genes")
+    return {"base": get_base_model(), **({"genes": genes} if genes else {})}
 
 
 def replicates_of(scored):
@@ -134,7 +182,8 @@ def get_baseline_inputs(wildcards):
 
 
 def preprocess_settings():
-    return {"target_cell_line": config["data"]["target_cell_line"], **config["preprocess"]}
+    data = config["data"]
+    return {"target_cell_line": data["target_cell_line"], "var_names": data.get("var_names"), **config["preprocess"]}
 
 
 def metrics_of(scored):

@@ -11,9 +11,25 @@ rule simulate:
         "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
 
 
+rule model_genes:
+    input:
+        unpack(get_checkpoint_inputs),
+    output:
+        f"{RESULTS}/data/model_genes.txt",
+    log:
+        f"{RESULTS}/logs/model_genes.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/model_genes.tsv"
+    params:
+        checkpoint=checkpoint_settings(),
+    shell:
+        "deltatune genes --base {input.base} --checkpoint {params.checkpoint:q} --out {output} 2> {log}"
+
+
 rule preprocess:
     input:
-        get_screen(),
+        screen=get_screen(),
+        genes=get_model_genes(),
     output:
         base=f"{RESULTS}/data/base_lines.h5ad",
         target=f"{RESULTS}/data/target_line.h5ad",
@@ -26,7 +42,8 @@ rule preprocess:
     params:
         columns=columns_json(),
         settings=as_json(preprocess_settings()),
+        genes=lambda wc, input: f"--genes {input.genes}" if input.genes else "",
     shell:
-        "deltatune preprocess --input {input} --columns {params.columns:q} "
+        "deltatune preprocess --input {input.screen} {params.genes} --columns {params.columns:q} "
         "--settings {params.settings:q} --out-base {output.base} --out-target {output.target} "
         "--out-split {output.split} --out-summary {output.summary} 2> {log}"

@@ -13,6 +13,8 @@ rule infer:
         f"{RESULTS}/benchmarks/infer/{{stage}}/rep{{rep}}.tsv"
     params:
         columns=columns_json(),
+        checkpoint=checkpoint_settings(),
+        perturbations=perturbation_settings(),
         settings=inference_settings,
         adapter=lambda wc, input: f"--adapter {input.adapter}" if input.adapter else "",
     threads: config["compute"]["train_threads"]
@@ -20,6 +22,7 @@ rule infer:
         gpu=gpus(),
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
+        "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
         "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --settings {params.settings:q} "
         "--out {output} --threads {threads} 2> {log}"
 

@@ -1,0 +1,124 @@
+"""The path real users take: their own screen, their own `state tx train` checkpoint, one config file."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import snakemake, write_config
+from own_data import GENES, SINGLES, UNSEEN, benchmark_screen, train_st_run_directory
+from safetensors.torch import load_file
+
+from deltatune.checkpoint import CHECKPOINTS, CheckpointSettings, find_checkpoint, load_base_model
+from deltatune.perturbations import is_one_hot
+
+pytestmark = pytest.mark.workflow
+
+STAGES = ["lora_random", "lora_batch", "lora_batch_delta", "lora_batch_delta_ext"]
+
+
+@pytest.fixture(scope="session")
+def st_run(tmp_path_factory):
+    """A run directory written by arc-state's `state tx train` CLI on a dataset of its own."""
+    return train_st_run_directory(tmp_path_factory.mktemp("state"))
+
+
+def user_config(screen, checkpoint, batch="dataset") -> dict:
+    """What a user writes for a public-benchmark-layout file and a checkpoint: nothing else."""
+    lora = {"targets": ["backbone_attention"], "rank": 4, "alpha": 8}
+    return {
+        "run": "own",
+        "data": {
+            "path": str(screen),
+            "columns": {"perturbation": "condition", "control": "control", "cell_type": "cell_type",
+                        "batch": batch, "drug": None, "dose": "dose"},
+            "combination_separator": "+",
+            "target_cell_line": "K562",
+        },
+        "preprocess": {"split": {"val_fraction": 0.0, "test_fraction": 0.3, "seed": 0}},
+        "base_model": {"checkpoint": str(checkpoint), "unseen_perturbations": "train"},
+        "stages": {
+            "lora_random": {"pairing": "random", "epochs": 3, "batch_size": 32, "lr": 1e-3, "lora": lora},
+            "lora_batch": {"extends": "lora_random", "pairing": "batch"},
+            "lora_batch_delta": {"extends": "lora_batch", "loss": {"delta_mse": 0.5, "delta_pearson": 0.3}},
+            "lora_batch_delta_ext": {"extends": "lora_batch_delta", "lora": {
+                "targets": ["backbone_attention", "pert_encoder", "basal_encoder"],
+                "rank_scale": {"basal_encoder": 0.5}}},
+        },
+        "replicates": 1,
+        "compute": {"train_threads": 1, "eval_threads": 1},
+    }
+
+
+@pytest.fixture(scope="session")
+def own_run(tmp_path_factory, st_run):
+    workdir = tmp_path_factory.mktemp("own")
+    write_config(workdir, user_config(benchmark_screen(workdir / "screen.h5ad"), st_run))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir / "results" / "own"
+
+
+def test_a_state_tx_train_run_directory_loads_without_trusting_it(st_run):
+    base = load_base_model(st_run)  # weights only: its maps hold numpy scalars, which are data
+    assert sorted(base.genes) == sorted(GENES) and base.genes != sorted(GENES)
+    assert base.perturbations == sorted([*SINGLES, "non-targeting"])
+    assert is_one_hot(base.pert_vectors)
+    assert find_checkpoint(st_run)[1] == st_run / CHECKPOINTS / "final.ckpt"
+    best = load_base_model(st_run, CheckpointSettings(checkpoint_file="best.ckpt"))
+    by_path = load_base_model(st_run / CHECKPOINTS / "best.ckpt")
+    for name, weight in best.model.state_dict().items():
+        assert torch.equal(weight, by_path.model.state_dict()[name]), name
+
+
+def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(own_run, st_run):
+    summary = pd.read_csv(own_run / "report" / "summary.csv")
+    assert summary["stage"].tolist() == [
+        "base", *STAGES, "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling",
+    ]
+    assert np.isfinite(summary[["pearson_delta", "pearson_delta_matched"]]).all().all()
+    assert not (own_run / "models" / "base").exists(), "the checkpoint replaces pretraining"
+
+    # Genes: the checkpoint's order, two of them absent from the screen and left out of scoring.
+    base = load_base_model(st_run)
+    assert (own_run / "data" / "model_genes.txt").read_text().split() == base.genes
+    target = ad.read_h5ad(own_run / "data" / "target_line.h5ad")
+    assert list(target.var_names) == base.genes
+    assert sorted(target.var_names[~target.var["measured"].to_numpy()]) == ["GENE00", "GENE01"]
+    assert json.loads((own_run / "data" / "preprocess.json").read_text())["n_genes_missing"] == 2
+
+    # Perturbations: combinations scored, the unseen one predicted through its new input row.
+    split = pd.read_csv(own_run / "data" / "split.tsv", sep="\t")
+    tested = split.loc[split["split"] == "test", "perturbation"].tolist()
+    metrics = pd.read_csv(own_run / "metrics" / "lora_batch_delta_ext" / "rep0.tsv", sep="\t")
+    assert sorted(metrics["perturbation"]) == sorted(tested)
+    assert any("+" in label for label in tested)
+    predicted = ad.read_h5ad(own_run / "predictions" / "base" / "rep0.h5ad", backed="r")
+    unseen_tested = [label for label in tested if UNSEEN in label.split("+")]
+    assert list(predicted.uns["deltatune_inference"]["unseen_by_base"]) == unseen_tested
+    report = (own_run / "report" / "report.html").read_text()
+    assert ("Unseen by the base model" in report) == bool(unseen_tested)
+    assert all(label in report for label in unseen_tested)
+
+
+def test_unseen_perturbations_train_their_own_input_rows(own_run, st_run):
+    """The new row starts at the mean of the known rows and leaves it during fine-tuning."""
+    seen = load_base_model(st_run).model.pert_encoder[0].weight
+    for stage in STAGES:
+        summary = json.loads((own_run / "models" / stage / "rep0" / "summary.json").read_text())
+        assert summary["parameters"]["new_perturbation_rows"] == 1
+        weights = load_file(own_run / "models" / stage / "rep0" / "adapter" / "adapter_model.safetensors")
+        (row,) = [w for name, w in weights.items() if "pert_encoder.0.unseen" in name]
+        assert row.shape == (seen.shape[0], 1)
+        assert not torch.allclose(row[:, 0], seen.mean(dim=1)), stage
+
+
+def test_batch_pairing_without_a_batch_column_stops_before_any_job(tmp_path, st_run):
+    write_config(tmp_path, user_config(tmp_path / "screen.h5ad", st_run, batch=None))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert "stages.lora_batch, stages.lora_batch_delta, stages.lora_batch_delta_ext pair controls by batch" in result.stdout + result.stderr
