@@ -3,6 +3,7 @@
 import fractions
 import pickle
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -171,3 +172,32 @@ def test_loading_pickled_objects_needs_the_trusted_switch(screen, columns, tmp_p
     torch.save(state, ckpt)
     with pytest.raises(CheckpointError, match=r"var_dims.pkl cannot be loaded safely: global 'fractions.Fraction'"):
         load_base_model(tmp_path / "run")
+
+
+def _as_numpy_1(data: bytes) -> bytes:
+    """A protocol-2 pickle as numpy 1 writes it (its scalars live in numpy.core, not numpy._core)."""
+    assert b"numpy._core.multiarray" in data
+    return data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+
+
+def test_maps_pickled_under_numpy_1_load_without_trust(screen, columns, tmp_path):
+    """ST stores labels and sizes as numpy scalars; older checkpoints spell their module numpy.core."""
+    base = _base(_model_genes(screen), _labels(screen, columns), columns.control)
+    save_base_model(base, tmp_path / "run", {})
+    run = tmp_path / "run"
+    (run / "genes.txt").unlink()  # the gene list now comes from var_dims.pkl
+    var_dims = {"input_dim": np.int64(len(base.genes)), "gene_names": [np.str_(g) for g in base.genes]}
+    (run / VAR_DIMS).write_bytes(_as_numpy_1(pickle.dumps(var_dims, protocol=2)))
+    state = torch.load(run / CHECKPOINTS / "final.ckpt", weights_only=True)
+    state["hyper_parameters"]["gene_names"] = None
+    torch.save(state, run / CHECKPOINTS / "final.ckpt")
+    pert_map = {np.str_(label): vector for label, vector in zip(base.perturbations, base.pert_vectors, strict=True)}
+    torch.save(pert_map, run / PERT_MAP)
+    with zipfile.ZipFile(run / PERT_MAP) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(run / PERT_MAP, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, _as_numpy_1(data) if name.endswith("data.pkl") else data)
+
+    loaded = load_base_model(run)
+    assert loaded.genes == base.genes and loaded.perturbations == base.perturbations

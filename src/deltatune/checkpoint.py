@@ -18,6 +18,7 @@ when its length equals the model's input width; otherwise the user gives it (``b
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import pickle
@@ -41,8 +42,16 @@ VAR_DIMS = "var_dims.pkl"
 GENES = "genes.txt"  # the model's gene order, readable without unpickling anything
 
 # numpy scalars and dtypes: how ST's maps and sizes store labels (np.str_) and dims (np.int64).
-SAFE_GLOBALS = [np._core.multiarray.scalar, np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
-_SAFE_PICKLE = {(g.__module__, g.__name__) for g in SAFE_GLOBALS} | {("_codecs", "encode")}
+# Files pickled under numpy 1 name the scalar constructor numpy.core.multiarray.scalar.
+_SCALAR = np._core.multiarray.scalar
+_DTYPES = [np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
+_SAFE_PICKLE = {
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("_codecs", "encode"): codecs.encode,
+    **{(t.__module__, t.__name__): t for t in _DTYPES},
+}
+SAFE_GLOBALS = [_SCALAR, (_SCALAR, "numpy.core.multiarray.scalar"), *_DTYPES]
 # Inputs deltatune feeds an ST model: expression in gene space (no embedding, no batch token).
 GENE_SPACE_KEYS = (None, "X_hvg")
 
@@ -67,7 +76,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_PICKLE:
-            return super().find_class(module, name)
+            return _SAFE_PICKLE[module, name]
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
 
 
