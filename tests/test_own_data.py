@@ -122,3 +122,30 @@ def test_batch_pairing_without_a_batch_column_stops_before_any_job(tmp_path, st_
     result = snakemake(tmp_path, "-n")
     assert result.returncode != 0
     assert "stages.lora_batch, stages.lora_batch_delta, stages.lora_batch_delta_ext pair controls by batch" in result.stdout + result.stderr
+
+
+def test_a_single_line_file_without_any_batch_column_runs(tmp_path, st_run):
+    """No batch column and no other cell lines: pooled scores only, and the baselines that need neither."""
+    screen = ad.read_h5ad(benchmark_screen(tmp_path / "all_lines.h5ad"))
+    screen[screen.obs["cell_type"] == "K562"].copy().write_h5ad(tmp_path / "k562.h5ad")
+    config = user_config(tmp_path / "k562.h5ad", st_run, batch=None)
+    config["run"] = "single"
+    config["stages"] = {
+        "lora_random": config["stages"]["lora_random"],
+        "lora_celltype_delta": {"extends": "lora_random", "pairing": "celltype",
+                                "loss": {"delta_mse": 0.5, "delta_pearson": 0.3}},
+    }
+    config["baselines"] = ["baseline_mean_delta", "baseline_plate_control"]
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    report = tmp_path / "results" / "single" / "report"
+    summary = pd.read_csv(report / "summary.csv")
+    assert summary["stage"].tolist() == [
+        "base", "lora_random", "lora_celltype_delta", "baseline_mean_delta", "baseline_plate_control", "ceiling",
+    ]
+    assert np.isfinite(summary["pearson_delta"]).all()
+    assert not any(column.endswith("_matched") for column in summary.columns)
+    html = (report / "report.html").read_text()
+    assert "No batch column" in html and "squares" not in html
