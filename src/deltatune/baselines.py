@@ -26,8 +26,6 @@ from .infer import control_mean_inputs, prediction_anndata
 from .pairing import PairingIndex, group_codes
 from .splits import cells_of_split
 
-BASELINES = ("baseline_mean_delta", "baseline_other_lines", "baseline_plate_control")
-
 
 def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """Mean of (cell - its plate's control mean) over ``rows``, per group of the ``by`` columns.
@@ -47,8 +45,10 @@ def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarr
     return keys, cell_means - weights @ index.mean_table()
 
 
-def _predict(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray, name: str) -> ad.AnnData:
-    """Test cells' plate control means plus ``effects`` (one row per test cell), clipped at 0."""
+def _predict(
+    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray | float, name: str
+) -> ad.AnnData:
+    """Test cells' plate control means plus ``effects`` (a row per test cell, or one for all), clipped at 0."""
     test = np.flatnonzero(cells_of_split(target.obs, columns, split, "test"))
     inputs, n_fallback = control_mean_inputs(index, test)
     predicted = np.clip(inputs + effects, 0.0, None).astype(np.float32)
@@ -59,14 +59,12 @@ def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index:
     """``baseline_mean_delta``: the training perturbations' average effect for every test cell."""
     train = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
     _, effects = plate_matched_effects(target, index, train, [columns.perturbation])
-    n_test = int(cells_of_split(target.obs, columns, split, "test").sum())
-    return _predict(target, split, columns, index, np.tile(effects.mean(axis=0), (n_test, 1)), "baseline_mean_delta")
+    return _predict(target, split, columns, index, effects.mean(axis=0), "baseline_mean_delta")
 
 
 def plate_control(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
     """``baseline_plate_control``: the plate's control mean, no perturbation effect at all."""
-    n_test = int(cells_of_split(target.obs, columns, split, "test").sum())
-    return _predict(target, split, columns, index, np.zeros((n_test, target.n_vars)), "baseline_plate_control")
+    return _predict(target, split, columns, index, 0.0, "baseline_plate_control")
 
 
 def other_lines(

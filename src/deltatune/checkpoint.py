@@ -33,6 +33,7 @@ from state.tx.models.state_transition import StateTransitionPerturbationModel
 
 from .atomic import atomic_path
 from .errors import CheckpointError, SettingsError
+from .genes import read_gene_list
 from .model import BaseModel
 
 CHECKPOINTS = Path("checkpoints")
@@ -156,9 +157,9 @@ def _gene_list(run_dir: Path, hparams: dict, var_dims: dict, n_inputs: int, give
     if given:
         if not Path(given).is_file():
             raise CheckpointError(f"base_model.genes file {given} does not exist")
-        genes, source = Path(given).read_text().split(), f"base_model.genes ({given})"
+        genes, source = read_gene_list(given), f"base_model.genes ({given})"
     elif (run_dir / GENES).is_file():
-        genes, source = (run_dir / GENES).read_text().split(), str(run_dir / GENES)
+        genes, source = read_gene_list(run_dir / GENES), str(run_dir / GENES)
     else:
         recorded = hparams.get("gene_names") or var_dims.get("gene_names") or []
         genes, source = [str(g) for g in recorded], f"{run_dir} (gene_names)"

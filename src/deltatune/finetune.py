@@ -64,7 +64,7 @@ def finetune_stage(
     torch.manual_seed(settings.seed)  # adapter initialization
     model = apply_lora(base.model, settings.lora, trainable=new_rows_module(base.model))
     counts = count_parameters(model)
-    counts["new_perturbation_rows"] = len(vocabulary.labels) - len(base.perturbations)
+    counts["new_perturbation_rows"] = len(vocabulary.added)
     loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
     history = trainer.fit(model, data, loss, desc="finetune")
     return model, history, {**counts, **data.index.summary()}

@@ -10,6 +10,8 @@ counts and examples, because a model fed mostly zeros predicts nothing worth sco
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from .errors import CheckpointError, InputDataError
 MEASURED = "measured"
 
 
-def read_gene_list(path: str) -> list[str]:
+def read_gene_list(path: str | Path) -> list[str]:
     """A gene list file: one name per line (what ``deltatune genes`` writes)."""
     with open(path) as handle:
         return [line.strip() for line in handle if line.strip()]

@@ -109,7 +109,8 @@ def predict(
     else:
         inputs, n_fallback = matched_control_inputs(index, test, target.X, rng)
     labels = obs[columns.perturbation].astype(str).to_numpy()[test]
-    vocabulary = vocabulary or base.vocabulary(labels, columns.control)
+    if vocabulary is None:
+        vocabulary = base.vocabulary(labels, columns.control)
     codes, table = vocabulary.encode(labels)
     set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
     groups = group_codes(obs.iloc[test], set_by)[0]
@@ -128,8 +129,8 @@ def predict(
         out = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
         predicted[rows[keep]] = out[keep]
 
-    new = set(vocabulary.labels[len(base.perturbations) :])
-    unseen = sorted(label for label in np.unique(labels) if new & set(vocabulary.parts(label)))
+    added = set(vocabulary.added)
+    unseen = sorted(label for label in np.unique(labels) if added & set(vocabulary.parts(label)))
     info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": n_fallback, "unseen_by_base": unseen}
     return prediction_anndata(target, test, predicted, columns, info)
 

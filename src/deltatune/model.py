@@ -114,9 +114,9 @@ class BaseModel:
     ) -> Vocabulary:
         """The perturbation vocabulary for a screen whose perturbed cells carry ``data_labels``.
 
-        Labels the model never saw stop here with their list, unless ``settings`` lets them
-        train: then the model gets a new input row per unseen label (all of the screen's, so
-        that fine-tuning and inference widen it identically).
+        Labels the model never saw stop the run with their list when encoded, unless
+        ``settings`` lets them train: then the model gets a new input row per unseen label here
+        (all of the screen's, so that fine-tuning and inference widen it identically).
         """
         vocab = Vocabulary(self.perturbations, self.pert_vectors, control, settings)
         if settings.unseen_perturbations == "train":

@@ -94,6 +94,7 @@ class Vocabulary:
         self.vectors = vectors.float()
         self.control = control
         self.settings = settings
+        self.added: list[str] = []  # labels given new input rows by :meth:`extend`
         self._position = {label: i for i, label in enumerate(self.labels)}
 
     def parts(self, label: str) -> list[str]:
@@ -150,6 +151,7 @@ class Vocabulary:
         n_old = len(self.labels)
         self.vectors = torch.block_diag(self.vectors, torch.eye(len(new)))
         self.labels += list(new)
+        self.added += list(new)
         self._position.update({label: n_old + i for i, label in enumerate(new)})
 
 

@@ -8,6 +8,7 @@ the time every rule took (from Snakemake's ``benchmark:`` files).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -41,7 +42,7 @@ def effective_config(config: dict, stages: dict[str, dict]) -> dict:
     data, model = config["data"], config["base_model"]
     preprocess = {"target_cell_line": data["target_cell_line"], "var_names": data.get("var_names"), **config.get("preprocess", {})}
     given = bool(model.get("checkpoint"))
-    checkpoint = {k: model[k] for k in ("checkpoint_file", "genes", "trusted") if k in model}
+    checkpoint = {f.name: model[f.name] for f in dataclasses.fields(CheckpointSettings) if f.name in model}
     return {
         "run": config["run"],
         "replicates": config.get("replicates", 1),

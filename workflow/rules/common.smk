@@ -49,10 +49,13 @@ if BASE_STAGE in STAGES:
 for _name, _stage in STAGES.items():
     if "pairing" not in _stage:
         raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
+CHECKPOINT = config["base_model"].get("checkpoint")  # a user's ST run directory, or None: pretrain one
+
+
 def check_pairings():
     """Stop before any job when a pairing needs the batch column and the data has none."""
     pairings = {f"stages.{n}": s["pairing"] for n, s in STAGES.items()}
-    if not config["base_model"].get("checkpoint"):
+    if not CHECKPOINT:
         pairings["base_model.pretrain"] = config["base_model"]["pretrain"]["pairing"]
     if not config["data"]["columns"].get("batch"):
         needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
@@ -94,7 +97,7 @@ def get_screen():
 
 def get_base_model():
     """The base ST run directory: the configured checkpoint, or the one pretrain_base writes."""
-    return config["base_model"].get("checkpoint") or f"{RESULTS}/models/base"
+    return CHECKPOINT or f"{RESULTS}/models/base"
 
 
 CHECKPOINT_KEYS = ("checkpoint_file", "genes", "trusted")
@@ -102,9 +105,9 @@ CHECKPOINT_KEYS = ("checkpoint_file", "genes", "trusted")
 
 def checkpoint_settings():
     """How to load the user's checkpoint (deltatune.checkpoint.CheckpointSettings); defaults for our own."""
-    model = config["base_model"]
-    if not model.get("checkpoint"):
+    if not CHECKPOINT:
         return as_json({})
+    model = config["base_model"]
     return as_json({k: model[k] for k in CHECKPOINT_KEYS if model.get(k) is not None})
 
 
@@ -120,7 +123,7 @@ def perturbation_settings():
 
 def get_model_genes():
     """A checkpoint's gene list, which replaces HVG selection; nothing when pretraining our own."""
-    return f"{RESULTS}/data/model_genes.txt" if config["base_model"].get("checkpoint") else []
+    return f"{RESULTS}/data/model_genes.txt" if CHECKPOINT else []
 
 
 def get_checkpoint_inputs(wildcards):

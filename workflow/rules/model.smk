@@ -1,5 +1,5 @@
 # A given checkpoint replaces the pretrained base model: then this rule does not exist.
-if not config["base_model"].get("checkpoint"):
+if not CHECKPOINT:
 
     rule pretrain_base:
         input:
