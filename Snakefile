@@ -4,8 +4,15 @@
 #   snakemake --cores all                         # the embedded default (results/demo)
 #   snakemake --cores all --configfile my.yaml    # your own data / checkpoint
 
+from snakemake.utils import min_version
+
+min_version("9.0")
+
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -17,7 +24,8 @@ container: pinned_image("workflow")
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pairing.smk"
-include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -33,11 +33,10 @@ import scipy.sparse as sp
 from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from deltatune.columns import Columns
-from deltatune.evaluate import evaluation_pair
-from deltatune.infer import prediction_anndata
-from deltatune.settings import to_dict
-from deltatune.splits import cells_of_split
+from deltatune.data.splits import cells_of_split
+from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.predict.prediction import prediction_anndata
+from deltatune.settings import Columns, to_dict
 
 N_GENES = 2000
 CELLS_PER_PERTURBATION = 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 
 def _cpu_model() -> str:
@@ -26,6 +27,12 @@ def _memory_gib() -> float | None:
         return None
 
 
+def _gpu() -> str | None:
+    """The GPU's name when the benchmark uses torch and CUDA is visible (torch is not imported for this)."""
+    torch = sys.modules.get("torch")
+    return torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
+
+
 def describe() -> dict:
     """CPU model and count, memory, OS and Python: enough to compare runs on like machines."""
     return {
@@ -34,5 +41,5 @@ def describe() -> dict:
         "memory_gib": _memory_gib(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "gpu": None,
+        "gpu": _gpu(),
     }

@@ -34,8 +34,8 @@ import scipy.sparse as sp
 from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from deltatune.columns import Columns
-from deltatune.pairing import build_pairing_index
+from deltatune.pairing.index import build_pairing_index
+from deltatune.settings import Columns
 
 N_GENES, DENSITY, N_PLATES, N_LINES, N_PERTS, CONTROL_FRACTION = 2000, 0.10, 50, 5, 400, 0.10
 SEED_SLICE = 20_000

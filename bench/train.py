@@ -5,7 +5,7 @@
 Both sides train the same LoRA-wrapped ST model (the demo's architecture, a base built from the
 demo's simulated screen) with the same loss and optimizer, one after the other in one process:
 
-* ``cells_per_s``: :class:`deltatune.training.Trainer` on a stage (cell sets drawn, controls
+* ``cells_per_s``: :class:`deltatune.train.loop.Trainer` on a stage (cell sets drawn, controls
   paired, batches gathered from the expression matrix, checks and checkpoints included);
 * ``bare_cells_per_s``: a plain loop of forward, loss, backward and optimizer step over batches
   pre-built as tensors of the same shapes, nothing else;
@@ -30,27 +30,36 @@ import torch
 from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from deltatune.batches import CellSetBatches
-from deltatune.columns import Columns
-from deltatune.finetune import StageSettings
-from deltatune.lora import LoraSettings, apply_lora
-from deltatune.losses import DeltaAwareLoss, LossWeights
-from deltatune.model import Architecture, BaseModel, build_st_model
-from deltatune.pairing import build_pairing_index
-from deltatune.preprocess import PreprocessSettings, preprocess
-from deltatune.simulate import ScreenSpec, simulate_screen
-from deltatune.splits import cells_of_split
-from deltatune.training import Trainer
+from deltatune.data.preprocess import preprocess
+from deltatune.data.simulate import simulate_screen
+from deltatune.data.splits import cells_of_split
+from deltatune.model.lora import apply_lora
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.pairing.index import build_pairing_index
+from deltatune.settings import (
+    Architecture,
+    Columns,
+    LoraSettings,
+    LossWeights,
+    PreprocessSettings,
+    ScreenSpec,
+    StageSettings,
+)
+from deltatune.train.batches import CellSetBatches
+from deltatune.train.loop import Trainer
+from deltatune.train.losses import DeltaAwareLoss
 
 ARCH = Architecture()  # the demo's base model
+SPEC = ScreenSpec(plate_programs=4)  # the demo's screen
+N_TOP_GENES = 200
 BATCH_CELLS = 128
 REPEATS = 3
 
 
-def stage_data(columns: Columns):
-    """The demo's target line, its train cells' pairing index, and a fresh LoRA model factory."""
-    screen = simulate_screen(ScreenSpec(plate_programs=4))
-    data = preprocess(screen, columns, PreprocessSettings(target_cell_line="c37"))
+def stage_data(columns: Columns, arch: Architecture, spec: ScreenSpec, n_top_genes: int):
+    """A simulated target line, its train cells' pairing index, and a fresh LoRA model factory."""
+    screen = simulate_screen(spec)
+    data = preprocess(screen, columns, PreprocessSettings(target_cell_line="c37", n_top_genes=n_top_genes))
     target = data.target
     genes = list(target.var_names)
     vocab = sorted(set(data.base.obs[columns.perturbation].astype(str)))
@@ -59,12 +68,82 @@ def stage_data(columns: Columns):
 
     def model() -> tuple[BaseModel, torch.nn.Module]:
         torch.manual_seed(0)
-        base = BaseModel(build_st_model(ARCH, genes, vocab, columns.control), genes, vocab)
+        base = BaseModel(build_st_model(arch, genes, vocab, columns.control), genes, vocab)
         return base, apply_lora(base.model, LoraSettings())
 
     codes = np.full(target.n_obs, -1, dtype=np.int64)
     labels = target.obs[columns.perturbation].astype(str).to_numpy()
     return target, index, codes, labels, train, model
+
+
+def measure(arch: Architecture = ARCH, spec: ScreenSpec = SPEC, n_top_genes: int = N_TOP_GENES, steps: int = 400,
+            batch_cells: int = BATCH_CELLS, accelerator: str = "cpu", precision: str = "32-true") -> dict:
+    """Cells per second of a stage's Trainer and of the bare loop, on ``accelerator`` ("cpu" or "gpu")."""
+    columns = Columns()
+    target, index, codes, labels, train, new_model = stage_data(columns, arch, spec, n_top_genes)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+
+    base, _ = new_model()
+    codes[train], table = base.vocabulary(labels[train], columns.control).encode(labels[train])
+    data = CellSetBatches(target, columns, codes, table, index, "cells", arch.cell_set_len)
+    sets_per_step = max(1, batch_cells // arch.cell_set_len)
+    epochs = max(1, -(-steps // data.n_steps(sets_per_step)))
+    settings = StageSettings(epochs=epochs, batch_size=batch_cells, lr=1e-3, pairing="batch", precision=precision,
+                             loss=LossWeights(delta_mse=0.5, delta_pearson=0.3))
+    steps = epochs * data.n_steps(sets_per_step)
+    batches = [
+        {k: v.to(device) for k, v in batch.items()}
+        for batch in data.batches(data.plan(0, 0), sets_per_step)
+    ]
+    batches = (batches * (steps // len(batches) + 1))[:steps]
+    cells = sum(len(b["pert_cell_emb"]) for b in batches)
+
+    def finished() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def deltatune_run() -> float:
+        base, model = new_model()
+        loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
+        with tempfile.TemporaryDirectory() as work:
+            started = time.perf_counter()
+            Trainer(settings, work, "bench", accelerator=accelerator).fit(model, data, loss, desc="bench")
+            return finished() - started
+
+    def bare_run() -> float:
+        base, model = new_model()
+        model.to(device)
+        loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
+        model.train()
+        shape = (-1, arch.cell_set_len, len(base.genes))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+        started = time.perf_counter()
+        for batch in batches:
+            with autocast:
+                pred = model(batch, padded=True).reshape(shape)
+            parts = loss(pred.float(), batch["pert_cell_emb"].reshape(shape), batch["ctrl_cell_emb"].reshape(shape))
+            optimizer.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            optimizer.step()
+        return finished() - started
+
+    # Alternate the two so that drifts in machine load hit both alike; keep each one's best.
+    deltatune_s, bare_s = float("inf"), float("inf")
+    for _ in range(REPEATS):
+        deltatune_s = min(deltatune_s, deltatune_run())
+        bare_s = min(bare_s, bare_run())
+    return {
+        "cells_per_s": round(cells / deltatune_s, 1),
+        "bare_cells_per_s": round(cells / bare_s, 1),
+        "ratio_vs_bare": round(bare_s / deltatune_s, 3),
+        "steps": steps,
+        "cells_per_step": batch_cells,
+        "genes": len(target.var_names),
+        "precision": precision,
+        "architecture": arch.__dict__,
+    }
 
 
 def main() -> None:
@@ -74,61 +153,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    columns = Columns()
-    target, index, codes, labels, train, new_model = stage_data(columns)
-
-    base, _ = new_model()
-    codes[train], table = base.vocabulary(labels[train], columns.control).encode(labels[train])
-    data = CellSetBatches(target, columns, codes, table, index, "cells", ARCH.cell_set_len)
-    sets_per_step = BATCH_CELLS // ARCH.cell_set_len
-    epochs = max(1, -(-args.steps // data.n_steps(sets_per_step)))
-    settings = StageSettings(epochs=epochs, batch_size=BATCH_CELLS, lr=1e-3, pairing="batch",
-                             loss=LossWeights(delta_mse=0.5, delta_pearson=0.3))
-    steps = epochs * data.n_steps(sets_per_step)
-    batches = [
-        {k: v.clone() for k, v in batch.items()}
-        for batch in data.batches(data.plan(0, 0), sets_per_step)
-    ]
-    batches = (batches * (steps // len(batches) + 1))[:steps]
-    cells = sum(len(b["pert_cell_emb"]) for b in batches)
-
-    def deltatune_run() -> float:
-        base, model = new_model()
-        loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
-        with tempfile.TemporaryDirectory() as work:
-            started = time.perf_counter()
-            Trainer(settings, work, "bench", accelerator="cpu").fit(model, data, loss, desc="bench")
-            return time.perf_counter() - started
-
-    def bare_run() -> float:
-        base, model = new_model()
-        loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
-        model.train()
-        shape = (-1, ARCH.cell_set_len, len(base.genes))
-        started = time.perf_counter()
-        for batch in batches:
-            pred = model(batch, padded=True).reshape(shape)
-            parts = loss(pred, batch["pert_cell_emb"].reshape(shape), batch["ctrl_cell_emb"].reshape(shape))
-            optimizer.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            optimizer.step()
-        return time.perf_counter() - started
-
-    # Alternate the two so that drifts in machine load hit both alike; keep each one's best.
-    deltatune_s, bare_s = float("inf"), float("inf")
-    for _ in range(REPEATS):
-        deltatune_s = min(deltatune_s, deltatune_run())
-        bare_s = min(bare_s, bare_run())
-    result = {
-        "cells_per_s": round(cells / deltatune_s, 1),
-        "bare_cells_per_s": round(cells / bare_s, 1),
-        "ratio_vs_bare": round(bare_s / deltatune_s, 3),
+    result = measure(steps=args.steps)
+    result |= {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "steps": steps,
-        "cells_per_step": BATCH_CELLS,
         "threads": args.threads,
-        "architecture": ARCH.__dict__,
         "machine": describe(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

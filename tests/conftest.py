@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deltatune.columns import Columns
-from deltatune.preprocess import PreprocessSettings, preprocess
-from deltatune.settings import from_mapping
-from deltatune.simulate import ScreenSpec, simulate_screen
-from deltatune.splits import SplitSettings
+from deltatune.data.preprocess import preprocess
+from deltatune.data.simulate import simulate_screen
+from deltatune.settings import Columns, PreprocessSettings, ScreenSpec, SplitSettings, from_mapping
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent

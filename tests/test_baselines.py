@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from deltatune import baselines
+from deltatune.data.splits import cells_of_split
 from deltatune.errors import InputDataError
-from deltatune.pairing import build_pairing_index
-from deltatune.splits import cells_of_split
+from deltatune.pairing.index import build_pairing_index
+from deltatune.predict import baselines
 
 
 def _index(adata, columns, strategy="batch"):

@@ -8,18 +8,20 @@ from conftest import REPO, TINY_CONFIG
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from deltatune.checkpoint import CheckpointSettings
-from deltatune.columns import Columns
-from deltatune.evaluate import EvaluateSettings
-from deltatune.finetune import StageSettings
-from deltatune.lora import LoraSettings
-from deltatune.losses import LossWeights
-from deltatune.model import Architecture
-from deltatune.perturbations import PerturbationSettings
-from deltatune.preprocess import PreprocessSettings
-from deltatune.simulate import ScreenSpec
-from deltatune.splits import SplitSettings
-from deltatune.training import TrainSettings
+from deltatune.settings import (
+    Architecture,
+    CheckpointSettings,
+    Columns,
+    EvaluateSettings,
+    LoraSettings,
+    LossWeights,
+    PerturbationSettings,
+    PreprocessSettings,
+    ScreenSpec,
+    SplitSettings,
+    StageSettings,
+    TrainSettings,
+)
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())

@@ -9,20 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deltatune.baselines import plate_control
-from deltatune.evaluate import (
-    EvaluateSettings,
-    ceiling_scores,
-    evaluation_pair,
-    real_test_cells,
-    score,
-    score_matched,
-)
-from deltatune.pairing import build_pairing_index
-from deltatune.preprocess import PreprocessSettings, preprocess
-from deltatune.report import full_depth
-from deltatune.simulate import simulate_screen
-from deltatune.splits import SplitSettings
+from deltatune.data.preprocess import preprocess
+from deltatune.data.simulate import simulate_screen
+from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
+from deltatune.evaluate.scores import ceiling_scores, score, score_matched
+from deltatune.pairing.index import build_pairing_index
+from deltatune.predict.baselines import plate_control
+from deltatune.report.tables import full_depth
+from deltatune.settings import EvaluateSettings, PreprocessSettings, SplitSettings
 
 FAST = EvaluateSettings(profile="anndata")
 

@@ -19,7 +19,7 @@ from spython.main.parse.parsers import SingularityParser
 CONTAINERS = REPO / "containers"
 DOCKERFILE = CONTAINERS / "Dockerfile"
 DEFINITION = CONTAINERS / "deltatune.def"
-GPU_RULES = {"pretrain_base", "finetune", "infer"}
+GPU_RULES = {"pretrain", "finetune", "infer"}
 DIGEST = re.compile(r"^[\w.\-/:]+@sha256:[0-9a-f]{64}$")
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 

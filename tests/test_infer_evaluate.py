@@ -6,12 +6,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from deltatune.data.splits import cells_of_split
 from deltatune.errors import InputDataError, SettingsError
-from deltatune.evaluate import EvaluateSettings, evaluation_pair, score
-from deltatune.infer import InferenceSettings, control_mean_inputs, predict
-from deltatune.model import Architecture, BaseModel, build_st_model
-from deltatune.pairing import build_pairing_index
-from deltatune.splits import cells_of_split
+from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.evaluate.scores import score
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.pairing.index import build_pairing_index
+from deltatune.predict.infer import predict
+from deltatune.predict.inputs import control_mean_inputs
+from deltatune.settings import Architecture, EvaluateSettings, InferenceSettings, from_mapping
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def test_matched_controls_keep_the_spread_of_cells(base, preprocessed, columns):
         spread[mode] = np.mean([predicted.X[rows].std(axis=0).mean() for rows in groups.values() if len(rows) > 2])
     assert spread["matched_controls"] > 5 * spread["control_mean"]
     with pytest.raises(SettingsError, match="inference.mode 'sampled'"):
-        InferenceSettings(mode="sampled").check()
+        from_mapping(InferenceSettings, {"mode": "sampled"}, "inference")
 
 
 def test_prediction_holds_test_cells_and_real_controls(base, preprocessed, columns):

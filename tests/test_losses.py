@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from deltatune.errors import SettingsError
-from deltatune.losses import DeltaAwareLoss, LossWeights, cell_set_correlation, gene_correlation
-from deltatune.settings import from_mapping
+from deltatune.settings import LossWeights, from_mapping
+from deltatune.train.losses import DeltaAwareLoss, cell_set_correlation, gene_correlation
 
 
 def _tensors(seed=0, shape=(3, 4, 5)):

@@ -9,24 +9,30 @@ import numpy as np
 import pytest
 import torch
 
-from deltatune.checkpoint import (
+from deltatune.data.genes import MEASURED, check_model_genes, use_var_column
+from deltatune.data.preprocess import preprocess
+from deltatune.errors import CheckpointError, InputDataError
+from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.model.checkpoint import (
     CHECKPOINTS,
     PERT_MAP,
     VAR_DIMS,
-    CheckpointSettings,
     load_base_model,
     save_base_model,
 )
-from deltatune.errors import CheckpointError, InputDataError
-from deltatune.evaluate import evaluation_pair
-from deltatune.genes import MEASURED, check_model_genes, use_var_column
-from deltatune.infer import predict
-from deltatune.lora import LoraSettings, apply_lora
-from deltatune.model import Architecture, BaseModel, build_st_model
-from deltatune.pairing import build_pairing_index
-from deltatune.perturbations import PerturbationSettings, Vocabulary, new_rows_module
-from deltatune.preprocess import PreprocessSettings, preprocess
-from deltatune.splits import SplitSettings
+from deltatune.model.lora import apply_lora
+from deltatune.model.perturbations import Vocabulary, new_rows_module
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.pairing.index import build_pairing_index
+from deltatune.predict.infer import predict
+from deltatune.settings import (
+    Architecture,
+    CheckpointSettings,
+    LoraSettings,
+    PerturbationSettings,
+    PreprocessSettings,
+    SplitSettings,
+)
 
 ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
 SETTINGS = PreprocessSettings(target_cell_line="c", split=SplitSettings(val_fraction=0.0, test_fraction=0.3))

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from deltatune.checkpoint import load_base_model, save_base_model
 from deltatune.errors import CheckpointError
-from deltatune.lora import LoraSettings, apply_lora, count_parameters
-from deltatune.model import Architecture, BaseModel, build_st_model
+from deltatune.model.checkpoint import load_base_model, save_base_model
+from deltatune.model.lora import apply_lora, count_parameters
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.settings import Architecture, LoraSettings
 
 ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=4)
 

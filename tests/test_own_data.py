@@ -13,8 +13,9 @@ from conftest import snakemake, write_config
 from own_data import GENES, SINGLES, UNSEEN, benchmark_screen, train_st_run_directory
 from safetensors.torch import load_file
 
-from deltatune.checkpoint import CHECKPOINTS, CheckpointSettings, find_checkpoint, load_base_model
-from deltatune.perturbations import is_one_hot
+from deltatune.model.checkpoint import CHECKPOINTS, find_checkpoint, load_base_model
+from deltatune.model.perturbations import is_one_hot
+from deltatune.settings import CheckpointSettings
 
 pytestmark = pytest.mark.workflow
 

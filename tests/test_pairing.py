@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deltatune.cellsets import make_cell_sets
-from deltatune.columns import Columns
-from deltatune.control_means import group_means
 from deltatune.errors import InputDataError, SettingsError
-from deltatune.pairing import PairingIndex, build_pairing_index
+from deltatune.model.cellsets import make_cell_sets
+from deltatune.pairing.index import PairingIndex, build_pairing_index
+from deltatune.pairing.means import group_means
+from deltatune.settings import Columns
 
 CTRL = Columns().control
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from deltatune.columns import Columns
+from deltatune.data.preprocess import detect_scale, preprocess
+from deltatune.data.splits import cells_of_split, split_perturbations
 from deltatune.errors import InputDataError
-from deltatune.preprocess import PreprocessSettings, detect_scale, preprocess
-from deltatune.splits import SplitSettings, cells_of_split, split_perturbations
+from deltatune.settings import Columns, PreprocessSettings, SplitSettings
 
 SETTINGS = PreprocessSettings(target_cell_line="c", n_top_genes=40, split=SplitSettings(val_fraction=0.0))
 
@@ -101,8 +101,8 @@ def test_batch_column_with_missing_values_is_named(screen, columns):
 
 
 def test_file_is_read_in_chunks_to_the_same_result(screen, columns, tmp_path, monkeypatch):
-    from deltatune import readers
-    from deltatune.preprocess import preprocess_file
+    from deltatune.data import readers
+    from deltatune.data.preprocess import preprocess_file
 
     path = tmp_path / "screen.h5ad"
     screen.write_h5ad(path)
@@ -115,7 +115,7 @@ def test_file_is_read_in_chunks_to_the_same_result(screen, columns, tmp_path, mo
 
 
 def test_dense_file_is_read_as_sparse(screen, columns, tmp_path):
-    from deltatune.readers import open_backed, read_rows
+    from deltatune.data.readers import open_backed, read_rows
 
     screen.X = screen.X.toarray()
     screen.write_h5ad(tmp_path / "dense.h5ad")
@@ -127,7 +127,7 @@ def test_dense_file_is_read_as_sparse(screen, columns, tmp_path):
 
 
 def test_bad_column_fails_before_expression_is_read(screen, columns, tmp_path, monkeypatch):
-    from deltatune import preprocess as module
+    from deltatune.data import preprocess as module
 
     screen.write_h5ad(tmp_path / "screen.h5ad")
     monkeypatch.setattr(module, "read_rows", lambda *a, **k: pytest.fail("X was read"))

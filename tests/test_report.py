@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -16,10 +17,12 @@ import pytest
 import yaml
 from conftest import REPO
 
-from deltatune.compare import compare_runs
+from deltatune import roles
 from deltatune.errors import InputDataError
-from deltatune.report import summarize, tidy_metrics
-from deltatune.statistics import BootstrapSettings, bootstrap_interval, paired_test
+from deltatune.report.compare import compare_runs
+from deltatune.report.statistics import bootstrap_interval, paired_test
+from deltatune.report.tables import summarize, tidy_metrics
+from deltatune.settings import BootstrapSettings
 
 BOOT = BootstrapSettings(samples=4000, seed=0)
 
@@ -73,7 +76,8 @@ def test_summary_rows_follow_the_workflow_order_with_tests():
             _scores(base[:1] - 0.1, "baseline_x"),
         ]
     )
-    summary = summarize(comparison, ["base", "lora_a", "lora_b", "baseline_x"], BOOT).set_index("stage")
+    rows = {"base": roles.BASE, "lora_a": roles.STAGE, "lora_b": roles.STAGE, "baseline_x": roles.BASELINE}
+    summary = summarize(comparison, rows, BOOT).set_index("stage")
     assert summary.index.tolist() == ["base", "lora_a", "lora_b", "baseline_x"]
     assert summary.loc["lora_a", "pearson_delta"] == pytest.approx(base.mean() + 0.2)
     assert summary["previous_stage"].tolist()[1:3] == ["base", "lora_a"]
@@ -118,6 +122,54 @@ def test_compare_command_prints_and_writes(finished_run, tmp_path):
     table = pd.read_csv(out)
     assert "lora_random" in done.stdout and table["stage"].tolist()[0] == "base"
     assert np.allclose(table["pearson_delta difference (B - A)"], 0.0)
+
+
+# Runs a deltatune command in this process and fails if it imported torch on the way.
+WITHOUT_TORCH = ("import sys; from deltatune.cli import main; code = main(sys.argv[1:]); "
+                 "assert 'torch' not in sys.modules, 'the command imported torch'; sys.exit(code)")
+
+
+def _report_command(workdir: Path) -> list[str]:
+    """The report rule's own command line for ``workdir``, as Snakemake prints it in a dry run."""
+    from conftest import snakemake
+
+    done = snakemake(workdir, "-n", "--forcerun", "report", "--printshellcmds")
+    line = next(line for line in done.stdout.splitlines() if "deltatune report --manifest" in line)
+    return shlex.split(line.split("deltatune ", 1)[1].split(" 2> ")[0])  # without the log redirection
+
+
+def test_report_and_compare_run_without_torch(finished_run, tmp_path):
+    """The report (rebuilt from the run's own manifest) and compare need no torch, and the rebuilt
+    report's tables are the workflow's."""
+    args = _report_command(finished_run)
+    args[args.index("--out-dir") + 1] = str(tmp_path / "report")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], cwd=finished_run, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = finished_run / "results" / "tiny" / "report"
+    for table in ("summary.csv", "comparison.csv"):
+        assert (tmp_path / "report" / table).read_bytes() == (report / table).read_bytes()
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "compare", str(report), str(tmp_path / "report"),
+                           "--out", str(tmp_path / "compare.csv")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_full_depth_is_cell_evals_own_correction():
+    """The ceiling's Spearman-Brown step and its list of metrics match cell-eval's (checked here,
+    against its private function, so that the library imports only cell-eval's public API)."""
+    import polars as pl
+    from cell_eval._evaluator import SB_METRICS, _spearman_brown_correct
+
+    from deltatune.report.tables import SPEARMAN_BROWN_METRICS, full_depth
+
+    assert SPEARMAN_BROWN_METRICS == SB_METRICS
+    names = sorted(SB_METRICS) + ["mse", "pearson_edistance", "clustering_agreement"]
+    for r in (-1.0, -0.3, 0.0, 0.2, 0.77, 1.0):
+        theirs = _spearman_brown_correct(pl.DataFrame({n: [r] for n in names})).row(0, named=True)
+        ours = full_depth(pd.Series(r, index=names + [f"{n}_matched" for n in names]))
+        for n in names:
+            for name in (n, f"{n}_matched"):
+                assert ours[name] == theirs[n] or (np.isnan(ours[name]) and np.isnan(theirs[n])), (name, r)
 
 
 RENDER_PROBE = """<script>
@@ -178,10 +230,11 @@ def test_provenance_matches_the_run(finished_run):
 
 
 def test_report_warns_when_the_no_effect_floor_beats_a_model():
-    from deltatune.html_report import _plate_warning
+    from deltatune.report.html import _plate_warning
 
     summary = pd.DataFrame({"stage": ["base", "lora_a", "baseline_plate_control", "ceiling"],
                             "pearson_delta": [0.3, 0.6, 0.5, 0.9]})
-    warning = _plate_warning(summary)
+    rows = roles.row_roles(["lora_a"], ["baseline_plate_control"])
+    warning = _plate_warning(summary, rows)
     assert "Plate confounding" in warning and "<code>base</code>" in warning and "lora_a" not in warning
-    assert _plate_warning(summary.assign(pearson_delta=[0.55, 0.6, 0.5, 0.9])) == ""
+    assert _plate_warning(summary.assign(pearson_delta=[0.55, 0.6, 0.5, 0.9]), rows) == ""

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deltatune.columns import TAHOE_CONTROL
+from deltatune.data.simulate import hill, simulate_screen
 from deltatune.errors import SettingsError
-from deltatune.settings import from_mapping
-from deltatune.simulate import ScreenSpec, hill, simulate_screen
+from deltatune.settings import ScreenSpec, from_mapping
+from deltatune.settings.data import TAHOE_CONTROL
 
 
 def test_same_seed_same_screen(screen_spec, screen):

@@ -20,10 +20,10 @@ from slurm.cluster import Cluster, running_cluster
 pytestmark = pytest.mark.workflow
 
 PROFILE = REPO / "profiles" / "slurm"
-GPU_RULES = {"pretrain_base", "finetune", "infer"}
+GPU_RULES = {"pretrain", "finetune", "infer"}
 RUN_TIMEOUT_S = 480
 # The compute setting behind the threads of each rule that has some (cpus_per_*: threads in the profile).
-THREADS_SETTING = {"pretrain_base": "train_threads", "finetune": "train_threads", "infer": "train_threads",
+THREADS_SETTING = {"pretrain": "train_threads", "finetune": "train_threads", "infer": "train_threads",
                    "evaluate": "eval_threads", "ceiling": "eval_threads"}
 # sacct columns read back for every job allocation.
 SACCT_FIELDS = ["JobID", "Comment", "State", "Partition", "Account", "ReqMem", "Timelimit", "ReqCPUS", "ReqTRES"]
@@ -104,8 +104,8 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
     assert (jobs["Partition"] == cluster.partition).all() and (jobs["Account"] == cluster.account).all()
     resources = profile_resources()
-    # Every rule ran as a SLURM job, none locally; model_genes only runs when a checkpoint is given.
-    assert set(jobs["rule"]) == set(resources) - {"model_genes"}
+    # Every rule ran as a SLURM job, none locally; genes only runs when a checkpoint is given.
+    assert set(jobs["rule"]) == set(resources) - {"genes"}
     for job in jobs.itertuples():
         wanted = resources[job.rule]
         assert job.ReqMem == f"{wanted['mem_mb']}M", job

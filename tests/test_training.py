@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from deltatune.errors import NonFiniteLossError, SettingsError
-from deltatune.finetune import StageSettings, finetune_stage
-from deltatune.model import Architecture, BaseModel, build_st_model
-from deltatune.pairing import build_pairing_index
-from deltatune.training import Trainer
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.pairing.index import build_pairing_index
+from deltatune.settings import Architecture, StageSettings
+from deltatune.train.finetune import finetune_stage
+from deltatune.train.loop import Trainer
 
 ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
 SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
@@ -30,11 +31,11 @@ def new_base(preprocessed, columns):
 def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
     target = preprocessed.target
     index = build_pairing_index(target.obs, columns, SETTINGS.pairing)
-    model, history, info = finetune_stage(
+    result = finetune_stage(
         new_base(), target, preprocessed.split, columns, Trainer(SETTINGS, work_dir, fingerprint), index
     )
-    weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    return weights, history, info
+    weights = {n: p.detach().clone() for n, p in result.model.named_parameters() if p.requires_grad}
+    return weights, result.history, {**result.parameters, **result.pairing}
 
 
 def test_same_seed_same_result(new_base, preprocessed, columns, tmp_path):
@@ -52,7 +53,7 @@ class Interrupted(Exception):
 
 def _fail_at(monkeypatch, step, exc):
     """Make the trainer's data raise ``exc`` (or yield a NaN batch) at global step ``step``."""
-    from deltatune import batches as batches_module
+    from deltatune.train import batches as batches_module
 
     original = batches_module.CellSetBatches.batches
     seen = {"n": 0}

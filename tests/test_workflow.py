@@ -59,7 +59,7 @@ def test_every_output_is_written(finished_run):
              for rep in (0, 1)]
     assert seeds == [0, 1]
     assert not (results / "work").exists() or not any((results / "work").iterdir()), "checkpoints are cleaned up"
-    for rule in ("simulate", "preprocess", "pretrain_base", "report"):
+    for rule in ("simulate", "preprocess", "pretrain", "report"):
         assert (results / "logs" / f"{rule}.log").exists() and (results / "benchmarks" / f"{rule}.tsv").exists()
     for rule in ("finetune", "infer", "baseline", "evaluate", "ceiling"):
         assert any((results / "logs" / rule).iterdir()) and any((results / "benchmarks" / rule).iterdir())

@@ -1,55 +1,29 @@
 import json
 import os
+import sys
 
 from snakemake.utils import validate
+
+# The settings layer (deltatune.settings) imports only the standard library: reading it from the
+# checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from deltatune import roles
+from deltatune.settings import workflow as step_settings
+from deltatune.settings.pairing import STRATEGIES
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
-BASE_STAGE = "base"
-
-
-def as_json(value):
-    """A setting as compact JSON: the form rules pass to the deltatune CLI through params."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def resolve_stages(stages):
-    """Each stage's settings with `extends` chains merged in (a stage overrides its parent)."""
-
-    def resolve(name, seen):
-        if name in seen:
-            raise ValueError(f"stages: 'extends' cycle through {' -> '.join(seen + [name])}")
-        stage = dict(stages[name])
-        parent = stage.pop("extends", None)
-        if parent is None:
-            return stage
-        if parent not in stages:
-            raise ValueError(f"stages.{name}.extends: unknown stage '{parent}'")
-        return deep_merge(resolve(parent, seen + [name]), stage)
-
-    return {name: resolve(name, []) for name in stages}
-
-
-def deep_merge(base, override):
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-STAGES = resolve_stages(config["stages"])
-if BASE_STAGE in STAGES:
-    raise ValueError(f"stages: '{BASE_STAGE}' is reserved for the untuned base model")
-for _name, _stage in STAGES.items():
-    if "pairing" not in _stage:
-        raise ValueError(f"stages.{_name}: set 'pairing' (random, batch, celltype or batch_celltype)")
+STAGES = step_settings.resolve_stages(config["stages"])
 CHECKPOINT = config["base_model"].get("checkpoint")  # a user's ST run directory, or None: pretrain one
+BATCH = config["data"]["columns"].get("batch")  # the plate / batch column, or None
+BASELINES = list(config["baselines"])
+ROLES = roles.row_roles(list(STAGES), BASELINES)  # every report row, in report order, with its role
+SCORED = [row for row, role in ROLES.items() if role != roles.CEILING]  # rows with a prediction
+MODELS = [row for row, role in ROLES.items() if role in (roles.BASE, roles.STAGE)]  # rows inferred by ST
+REPLICATES = config["replicates"]
 
 
 def check_pairings():
@@ -57,33 +31,31 @@ def check_pairings():
     pairings = {f"stages.{n}": s["pairing"] for n, s in STAGES.items()}
     if not CHECKPOINT:
         pairings["base_model.pretrain"] = config["base_model"]["pretrain"]["pairing"]
-    if not config["data"]["columns"].get("batch"):
-        needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
-        if needs_batch:
-            raise ValueError(
-                f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
-                "name the plate / batch column (public benchmark files often have `dataset`), "
-                "or set their pairing to celltype or random"
-            )
+    needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
+    if needs_batch and not BATCH:
+        raise ValueError(
+            f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
+            "name the plate / batch column (public benchmark files often have `dataset`), "
+            "or set their pairing to celltype or random"
+        )
 
 
 check_pairings()
-ALL_STAGES = [BASE_STAGE] + list(STAGES)
-BASELINES = list(config["baselines"])
-SCORED = ALL_STAGES + BASELINES
-CEILING = "ceiling"
-REPORTED = SCORED + [CEILING]
-REPLICATES = config["replicates"]
 
 
 wildcard_constraints:
     rep=r"\d+",
-    stage="|".join(ALL_STAGES),
+    stage="|".join(MODELS),
     scored="|".join(SCORED),
-    baseline="|".join(BASELINES),
+    baseline="|".join(BASELINES) if BASELINES else "(?!)",
     dataset="base_lines|target_line",
-    strategy="random|batch|celltype|batch_celltype",
-    trained_stage="|".join(STAGES) if STAGES else "(?!)",
+    strategy="|".join(STRATEGIES),
+    trained_stage="|".join(STAGES),
+
+
+def as_json(value):
+    """A setting as compact JSON: the form rules pass to the deltatune CLI through params."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def columns_json():
@@ -96,29 +68,22 @@ def get_screen():
 
 
 def get_base_model():
-    """The base ST run directory: the configured checkpoint, or the one pretrain_base writes."""
+    """The base ST run directory: the configured checkpoint, or the one the pretrain rule writes."""
     return CHECKPOINT or f"{RESULTS}/models/base"
 
 
-CHECKPOINT_KEYS = ("checkpoint_file", "genes", "trusted")
-
-
 def checkpoint_settings():
-    """How to load the user's checkpoint (deltatune.checkpoint.CheckpointSettings); defaults for our own."""
-    if not CHECKPOINT:
-        return as_json({})
-    model = config["base_model"]
-    return as_json({k: model[k] for k in CHECKPOINT_KEYS if model.get(k) is not None})
+    """How to load the user's checkpoint (CheckpointSettings); defaults for our own."""
+    return as_json(step_settings.checkpoint_settings(config))
 
 
 def perturbation_settings():
-    """Matching data labels to the base vocabulary (deltatune.perturbations.PerturbationSettings)."""
-    return as_json(
-        {
-            "unseen_perturbations": config["base_model"].get("unseen_perturbations", "error"),
-            "combination_separator": config["data"].get("combination_separator"),
-        }
-    )
+    """Matching data labels to the base vocabulary (PerturbationSettings)."""
+    return as_json(step_settings.perturbation_settings(config))
+
+
+def preprocess_settings():
+    return as_json(step_settings.preprocess_settings(config))
 
 
 def get_model_genes():
@@ -132,11 +97,12 @@ def get_checkpoint_inputs(wildcards):
     return {"base": get_base_model(), **({"genes": genes} if genes else {})}
 
 
-def replicates_of(scored):
-    """Replicates of a stage; a baseline is deterministic and has one; the ceiling has its splits."""
-    if scored == CEILING:
+def replicates_of(row):
+    """Replicates of a report row: a baseline is deterministic and has one; the ceiling has its splits."""
+    role = ROLES[row]
+    if role == roles.CEILING:
         return list(range(config["evaluation"]["ceiling_splits"]))
-    return [0] if scored in BASELINES else list(range(REPLICATES))
+    return [0] if roles.is_baseline(role) else list(range(REPLICATES))
 
 
 def stage_dir(stage, rep):
@@ -144,21 +110,20 @@ def stage_dir(stage, rep):
 
 
 def get_adapter(wildcards):
-    """A stage replicate's fine-tuned adapter directory; the base stage has none."""
-    if wildcards.stage == BASE_STAGE:
+    """A stage replicate's fine-tuned adapter directory; the base model has none."""
+    if ROLES[wildcards.stage] == roles.BASE:
         return []
     return stage_dir(wildcards.stage, wildcards.rep)
 
 
 def stage_settings(wildcards):
-    """A stage's resolved settings, its seed offset by the replicate number."""
-    stage = STAGES[wildcards.trained_stage]
-    return as_json({**stage, "seed": stage.get("seed", 0) + int(wildcards.rep)})
+    """A stage's resolved settings for one replicate."""
+    return as_json(step_settings.stage_settings(STAGES[wildcards.trained_stage], int(wildcards.rep)))
 
 
 def inference_settings(wildcards):
-    """Inference settings, the seed offset by the replicate number."""
-    return as_json({**config["inference"], "seed": config["inference"]["seed"] + int(wildcards.rep)})
+    """Inference settings for one replicate."""
+    return as_json(step_settings.inference_settings(config, int(wildcards.rep)))
 
 
 def pairing_index(dataset, strategy):
@@ -172,7 +137,7 @@ def get_stage_pairing(wildcards):
 
 def get_inference_pairing():
     """Control means for inference: per plate, or one global mean when there is no plate column."""
-    return pairing_index("target_line", "batch" if config["data"]["columns"].get("batch") else "random")
+    return pairing_index("target_line", "batch" if BATCH else "random")
 
 
 def get_baseline_inputs(wildcards):
@@ -180,26 +145,21 @@ def get_baseline_inputs(wildcards):
     inputs = {"pairing": get_inference_pairing()}
     if wildcards.baseline == "baseline_other_lines":
         inputs["base_data"] = f"{RESULTS}/data/base_lines.h5ad"
-        inputs["base_pairing"] = pairing_index("base_lines", "batch_celltype" if config["data"]["columns"].get("batch") else "celltype")
+        inputs["base_pairing"] = pairing_index("base_lines", "batch_celltype" if BATCH else "celltype")
     return inputs
 
 
-def preprocess_settings():
-    data = config["data"]
-    return {"target_cell_line": data["target_cell_line"], "var_names": data.get("var_names"), **config["preprocess"]}
-
-
-def metrics_of(scored):
-    return [f"{RESULTS}/metrics/{scored}/rep{rep}.tsv" for rep in replicates_of(scored)]
+def metrics_of(row):
+    return [f"{RESULTS}/metrics/{row}/rep{rep}.tsv" for rep in replicates_of(row)]
 
 
 def get_report_inputs(wildcards):
     """Every score, every stage replicate, replicate 0's predictions, the data and the inputs."""
     return {
-        "metrics": [path for scored in REPORTED for path in metrics_of(scored)],
+        "metrics": [path for row in ROLES for path in metrics_of(row)],
         "stages": [stage_dir(stage, rep) for stage in STAGES for rep in range(REPLICATES)],
-        "predictions": [f"{RESULTS}/predictions/{scored}/rep0.h5ad" for scored in SCORED],
-        "matching": [f"{RESULTS}/metrics/{scored}/rep0.matching.json" for scored in SCORED],
+        "predictions": [f"{RESULTS}/predictions/{row}/rep0.h5ad" for row in SCORED],
+        "matching": [f"{RESULTS}/metrics/{row}/rep0.matching.json" for row in SCORED],
         "data": f"{RESULTS}/data/target_line.h5ad",
         "split": f"{RESULTS}/data/split.tsv",
         "screen": get_screen(),
@@ -208,12 +168,13 @@ def get_report_inputs(wildcards):
 
 
 def report_manifest(wildcards, input):
-    """The report's inputs by role (deltatune.make_report.Manifest), as JSON in workflow order."""
+    """The report's inputs by role (deltatune.report.build.Manifest), as JSON in report order."""
     metrics = iter(input.metrics)
     stages = iter(input.stages)
     return json.dumps(
         {
-            "metrics": {s: [next(metrics) for _ in replicates_of(s)] for s in REPORTED},
+            "roles": ROLES,
+            "metrics": {row: [next(metrics) for _ in replicates_of(row)] for row in ROLES},
             "stages": {s: [next(stages) for _ in range(REPLICATES)] for s in STAGES},
             "predictions": dict(zip(SCORED, input.predictions, strict=True)),
             "matching": dict(zip(SCORED, input.matching, strict=True)),

@@ -11,15 +11,15 @@ rule simulate:
         "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
 
 
-rule model_genes:
+rule genes:
     input:
         unpack(get_checkpoint_inputs),
     output:
         f"{RESULTS}/data/model_genes.txt",
     log:
-        f"{RESULTS}/logs/model_genes.log",
+        f"{RESULTS}/logs/genes.log",
     benchmark:
-        f"{RESULTS}/benchmarks/model_genes.tsv"
+        f"{RESULTS}/benchmarks/genes.tsv"
     params:
         checkpoint=checkpoint_settings(),
     shell:
@@ -41,7 +41,7 @@ rule preprocess:
         f"{RESULTS}/benchmarks/preprocess.tsv"
     params:
         columns=columns_json(),
-        settings=as_json(preprocess_settings()),
+        settings=preprocess_settings(),
         genes=lambda wc, input: f"--genes {input.genes}" if input.genes else "",
     shell:
         "deltatune preprocess --input {input.screen} {params.genes} --columns {params.columns:q} "

@@ -1,12 +1,12 @@
-rule pairing_index:
+rule pair:
     input:
         f"{RESULTS}/data/{{dataset}}.h5ad",
     output:
         f"{RESULTS}/pairing/{{dataset}}_{{strategy}}.npz",
     log:
-        f"{RESULTS}/logs/pairing_index/{{dataset}}_{{strategy}}.log",
+        f"{RESULTS}/logs/pair/{{dataset}}_{{strategy}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pairing_index/{{dataset}}_{{strategy}}.tsv"
+        f"{RESULTS}/benchmarks/pair/{{dataset}}_{{strategy}}.tsv"
     params:
         columns=columns_json(),
         strategy=lambda wc: wc.strategy,

@@ -1,0 +1,42 @@
+"""The deltatune command line: one subcommand per workflow rule, one module per rules file.
+
+Rules call these with ``shell:``; every setting arrives as a JSON object built from the config by
+the workflow's ``params:``, so that a changed setting reruns exactly the steps it affects. Each
+module keeps a command's arguments next to the function that runs it; library imports happen
+inside that function, keeping start-up cost to what the step needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from ..errors import DeltatuneError
+from . import data, evaluate, pairing, predict, report, train
+
+log = logging.getLogger("deltatune")
+GROUPS = (data, pairing, train, predict, evaluate, report)  # in workflow order
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``deltatune`` parser with every command of :data:`GROUPS`."""
+    top = argparse.ArgumentParser(prog="deltatune", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
+    started = time.perf_counter()
+    try:
+        args.func(args)
+    except DeltatuneError as err:
+        print(f"deltatune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
+    return 0

@@ -1,0 +1,65 @@
+"""Commands of the evaluation rules (``workflow/rules/evaluate.smk``): ``evaluate``, ``ceiling``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from . import _args
+
+log = logging.getLogger("deltatune")
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    _args.data_arguments(p)
+    p.add_argument("--predicted", required=True)
+    p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields (evaluation)")
+    p.add_argument("--out", required=True, help="per-perturbation metrics (.tsv)")
+    p.add_argument("--out-matching", required=True, help="plate-matched scoring: batches used and skipped (.json)")
+    _args.threads_argument(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ..data.readers import read_h5ad
+    from ..data.splits import read_split
+    from ..evaluate.pairs import evaluation_pair
+    from ..evaluate.scores import score_prediction
+    from ..files import write_json, write_tsv
+    from ..settings import EvaluateSettings, from_json
+
+    settings = from_json(EvaluateSettings, args.settings, "evaluation")
+    cols = _args.columns(args)
+    real, pred = evaluation_pair(read_h5ad(args.data), read_h5ad(args.predicted), read_split(args.split), cols)
+    scores, matching = score_prediction(real, pred, cols, settings, args.threads)
+    log.info("plate-matched scores: %s", json.dumps(matching))
+    write_tsv(scores, args.out)
+    write_json(args.out_matching, matching)
+
+
+def _ceiling_arguments(p: argparse.ArgumentParser) -> None:
+    _args.data_arguments(p)
+    p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields (evaluation)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    p.add_argument("--out", required=True, help="per-perturbation half-depth scores (.tsv)")
+    _args.threads_argument(p)
+
+
+def run_ceiling(args: argparse.Namespace) -> None:
+    from ..data.readers import read_h5ad
+    from ..data.splits import read_split
+    from ..evaluate.pairs import real_test_cells
+    from ..evaluate.scores import ceiling_scores
+    from ..files import write_tsv
+    from ..settings import EvaluateSettings, from_json
+
+    settings = from_json(EvaluateSettings, args.settings, "evaluation")
+    cols = _args.columns(args)
+    real = real_test_cells(read_h5ad(args.data), read_split(args.split), cols)
+    write_tsv(ceiling_scores(real, cols, settings, args.threads, args.seed), args.out)
+
+
+def register(sub) -> None:
+    _args.add_command(sub, "evaluate", "score a prediction with cell-eval", _evaluate_arguments, run_evaluate)
+    _args.add_command(sub, "ceiling", "score split halves of the real test cells against each other", _ceiling_arguments,
+                run_ceiling)

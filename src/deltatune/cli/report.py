@@ -1,0 +1,53 @@
+"""Commands of the report (``workflow/rules/report.smk``): ``report``, and ``compare`` for two runs.
+
+Neither imports torch: a report can be rebuilt on any machine that holds the results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import _args
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="JSON: the run's files (deltatune.report.build.Manifest)")
+    p.add_argument("--config", required=True, help='JSON: {"config": workflow config, "stages": resolved stages}')
+    p.add_argument("--out-dir", required=True, help="report folder to write")
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from ..errors import SettingsError
+    from ..report.build import Manifest, write_report
+    from ..settings import from_json
+
+    manifest = from_json(Manifest, args.manifest, "--manifest")
+    try:
+        workflow = json.loads(args.config)
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"--config: not valid JSON ({err})") from err
+    summary = write_report(manifest, workflow["config"], workflow["stages"], args.out_dir)
+    print(summary.to_string(index=False), file=sys.stderr)
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs=2, metavar="RESULTS", help="results/<run> folders (or their report/ folders)")
+    p.add_argument("--out", default="comparison_of_runs.csv", help="CSV to write (default: %(default)s)")
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from ..files import atomic_path
+    from ..report.compare import compare_runs
+
+    table = compare_runs(args.runs[0], args.runs[1])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    print(f"written to {args.out}", file=sys.stderr)
+
+
+def register(sub) -> None:
+    _args.add_command(sub, "report", "write the comparison report of a finished run", _report_arguments, run_report)
+    _args.add_command(sub, "compare", "side-by-side table of two runs' summary.csv", _compare_arguments, run_compare)

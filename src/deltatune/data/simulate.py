@@ -1,0 +1,168 @@
+"""A synthetic drug screen shaped like Tahoe-100M, with the confounding real screens have.
+
+Each cell line sits on plates of its own; every plate carries DMSO control wells and a subset of
+the drugs, each drug at several concentrations. Every cell on a plate shares the plate's offset
+(controls and treated alike), and drugs are spread unevenly over plates, so a drug's effect
+measured against pooled controls contains its plates' offsets: the confounding that makes random
+control pairing learn plate effects as drug effects (design.md section 5).
+
+Expression is simulated on the log scale and sampled as negative-binomial counts:
+
+``log mu[c, g] = base[g] + line[l, g] + plate[p, g] + hill(dose) * effect[d, l, g]``
+
+The two knobs of design.md section 5 are :attr:`~deltatune.settings.ScreenSpec.plate_effect_sd` (plate offsets relative
+to drug effects) together with :attr:`~deltatune.settings.ScreenSpec.plates_per_drug` (how unevenly drugs are spread),
+and :attr:`~deltatune.settings.ScreenSpec.line_effect_sd` (how far a new cell line's baseline is from the others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..settings import Columns, ScreenSpec
+from ..settings.data import TAHOE_CONTROL
+
+CONTROL_DRUG = "DMSO_TF"
+
+
+def perturbation_label(drug: str, dose_um: float) -> str:
+    """Tahoe's ``drugname_drugconc`` label, e.g. ``[('drug07', 0.5, 'uM')]``."""
+    return f"[('{drug}', {float(dose_um)}, 'uM')]"
+
+
+def hill(dose: np.ndarray, ec50: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """Fraction of the maximal response at ``dose`` (0 at dose 0, 1 at saturation)."""
+    ratio = np.power(np.asarray(dose, dtype=float) / ec50, slope)
+    return ratio / (1.0 + ratio)
+
+
+def _plate_layout(spec: ScreenSpec, rng: np.random.Generator) -> np.ndarray:
+    """Boolean (lines, drugs, plates): which plates of each line carry each drug.
+
+    Plate popularity is drawn from a Dirichlet, so some plates carry many drugs and others few,
+    as on real plate maps; ``plate_skew`` lower means more uneven.
+    """
+    n_lines, n_plates = len(spec.cell_lines), spec.plates_per_line
+    low, high = spec.plates_per_drug
+    layout = np.zeros((n_lines, spec.n_drugs, n_plates), dtype=bool)
+    for line in range(n_lines):
+        weights = rng.dirichlet(np.full(n_plates, spec.plate_skew))
+        n_on = rng.integers(low, high + 1, size=spec.n_drugs)
+        for drug in range(spec.n_drugs):
+            chosen = rng.choice(n_plates, size=n_on[drug], replace=False, p=weights)
+            layout[line, drug, chosen] = True
+    return layout
+
+
+def _plate_offsets(spec: ScreenSpec, rng: np.random.Generator) -> np.ndarray:
+    """Per-gene offsets (lines, plates, genes) with per-gene sd ``plate_effect_sd``.
+
+    Real plate effects are mostly technical programs shared by all plates (capture efficiency,
+    ambient RNA, handling stress) in different amounts: offsets are mixtures of
+    ``plate_programs`` shared gene loadings. With 0 programs every gene's offset is independent.
+    """
+    shape = (len(spec.cell_lines), spec.plates_per_line)
+    if spec.plate_programs == 0:
+        return rng.normal(0.0, spec.plate_effect_sd, size=(*shape, spec.n_genes))
+    loadings = rng.normal(0.0, 1.0 / np.sqrt(spec.plate_programs), size=(spec.plate_programs, spec.n_genes))
+    amounts = rng.normal(0.0, 1.0, size=(*shape, spec.plate_programs))
+    return spec.plate_effect_sd * amounts @ loadings
+
+
+def _wells(spec: ScreenSpec, layout: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per well: line, plate, drug (or control), dose and its cell count."""
+    line_idx, drug_idx, plate_idx = np.nonzero(layout)
+    n_doses = len(spec.doses_um)
+    treated = pd.DataFrame(
+        {
+            "line": np.repeat(line_idx, n_doses),
+            "plate": np.repeat(plate_idx, n_doses),
+            "drug": np.repeat(drug_idx, n_doses),
+            "dose": np.tile(np.asarray(spec.doses_um, dtype=float), len(line_idx)),
+        }
+    )
+    treated["n_cells"] = rng.poisson(spec.cells_per_well, size=len(treated)).clip(min=3)
+    lines, plates = np.meshgrid(
+        np.arange(len(spec.cell_lines)), np.arange(spec.plates_per_line), indexing="ij"
+    )
+    controls = pd.DataFrame(
+        {"line": lines.ravel(), "plate": plates.ravel(), "drug": -1, "dose": 0.0}
+    )
+    controls["n_cells"] = rng.poisson(spec.controls_per_plate, size=len(controls)).clip(min=10)
+    return pd.concat([controls, treated], ignore_index=True)
+
+
+def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
+    """Simulate a seeded, deterministic screen as raw counts (CSR, float32).
+
+    obs holds ``drugname_drugconc``, ``drug``, ``concentration``, ``cell_line`` and ``plate``
+    (Tahoe-100M names); ``uns['deltatune_simulation']`` records the spec.
+    """
+    spec.check()
+    rng = np.random.default_rng(spec.seed)
+    n_genes, n_lines = spec.n_genes, len(spec.cell_lines)
+
+    base = rng.normal(0.0, 1.2, size=n_genes)
+    line_shift = rng.normal(0.0, spec.line_effect_sd, size=(n_lines, n_genes))
+    plate_shift = _plate_offsets(spec, rng)
+    responsive = rng.random((spec.n_drugs, n_genes)) < spec.drug_gene_fraction
+    shared = rng.normal(0.0, 1.0, size=(spec.n_drugs, 1, n_genes))
+    specific = rng.normal(0.0, 1.0, size=(spec.n_drugs, n_lines, n_genes))
+    s = spec.line_specificity
+    effect = spec.drug_effect_sd * responsive[:, None, :] * (np.sqrt(1 - s**2) * shared + s * specific)
+    ec50 = np.exp(rng.uniform(*np.log(spec.ec50_range_um), size=spec.n_drugs))
+    slope = rng.uniform(*spec.hill_range, size=spec.n_drugs)
+
+    wells = _wells(spec, _plate_layout(spec, rng), rng)
+    is_treated = wells["drug"].to_numpy() >= 0
+    drug = wells["drug"].to_numpy().clip(min=0)
+    line, plate = wells["line"].to_numpy(), wells["plate"].to_numpy()
+    response = np.where(is_treated, hill(wells["dose"].to_numpy(), ec50[drug], slope[drug]), 0.0)
+    log_mu = (
+        base[None, :]
+        + line_shift[line]
+        + plate_shift[line, plate]
+        + response[:, None] * effect[drug, line]
+    )
+    proportions = np.exp(log_mu - log_mu.max(axis=1, keepdims=True))
+    proportions /= proportions.sum(axis=1, keepdims=True)
+
+    well_of_cell = np.repeat(np.arange(len(wells)), wells["n_cells"].to_numpy())
+    n_cells = len(well_of_cell)
+    depth = spec.depth * np.exp(rng.normal(0.0, spec.depth_sd, size=n_cells))
+    mean = proportions[well_of_cell] * depth[:, None]
+    # Negative binomial as a gamma-Poisson mixture (dispersion = gamma shape).
+    rate = rng.gamma(spec.dispersion, mean / spec.dispersion)
+    counts = rng.poisson(rate).astype(np.float32)
+
+    columns = Columns()
+    drug_names = np.array([f"drug{d:02d}" for d in range(spec.n_drugs)])
+    well_drug = np.where(is_treated, drug_names[drug], CONTROL_DRUG)
+    well_label = np.array(
+        [perturbation_label(d, c) if t else TAHOE_CONTROL
+         for d, c, t in zip(well_drug, wells["dose"], is_treated, strict=True)]
+    )
+    line_names = np.asarray(spec.cell_lines)
+    well_plate = np.array([f"{line_names[ln]}_plate{p + 1}" for ln, p in zip(line, plate, strict=True)])
+    cell_names = "cell" + pd.Series(np.arange(n_cells)).astype(str).str.zfill(7)
+    obs = pd.DataFrame(
+        {
+            columns.perturbation: pd.Categorical(well_label[well_of_cell]),
+            columns.drug: pd.Categorical(well_drug[well_of_cell]),
+            columns.dose: wells["dose"].to_numpy()[well_of_cell],
+            columns.cell_type: pd.Categorical(line_names[line[well_of_cell]]),
+            columns.batch: pd.Categorical(well_plate[well_of_cell]),
+        },
+        index=pd.Index(cell_names, name="cell"),
+    )
+    var = pd.DataFrame(index=pd.Index([f"gene{g:04d}" for g in range(n_genes)], name="gene"))
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
+    adata.uns["deltatune_simulation"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()
+    }
+    return adata

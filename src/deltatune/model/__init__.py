@@ -1,0 +1,6 @@
+"""The State Transition model that training and inference share.
+
+:mod:`.st` builds ST and holds a base model with its genes and perturbations, :mod:`.checkpoint`
+reads and writes ST run directories, :mod:`.perturbations` matches labels to the base
+vocabulary, :mod:`.lora` attaches peft adapters, :mod:`.cellsets` cuts cells into the sets ST reads.
+"""

@@ -1,0 +1,158 @@
+"""Assemble ``results/<run>/report/`` from a finished run's files.
+
+The inputs are named by a manifest (the workflow builds it from the report rule's inputs), so
+the report can be rebuilt by hand from any results folder: scores per stage and replicate, the
+stages' training summaries and histories, replicate 0's predictions, the target line's data and
+split, and the benchmark folder for rule times.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from .. import roles
+from ..data.splits import read_split
+from ..evaluate import MATCHED, PRIMARY_METRIC
+from ..evaluate.pairs import real_test_cells
+from ..files import atomic_path, write_json, write_text
+from ..pairing.groups import control_mask
+from ..settings import BootstrapSettings, Columns, from_mapping
+from ..settings.workflow import effective_config, seeds
+from . import figures, provenance
+from .html import render
+from .tables import (
+    by_dose,
+    matching_table,
+    mean_effects,
+    pairing_table,
+    summarize,
+    tidy_metrics,
+    training_table,
+)
+
+EXAMPLE_PERTURBATIONS = 3
+FIGURE_CAPTIONS = {
+    "stage_scores": f"{PRIMARY_METRIC} by stage against pooled controls (circles) and each plate's own controls "
+                    "(squares): mean over test perturbations and seeds, bootstrap interval, and each seed's pooled "
+                    "mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines; green: noise "
+                    "ceiling. Dotted line: the zero-effect floor; dashed: the ceiling (pooled).",
+    "stage_vs_base": f"Per test perturbation, {PRIMARY_METRIC} of each stage and baseline (mean over seeds) "
+                     "against the untuned base model; points above the diagonal improved.",
+    "predicted_vs_real": "Predicted against real perturbation effect (mean minus control mean) per gene, for the "
+                         f"test perturbations with the largest real effect (replicate 0); r is cell-eval's {PRIMARY_METRIC}.",
+    "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations.",
+    "training_curves": "Loss components per optimizer step (mean over seeds, smoothed).",
+}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Paths of a run's files, the report's inputs, and the role of every report row.
+
+    ``roles`` lists every row in report order with its role (:mod:`deltatune.roles`); the other
+    mappings are keyed by row.
+    """
+
+    roles: dict[str, str]
+    metrics: dict[str, list[str]]
+    stages: dict[str, list[str]]
+    predictions: dict[str, str]
+    matching: dict[str, str]
+    data: str
+    split: str
+    inputs: list[str]
+    benchmarks: str
+    repo: str
+    container_image: str | None = None
+
+
+def _example_effects(manifest: Manifest, columns: Columns):
+    """Real and predicted mean effects of the test perturbations with the largest real effect."""
+    real_cells = real_test_cells(ad.read_h5ad(manifest.data), read_split(manifest.split), columns)
+    treated = real_cells.obs[~control_mask(real_cells.obs, columns)]
+    tested = sorted(set(treated[columns.perturbation].astype(str)))
+    effects = mean_effects(real_cells, columns.perturbation, columns.control, tested)
+    examples = effects.pow(2).sum(axis=1).nlargest(EXAMPLE_PERTURBATIONS).index.tolist()
+    predicted = {
+        stage: mean_effects(ad.read_h5ad(path)[:, real_cells.var_names], columns.perturbation, columns.control, examples)
+        for stage, path in manifest.predictions.items()
+    }
+    if not columns.dose:
+        return effects.loc[examples], predicted, None
+    doses = treated.groupby(treated[columns.perturbation].astype(str), observed=True)[columns.dose].first()
+    doses = pd.to_numeric(doses, errors="coerce").dropna()  # a combination's "1+1" has no place on a dose axis
+    return effects.loc[examples], predicted, None if doses.empty else doses
+
+
+def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_dir: str | Path) -> pd.DataFrame:
+    """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html and provenance.json."""
+    out = Path(out_dir)
+    effective = effective_config(config, stages)
+    columns = from_mapping(Columns, config["data"]["columns"], "data.columns")
+    bootstrap = from_mapping(BootstrapSettings, effective["report"], "report.bootstrap")
+    rows_roles = manifest.roles
+    # the ceiling's half-depth scores stay out of per-perturbation figures
+    scored = {row: role for row, role in rows_roles.items() if role != roles.CEILING}
+
+    comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in rows_roles})
+    summary = summarize(comparison, rows_roles, bootstrap)
+    stage_info = {s: [json.loads((Path(d) / "summary.json").read_text()) for d in dirs] for s, dirs in manifest.stages.items()}
+    histories = {s: [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in dirs] for s, dirs in manifest.stages.items()}
+    inference = {s: ad.read_h5ad(p, backed="r").uns["deltatune_inference"] for s, p in manifest.predictions.items()}
+    real, predicted, doses = _example_effects(manifest, columns)
+    rep0 = comparison[(comparison["replicate"] == 0) & (comparison["metric"] == PRIMARY_METRIC)]
+    example_scores = rep0.pivot(index="perturbation", columns="stage", values="value")
+
+    matching = {s: json.loads(Path(p).read_text()) for s, p in manifest.matching.items()}
+    tables = {
+        "training": training_table(stage_info),
+        "pairing": pairing_table(stage_info, inference),
+        "matching": matching_table(matching),
+    }
+    figs = {
+        "stage_scores": figures.stage_scores(summary, comparison, rows_roles, bootstrap.level),
+        "stage_vs_base": figures.stage_vs_base(comparison, scored),
+        "predicted_vs_real": figures.predicted_vs_real(real, predicted, example_scores, rows_roles),
+    }
+    if doses is not None:
+        tables["by_dose"] = by_dose(comparison[comparison["stage"].isin(list(scored))], doses)
+        figs["dose_scores"] = figures.dose_scores(tables["by_dose"], scored)
+    if histories:
+        figs["training_curves"] = figures.training_curves(histories)
+
+    record = {
+        "config": effective,
+        "seeds": seeds(effective),
+        "packages": provenance.package_versions(),
+        "git": provenance.git_state(Path(manifest.repo)),
+        "container": provenance.container(manifest.container_image),
+        "inputs": provenance.input_digests(manifest.inputs),
+        "device": provenance.device(stage_info),
+        "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
+    }
+    context = {
+        "run": effective["run"], "target_cell_line": config["data"]["target_cell_line"],
+        "profile": effective["evaluation"]["profile"], "inference_mode": effective["inference"]["mode"],
+        "replicates": effective["replicates"], "level": bootstrap.level,
+        "unseen_by_base": list(inference[roles.row_of(rows_roles, roles.BASE)].get("unseen_by_base", [])),
+    }
+
+    with atomic_path(out / "figures", directory=True) as tmp:
+        for name, png in figs.items():
+            (tmp / f"{name}.png").write_bytes(png)
+    for name, table in (("summary", summary), ("comparison", comparison), *(
+        [("by_dose", tables["by_dose"])] if "by_dose" in tables else [])):
+        with atomic_path(out / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    write_json(out / "provenance.json", record)
+    captions = dict(FIGURE_CAPTIONS)
+    if MATCHED not in summary:
+        captions["stage_scores"] = captions["stage_scores"].replace(" and each plate's own controls (squares)", "")
+    captioned = {name: (png, captions[name]) for name, png in figs.items()}
+    write_text(out / "report.html", render(context, summary, rows_roles, captioned, tables, record))
+    return summary

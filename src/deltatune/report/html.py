@@ -1,0 +1,203 @@
+"""``report.html``: one self-contained page (figures embedded) that a co-author can read alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+
+import pandas as pd
+
+from .. import roles
+from ..evaluate import MATCHED, PRIMARY_METRIC
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.86em;margin:.8em 0}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+thead th{background:#f3f5f7}
+figure{margin:1em 0}figure img{max-width:100%;height:auto}
+figcaption{font-size:.88em;color:#555}
+.note{background:#f7f7f2;border-left:4px solid #c2a02b;padding:.5em 1em}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+"""
+
+SUMMARY_COLUMNS = (
+    "stage", PRIMARY_METRIC, f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}_ci_high",
+    f"{PRIMARY_METRIC}_floor_to_ceiling", "p_vs_base", "p_vs_previous",
+    MATCHED, f"{MATCHED}_ci_low", f"{MATCHED}_ci_high", f"{MATCHED}_floor_to_ceiling", "p_vs_base_matched",
+    "mse", "n_replicates", "n_perturbations",
+)
+THREE_NUMBERS = (
+    "<p><b>How to read the three numbers.</b> The <i>pooled</i> score (cell-eval's <code>pearson_delta</code>) "
+    "compares each drug's cells with all control cells, so a drug's real effect also contains the offsets of "
+    "the plates it happened to sit on; the <i>plate-matched</i> score compares it with its own plates' "
+    "controls only, so it rewards drug effects and not plate structure. The <i>floor</i> "
+    "(<code>baseline_plate_control</code>, which predicts no drug effect at all) and the <i>ceiling</i> (half "
+    "of the real cells predicting the other half) show what a score of nothing and the best possible score "
+    "look like on these data; <code>_floor_to_ceiling</code> places every stage between them (0 = floor, "
+    "1 = ceiling).</p>"
+)
+
+NO_BATCH = (
+    "<p><b>No batch column.</b> The data has no plate or batch column (<code>data.columns.batch: null</code>), "
+    "so every score is against pooled controls and there is no plate-matched score. The <i>floor</i> "
+    "(<code>baseline_plate_control</code>, here the global control mean: no effect at all) and the "
+    "<i>ceiling</i> (half of the real cells predicting the other half) bound what a score can mean; "
+    "<code>_floor_to_ceiling</code> places every stage between them (0 = floor, 1 = ceiling).</p>"
+)
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
+                         na_rep="", border=0, escape=True)
+
+
+def _figure(png: bytes, name: str, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _unseen_note(unseen: list[str]) -> str:
+    """Which test perturbations the base model never saw (predicted through new, untrained input rows)."""
+    if not unseen:
+        return ""
+    names = ", ".join(f"<code>{html.escape(str(u))}</code>" for u in unseen[:20])
+    return (
+        f"<p class='note'><b>Unseen by the base model.</b> {len(unseen)} test perturbation(s) contain a label "
+        f"the checkpoint never saw ({names}{' ...' if len(unseen) > 20 else ''}). Each such label got a new "
+        "input row (<code>base_model.unseen_perturbations: train</code>), which learns only from fine-tuning "
+        "cells that carry it; a label in no training cell keeps the row's starting point, the mean of the "
+        "known rows. The untuned <code>base</code> row predicts them from that starting point.</p>"
+    )
+
+
+def _plate_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> str:
+    """A warning when predicting no drug effect beats a model on the pooled score."""
+    table = summary.set_index("stage")
+    floor_row = roles.row_of(rows_roles, roles.FLOOR)
+    if floor_row not in table.index:
+        return ""
+    floor = table.loc[floor_row, PRIMARY_METRIC]
+    models = [s for s in table.index if rows_roles[s] in (roles.BASE, roles.STAGE)]
+    beaten = [s for s in models if table.loc[s, PRIMARY_METRIC] < floor]
+    if not beaten:
+        return ""
+    return (
+        f"<p class='note'><b>Plate confounding.</b> Predicting no drug effect at all (<code>{floor_row}</code>, "
+        f"{floor:.3f}) scores above {', '.join(f'<code>{html.escape(s)}</code>' for s in beaten)} on the pooled "
+        "score: on these data the pooled number largely measures plate structure. Read the plate-matched "
+        "column.</p>"
+    )
+
+
+def _findings(summary: pd.DataFrame, rows_roles: dict[str, str]) -> list[str]:
+    """Plain statements read off the summary: change against base, and which baselines are cleared."""
+    table = summary.set_index("stage")
+    base = table[PRIMARY_METRIC].get(roles.row_of(rows_roles, roles.BASE))
+    baselines = [s for s in table.index if roles.is_baseline(rows_roles[s])]
+    items = []
+    for stage, row in table.iterrows():
+        if rows_roles[stage] != roles.STAGE:
+            continue
+        change = row[PRIMARY_METRIC] - base
+        cleared = [b for b in baselines if row[f"{PRIMARY_METRIC}_ci_low"] > table.loc[b, f"{PRIMARY_METRIC}_ci_high"]]
+        items.append(
+            f"<code>{html.escape(stage)}</code>: {change:+.4f} against base ({change / abs(base):+.1%}, "
+            f"paired p = {row['p_vs_base']:.2g}); clears {len(cleared)} of {len(baselines)} baselines"
+            + (f" ({', '.join(cleared)})" if cleared else "")
+        )
+    return items
+
+
+def render(
+    context: dict,
+    summary: pd.DataFrame,
+    rows_roles: dict[str, str],
+    figures: dict[str, tuple[bytes, str]],
+    tables: dict[str, pd.DataFrame],
+    provenance: dict,
+) -> str:
+    """The page: findings and the main figure first, details and provenance after."""
+    fig = {name: _figure(png, name, caption) for name, (png, caption) in figures.items()}
+    summary_cols = [c for c in SUMMARY_COLUMNS if c in summary]
+    findings = "".join(f"<li>{item}</li>" for item in _findings(summary, rows_roles))
+    git = provenance.get("git", {})
+    facts = pd.DataFrame(
+        [
+            ("git commit", f"{git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})"),
+            ("container", json.dumps(provenance.get("container"))),
+            ("device", json.dumps(provenance["device"]["training"]) + f" on {provenance['device']['processor']}"),
+            ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
+            ("inputs (sha256)", "; ".join(f"{k}: {v[:16]}" for k, v in provenance["inputs"].items())),
+        ],
+        columns=["what", "value"],
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>deltatune report: {html.escape(context['run'])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>deltatune report: {html.escape(context['run'])}</h1>",
+        (
+            f"<p>Fine-tuning cell line <b>{html.escape(context['target_cell_line'])}</b>: "
+            f"{int(summary['n_perturbations'].max())} held-out test perturbations, predicted from control cells "
+            f"(<code>{html.escape(context['inference_mode'])}</code>) and scored with cell-eval "
+            f"(profile <code>{html.escape(context['profile'])}</code>); {context['replicates']} replicate seed(s) "
+            f"per stage. Intervals are {context['level']:.0%} bootstrap intervals over test perturbations and "
+            "seeds; p-values are paired Wilcoxon signed-rank tests over the same perturbations.</p>"
+        ),
+        _unseen_note(context["unseen_by_base"]),
+        "<h2>Perturbation-effect score by stage</h2>",
+        fig["stage_scores"],
+        _table(summary[summary_cols]),
+        THREE_NUMBERS if MATCHED in summary else NO_BATCH,
+        _plate_warning(summary, rows_roles),
+        f"<ul>{findings}</ul>",
+        (
+            "<p class='note'>Baselines predict each test cell as its plate's control mean plus a fixed effect: "
+            "<code>baseline_mean_delta</code> the average effect of the target line's training perturbations, "
+            "<code>baseline_other_lines</code> the same perturbation's average effect in the base model's "
+            "training lines, <code>baseline_plate_control</code> no effect (the floor). A stage below them has "
+            "learned less than these rules of thumb.</p>"
+        ),
+        "<h2>Per perturbation: every stage against the base model</h2>",
+        fig["stage_vs_base"],
+        "<h2>Predicted against real effect</h2>",
+        fig["predicted_vs_real"],
+    ]
+    if "dose_scores" in fig:
+        parts += ["<h2>By dose</h2>", fig["dose_scores"], _table(tables["by_dose"])]
+    if "training_curves" in fig:
+        parts += ["<h2>Fine-tuning stages</h2>", _table(tables["training"]), fig["training_curves"]]
+    parts += [
+        "<h2>Control pairing</h2>",
+        (
+            "<p>Cells whose plate (or group) has no control fall back to a random control (training) or to the "
+            "global control mean (inference); their number is counted here.</p>"
+        ),
+        _table(tables["pairing"]),
+    ]
+    if MATCHED in summary:
+        parts += [
+            (
+                "<p>Plate-matched scores: plates without controls or with a single test perturbation cannot be "
+                "scored on their own and are skipped.</p>"
+            ),
+            _table(tables["matching"]),
+        ]
+    parts += [
+        "<h2>Provenance</h2>",
+        _table(facts),
+        "<details><summary>provenance.json</summary><pre>",
+        html.escape(json.dumps(provenance, indent=2)),
+        "</pre></details>",
+        (
+            "<p>Every score, per stage, replicate and perturbation, is in <code>comparison.csv</code>; "
+            "<code>summary.csv</code> holds the mean of every cell-eval metric of the profile.</p>"
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,99 @@
+"""``provenance.json``: what a result was made from, so that a co-author can rerun or audit it.
+
+It records the effective configuration (every setting, defaults filled in by the library's own
+settings classes: :func:`deltatune.settings.workflow.effective_config`), the seeds, package versions, the git commit and whether the tree was dirty,
+the container image when the step ran in one, sha256 digests of the input files, the device and
+the time every rule took (from Snakemake's ``benchmark:`` files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+SNAKEMAKE_MARKER = ".snakemake_timestamp"  # Snakemake's mark in directory outputs, not an input
+PACKAGES = (
+    "deltatune", "arc-state", "torch", "peft", "lightning", "cell-eval", "anndata", "scanpy",
+    "numpy", "scipy", "pandas", "polars", "geomloss", "snakemake", "matplotlib",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(repo: Path) -> dict:
+    """Commit of the workflow's checkout and whether tracked files differ from it."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def container(image: str | None) -> dict | None:
+    """The image the step ran in: the workflow's pinned reference, and what the runtime reports."""
+    runtime = {k: os.environ[k] for k in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "DELTATUNE_IMAGE") if k in os.environ}
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        runtime["oci"] = True
+    if not image and not runtime:
+        return None
+    return {"image": image, **runtime}
+
+
+def sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_digests(paths: list[str]) -> dict[str, str]:
+    """sha256 of each input file, or of every file under an input directory (a checkpoint)."""
+    digests = {}
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != SNAKEMAKE_MARKER) if path.is_dir() else [path]
+        digests.update({str(f): sha256(f) for f in files})
+    return digests
+
+
+def rule_times(benchmark_dir: Path) -> dict[str, float]:
+    """Wall-clock seconds per job, from the ``benchmark:`` files (rule[/wildcards] -> s)."""
+    times = {}
+    for tsv in sorted(benchmark_dir.rglob("*.tsv")):
+        table = pd.read_csv(tsv, sep="\t")
+        times[str(tsv.relative_to(benchmark_dir).with_suffix(""))] = round(float(table["s"].iloc[-1]), 2)
+    return times
+
+
+def device(stage_summaries: dict[str, list[dict]]) -> dict:
+    """The machine of this step, and the devices the stages trained on (their ``summary.json``)."""
+    replicates = [r for reps in stage_summaries.values() for r in reps]
+    gpus = sorted({r["device_name"] for r in replicates if r["device"].startswith("cuda")})
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cuda": ", ".join(gpus) or None,
+        "training": {s: sorted({r["device"] for r in reps}) for s, reps in stage_summaries.items()},
+    }

@@ -1,0 +1,96 @@
+"""Settings dataclasses: their common checks, and building them from plain mappings (config, JSON).
+
+Every setting a step uses arrives as a mapping (a config section the workflow passes through
+``params:``). Unknown keys are errors, never ignored: a misspelled key that silently kept a
+default is the kind of hidden override that seed 000 warns about.
+
+A field with a fixed set of allowed values declares them with :func:`choice`; the values live
+here, once, and the schema test compares them with ``workflow/schemas/config.schema.yaml``.
+Messages of :meth:`Settings.check` start with the field they concern; :func:`from_mapping`
+puts the config path of the section in front (``inference.mode 'x' is not one of ...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from ..errors import SettingsError
+
+T = TypeVar("T")
+CHOICES = "choices"  # field metadata key: the allowed values
+
+
+def choice(default: Any, options: tuple, **kwargs: Any) -> Any:
+    """A dataclass field whose value (or, for a tuple, every element) must be one of ``options``."""
+    return dataclasses.field(default=default, metadata={CHOICES: tuple(options)}, **kwargs)
+
+
+class Settings:
+    """Base of the settings dataclasses: :meth:`check` validates every :func:`choice` field.
+
+    Subclasses with rules of their own extend :meth:`check` and call ``super().check()`` first.
+    """
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            options = f.metadata.get(CHOICES)
+            if options is None:
+                continue
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if item not in options:
+                    raise SettingsError(f"{f.name} {item!r} is not one of {options}")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Turn lists into tuples and nested mappings into nested dataclasses, as annotated."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return value if value is None else _convert(value, options[0], where)
+    if dataclasses.is_dataclass(annotation) and isinstance(value, Mapping):
+        return from_mapping(annotation, value, where)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
+    """Instantiate dataclass ``cls`` from ``values``; ``where`` names the section in errors."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {unknown}; known settings: {known}")
+    try:
+        obj = cls(**{k: _convert(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+    except TypeError as err:
+        raise SettingsError(f"{where}: {err}") from err
+    if isinstance(obj, Settings):
+        try:
+            obj.check()
+        except SettingsError as err:
+            raise SettingsError(f"{where}.{err}") from None
+    return obj
+
+
+def from_json(cls: type[T], text: str, where: str) -> T:
+    """Like :func:`from_mapping`, from a JSON object given on the command line."""
+    try:
+        values = json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(values, dict):
+        raise SettingsError(f"{where}: expected a JSON object, got {type(values).__name__}")
+    return from_mapping(cls, values, where)
+
+
+def to_dict(settings: Any) -> dict:
+    """Settings as plain JSON-able data, defaults included (the effective settings)."""
+    return json.loads(json.dumps(dataclasses.asdict(settings)))

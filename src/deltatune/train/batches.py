@@ -1,0 +1,103 @@
+"""Training batches for a State Transition model: cell sets with their paired controls.
+
+Everything an epoch needs is drawn up front with one generator seeded by (seed, epoch): the cell
+sets, their order and the control pairing. An epoch's batches are therefore a pure function of
+the seed and the epoch number, which is what makes a killed run resumable to the same result
+(regenerate the epoch, skip the steps already taken) and a new seed per epoch redraw the pairs
+without rebuilding the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import torch
+
+from ..data.readers import dense_rows
+from ..errors import InputDataError, SettingsError
+from ..model.cellsets import make_cell_sets
+from ..pairing.groups import group_codes
+from ..pairing.index import PairingIndex
+from ..settings import Columns
+from ..settings.train import CONTROL_INPUTS
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Row indices for one epoch: (n_sets, S) perturbed cells and their (n_sets, S) control input.
+
+    ``control`` indexes rows of the data when the input is single control cells, or rows of the
+    group-mean table when it is the group mean.
+    """
+
+    sets: np.ndarray
+    control: np.ndarray
+
+
+class CellSetBatches:
+    """Cell-set batches of one dataset under one pairing index.
+
+    ``adata`` holds log1p expression; ``index`` (built for ``adata``) names the perturbed rows to
+    train on and their controls; ``codes`` is each row's row of ``pert_table``, the model's
+    ``pert_emb`` input per perturbation (:meth:`deltatune.model.perturbations.Vocabulary.encode`).
+    """
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        columns: Columns,
+        codes: np.ndarray,
+        pert_table: torch.Tensor,
+        index: PairingIndex,
+        control_input: str,
+        set_size: int,
+    ):
+        if control_input not in CONTROL_INPUTS:
+            raise SettingsError(f"control_input '{control_input}' is not one of {CONTROL_INPUTS}")
+        if len(index.perturbed) == 0:
+            raise InputDataError("no perturbed cells to train on")
+        index.check_rows_of(adata.obs_names, "the training data")
+        self.index = index
+        self.X = torch.from_numpy(dense_rows(adata.X))
+        self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+        self.pert_table = pert_table
+        self.control_input = control_input
+        self.set_size = set_size
+        set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
+        self.set_groups = group_codes(adata.obs.iloc[index.perturbed], set_by)[0]
+        self.means = torch.from_numpy(index.mean_table()) if control_input == "mean" else None
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.index.perturbed)
+
+    def plan(self, seed: int, epoch: int) -> EpochPlan:
+        """The sets and control input of ``epoch``, shuffled; deterministic in (seed, epoch)."""
+        rng = np.random.default_rng([seed, epoch])
+        positions, _ = make_cell_sets(self.set_groups, self.set_size, rng)
+        positions = positions[rng.permutation(len(positions))]
+        if self.control_input == "cells":
+            control = self.index.draw(rng)[positions]
+        else:
+            control = self.index.mean_rows()[positions]
+        return EpochPlan(sets=self.index.perturbed[positions], control=control)
+
+    def n_steps(self, sets_per_step: int) -> int:
+        """Optimizer steps per epoch (the number of sets does not depend on the draw)."""
+        n_sets = int((-(-np.bincount(self.set_groups) // self.set_size)).sum())
+        return -(-n_sets // sets_per_step)
+
+    def batches(self, plan: EpochPlan, sets_per_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``."""
+        controls = self.X if self.control_input == "cells" else self.means
+        for start in range(0, len(plan.sets), sets_per_step):
+            rows = torch.from_numpy(plan.sets[start : start + sets_per_step].ravel())
+            ctrl = torch.from_numpy(plan.control[start : start + sets_per_step].ravel())
+            yield {
+                "pert_emb": self.pert_table[self.codes[rows]],
+                "ctrl_cell_emb": controls[ctrl],
+                "pert_cell_emb": self.X[rows],
+            }

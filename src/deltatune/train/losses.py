@@ -1,0 +1,90 @@
+"""The fine-tuning loss: the model's own loss plus terms on the perturbation effect (delta).
+
+``total = base * model_loss(pred, target)
+        + delta_mse * MSE(pred - ctrl, target - ctrl)
+        + delta_pearson * (1 - corr(pred - ctrl, target - ctrl))``
+
+Note what the algebra says about the delta MSE term: per cell, ``(pred - ctrl) - (target - ctrl)``
+is ``pred - target``, so it equals a plain MSE on expression; only the correlation term changes
+what is optimized, because centring and scaling do not commute with subtracting the control.
+Both are kept as the design specifies, and every component is returned so it can be logged.
+
+The correlation is computed per cell set (seed 002: each set's deltas flattened, centred and
+correlated), per gene across all cells of the batch (seed 000: genes whose delta variance is
+below ``eps`` are masked out), or per cell set on its mean delta over genes (``set_mean``): the
+mean predicted minus mean control profile against the mean real minus mean control profile,
+which is ``pearson_delta`` computed on one cell set. Per-cell deltas are dominated by sampling
+noise of single cells; the set mean averages it out, as the metric does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..settings import LossWeights
+
+
+def cell_set_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
+    """Pearson r per cell set of (B, S, G) tensors, each set flattened to S*G values."""
+    p = pred.reshape(pred.shape[0], -1)
+    t = true.reshape(true.shape[0], -1)
+    p = p - p.mean(dim=1, keepdim=True)
+    t = t - t.mean(dim=1, keepdim=True)
+    return (p * t).sum(dim=1) / (torch.sqrt((p * p).sum(dim=1) * (t * t).sum(dim=1)) + eps)
+
+
+def set_mean_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
+    """Pearson r over genes between each set's mean deltas, for (B, S, G) deltas; returns (B,)."""
+    return cell_set_correlation(pred.mean(dim=1, keepdim=True), true.mean(dim=1, keepdim=True), eps)
+
+
+def gene_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
+    """Mean over genes of the Pearson r across all cells of (B, S, G) tensors.
+
+    Genes whose predicted or true variance is at most ``eps`` are left out (their r is noise);
+    with no gene left the result is 0, which keeps the loss finite and gradient-free.
+    """
+    p = pred.reshape(-1, pred.shape[-1])
+    t = true.reshape(-1, true.shape[-1])
+    p = p - p.mean(dim=0, keepdim=True)
+    t = t - t.mean(dim=0, keepdim=True)
+    p_var, t_var = (p * p).mean(dim=0), (t * t).mean(dim=0)
+    r = (p * t).mean(dim=0) / (torch.sqrt(p_var * t_var) + eps)
+    valid = (p_var > eps) & (t_var > eps)
+    if not bool(valid.any()):
+        return r.sum() * 0.0
+    return r[valid].mean()
+
+
+class DeltaAwareLoss(torch.nn.Module):
+    """Weighted sum of the model's loss and the delta terms, with every component returned.
+
+    ``base_loss`` is the model's own set loss (for ST, ``model.loss_fn``: energy, sinkhorn or
+    MSE); it receives (B, S, G) tensors and may return one value per set.
+    """
+
+    def __init__(self, base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], weights: LossWeights):
+        super().__init__()
+        self.base_loss = base_loss
+        self.weights = weights
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Components and ``total`` for (B, S, G) predictions, targets and paired controls."""
+        w = self.weights
+        pred_delta, true_delta = pred - ctrl, target - ctrl
+        if w.pearson_mode == "cell_set":
+            corr = cell_set_correlation(pred_delta, true_delta, w.eps).mean()
+        elif w.pearson_mode == "set_mean":
+            corr = set_mean_correlation(pred_delta, true_delta, w.eps).mean()
+        else:
+            corr = gene_correlation(pred_delta, true_delta, w.eps)
+        parts = {
+            "base": torch.nanmean(self.base_loss(pred, target)),
+            "delta_mse": F.mse_loss(pred_delta, true_delta),
+            "delta_pearson": 1.0 - corr,
+        }
+        parts["total"] = w.base * parts["base"] + w.delta_mse * parts["delta_mse"] + w.delta_pearson * parts["delta_pearson"]
+        return parts

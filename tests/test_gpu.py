@@ -1,0 +1,115 @@
+"""The device path: every tensor where the model is, the NaN guard, and checkpoints across devices.
+
+Each test runs on the CPU everywhere and, marked ``gpu``, on a CUDA GPU where one is visible
+(``pytest -m gpu`` runs those alone); without one the GPU cases are skipped with that reason.
+``bench/gpu.py`` measures the GPU path itself (correctness against the CPU, throughput).
+"""
+
+import numpy as np
+import pytest
+import torch
+from test_training import Interrupted, _fail_at
+
+from deltatune.errors import NonFiniteLossError
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.pairing.index import build_pairing_index
+from deltatune.predict.infer import predict
+from deltatune.settings import Architecture, StageSettings
+from deltatune.train.finetune import finetune_stage
+from deltatune.train.loop import Trainer
+
+NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; torch sees none here")
+GPU = [pytest.mark.gpu, NO_GPU]
+DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
+ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
+SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
+ACCELERATOR = {"cpu": "cpu", "cuda": "gpu"}
+
+
+@pytest.fixture
+def new_base(preprocessed, columns):
+    genes = list(preprocessed.target.var_names)
+    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
+
+    def make() -> BaseModel:
+        torch.manual_seed(0)
+        return BaseModel(build_st_model(ARCH, genes, vocab, columns.control), genes, vocab)
+
+    return make
+
+
+class DeviceRecorder:
+    """Records the device type of every tensor that enters any module's forward."""
+
+    def __init__(self):
+        self.devices: set[str] = set()
+
+    def __enter__(self):
+        def hook(module, args):
+            for arg in args:  # ST's forward takes its batch as one dict of tensors
+                values = arg.values() if isinstance(arg, dict) else [arg]
+                self.devices.update(v.device.type for v in values if isinstance(v, torch.Tensor))
+
+        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _finetune(new_base, preprocessed, columns, work_dir, device, settings=SETTINGS):
+    target = preprocessed.target
+    index = build_pairing_index(target.obs, columns, settings.pairing)
+    trainer = Trainer(settings, work_dir, "fp", accelerator=ACCELERATOR[device])
+    return finetune_stage(new_base(), target, preprocessed.split, columns, trainer, index)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_training_step_runs_where_the_model_is(new_base, preprocessed, columns, tmp_path, device):
+    with DeviceRecorder() as seen:
+        result = _finetune(new_base, preprocessed, columns, tmp_path, device)
+    assert seen.devices == {device}
+    assert {p.device.type for p in result.model.parameters()} == {device}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inference_runs_where_the_model_is(new_base, preprocessed, columns, device):
+    base = new_base()
+    base.model.to(device)
+    index = build_pairing_index(preprocessed.target.obs, columns, "batch").with_means(preprocessed.target.X)
+    with DeviceRecorder() as seen:
+        predicted = predict(base.model, base, preprocessed.target, preprocessed.split, columns, index)
+    assert seen.devices == {device}
+    assert np.isfinite(predicted.X).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_nan_guard_fires_on_every_device(new_base, preprocessed, columns, tmp_path, device):
+    target = preprocessed.target
+    target.X = target.X.astype(np.float32)
+    target.X.data[:] = np.nan  # every cell's expression, so the first step's loss is NaN
+    with pytest.raises(NonFiniteLossError, match=r"step 0: '(base|delta_mse|delta_pearson|total)' is nan"):
+        _finetune(new_base, preprocessed, columns, tmp_path, device)
+    assert not (tmp_path / "last.ckpt").exists(), "no checkpoint is written from a NaN step"
+
+
+@pytest.mark.parametrize(
+    ("written", "resumed"),
+    [("cpu", "cpu"), pytest.param("cuda", "cpu", marks=GPU), pytest.param("cpu", "cuda", marks=GPU),
+     pytest.param("cuda", "cuda", marks=GPU)],
+)
+def test_a_checkpoint_resumes_on_another_device(new_base, preprocessed, columns, tmp_path, monkeypatch, written,
+                                                resumed):
+    """A run killed after its checkpoint at step 4 on one device finishes on the other."""
+    with monkeypatch.context() as m:
+        _fail_at(m, 6, Interrupted())
+        with pytest.raises(Interrupted):
+            _finetune(new_base, preprocessed, columns, tmp_path, written)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["position"]["global_step"] == 4
+    full = _finetune(new_base, preprocessed, columns, tmp_path / "uninterrupted", resumed)
+    again = _finetune(new_base, preprocessed, columns, tmp_path, resumed)
+    assert len(again.history) == len(full.history) and again.history["step"].tolist() == full.history["step"].tolist()
+    assert again.history.iloc[:4].to_dict("records") == saved["history"], "the first steps come from the checkpoint"
+    assert {p.device.type for p in again.model.parameters()} == {resumed}
+    assert all(torch.isfinite(p).all() for p in again.model.parameters())

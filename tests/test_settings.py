@@ -1,0 +1,157 @@
+"""The settings layer: one source for allowed values and defaults, held against the schema.
+
+The schema (workflow/schemas/config.schema.yaml) validates the config before any job; the
+dataclasses of deltatune.settings validate what the library is given. These tests keep the two
+from drifting apart, check that the layer imports no heavy library, and that every config path
+an error message names exists.
+"""
+
+import ast
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+
+from deltatune import roles
+from deltatune.errors import SettingsError
+from deltatune.settings import (
+    Architecture,
+    BootstrapSettings,
+    Columns,
+    ComputeSettings,
+    EvaluateSettings,
+    InferenceSettings,
+    LoraSettings,
+    LossWeights,
+    PreprocessSettings,
+    ScreenSpec,
+    SplitSettings,
+    StageSettings,
+    TrainSettings,
+    from_mapping,
+)
+from deltatune.settings.base import CHOICES
+
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+PROPS, DEFS = SCHEMA["properties"], SCHEMA["$defs"]
+STAGE = PROPS["stages"]["additionalProperties"]
+# Every config section that a settings dataclass reads, by its config path.
+SECTIONS = {
+    "data.simulate": (PROPS["data"]["properties"]["simulate"], ScreenSpec),
+    "data.columns": (PROPS["data"]["properties"]["columns"], Columns),
+    "preprocess": (PROPS["preprocess"], PreprocessSettings),
+    "preprocess.split": (PROPS["preprocess"]["properties"]["split"], SplitSettings),
+    "base_model.architecture": (PROPS["base_model"]["properties"]["architecture"], Architecture),
+    "base_model.pretrain": (DEFS["training"], TrainSettings),
+    "stages.lora_random": ({"properties": {**DEFS["training"]["properties"], **STAGE["properties"]}}, StageSettings),
+    "stages.lora_random.loss": (DEFS["loss"], LossWeights),
+    "stages.lora_random.lora": (DEFS["lora"], LoraSettings),
+    "inference": (PROPS["inference"], InferenceSettings),
+    "evaluation": (PROPS["evaluation"], EvaluateSettings),
+    "report.bootstrap": (PROPS["report"]["properties"]["bootstrap"], BootstrapSettings),
+    "compute": (PROPS["compute"], ComputeSettings),
+}
+
+
+def _enum(prop: dict) -> list | None:
+    """The allowed values a schema property lists (for arrays, those of its items)."""
+    return prop.get("enum") or prop.get("items", {}).get("enum")
+
+
+@pytest.mark.parametrize("path", SECTIONS)
+def test_schema_enums_and_defaults_are_the_dataclasses(path):
+    section, cls = SECTIONS[path]
+    props = section["properties"]
+    for f in dataclasses.fields(cls):
+        if f.name not in props:
+            continue  # keys of another section (target_cell_line lives in data)
+        prop = props[f.name]
+        choices = f.metadata.get(CHOICES)
+        assert (list(choices) if choices else None) == _enum(prop), f"{path}.{f.name}: allowed values differ"
+        if "default" in prop:
+            assert prop["default"] == f.default, f"{path}.{f.name}: defaults differ"
+    for name, default in section.get("default", {}).items():
+        assert getattr(cls(), name) == default, f"{path}: the section default of {name} differs"
+
+
+def test_baselines_and_strategies_are_listed_once():
+    from deltatune.settings.pairing import STRATEGIES
+
+    baselines = PROPS["baselines"]
+    assert baselines["items"]["enum"] == list(roles.BASELINE_KINDS) == baselines["default"]
+    assert DEFS["training"]["properties"]["pairing"]["enum"] == list(STRATEGIES)
+
+
+@pytest.mark.parametrize("path", [p for p in SECTIONS if any(f.metadata.get(CHOICES) for f in dataclasses.fields(SECTIONS[p][1]))])
+def test_a_bad_choice_names_its_config_path(path):
+    _, cls = SECTIONS[path]
+    field = next(f for f in dataclasses.fields(cls) if f.metadata.get(CHOICES))
+    bad = ("nonsense",) if isinstance(field.default, tuple) else "nonsense"
+    required = {"target_cell_line": "c"} if cls is PreprocessSettings else {}
+    with pytest.raises(SettingsError, match=rf"^{re.escape(path)}\.{field.name} 'nonsense' is not one of"):
+        from_mapping(cls, {**required, field.name: bad}, path)
+
+
+# A config path in a message: a top-level section, or a name a section is easily mistaken for, then
+# keys; not a module path (deltatune.report.x) and not a file name (report.html).
+CONFIG_PATH = re.compile(r"(?<![\w.])(?:data|preprocess|base_model|stages|inference|evaluation|report|compute|"
+                         r"replicates|baselines|model|evaluate|simulate|pretrain)(?:\.[A-Za-z_]\w*)+")
+FILE_SUFFIXES = {"smk", "html", "json", "log", "tsv", "csv", "h5ad", "txt", "yaml", "npz", "png", "py"}
+
+
+def _resolves(path: str) -> bool:
+    """Whether a dotted config path names a key of the schema (stage names match any stage)."""
+    node = SCHEMA
+    for key in path.split("."):
+        props = {**node.get("properties", {})}
+        for part in node.get("allOf", []):
+            ref = part.get("$ref", "")
+            props |= DEFS[ref.rsplit("/", 1)[-1]]["properties"] if ref else part.get("properties", {})
+        if "$ref" in node:
+            props |= DEFS[node["$ref"].rsplit("/", 1)[-1]]["properties"]
+        if key in props:
+            node = props[key]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]  # a stage name
+        else:
+            return False
+    return True
+
+
+def _messages() -> list[tuple[str, str]]:
+    """Every error message of the library (the strings of its ``raise`` statements) and every
+    line of the workflow's rules, with where it stands."""
+    found = []
+    for path in sorted((REPO / "src" / "deltatune").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                found += [(f"{path.relative_to(REPO)}:{c.lineno}", c.value) for c in ast.walk(node.exc)
+                          if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        found += [(f"{path.relative_to(REPO)}:{i}", line) for i, line in enumerate(path.read_text().splitlines(), 1)]
+    return found
+
+
+def test_every_config_path_named_in_the_code_exists():
+    named = [(where, m) for where, text in _messages() for m in CONFIG_PATH.findall(text)
+             if m.rsplit(".", 1)[-1] not in FILE_SUFFIXES]
+    assert len(named) > 10, "the scan found the library's config paths"
+    unknown = [f"{where}: {path}" for where, path in named if not _resolves(path)]
+    assert not unknown, "\n".join(unknown)
+
+
+def test_the_scan_catches_a_wrong_path():
+    assert _resolves("evaluation.profile") and _resolves("stages.any_stage.lora.rank_scale")
+    assert not _resolves("evaluate.profile") and not _resolves("base_model.architecture.width")
+    assert CONFIG_PATH.findall("see model.architecture, not deltatune.report.build") == ["model.architecture"]
+
+
+def test_settings_import_no_heavy_library():
+    code = ("import sys, deltatune.settings.workflow, deltatune.roles; "
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
