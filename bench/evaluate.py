@@ -35,7 +35,7 @@ from machine import describe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from deltatune.data.splits import cells_of_split
 from deltatune.evaluate.pairs import evaluation_pair
-from deltatune.predict.prediction import prediction_anndata
+from deltatune.predict.prediction import new_prediction, record
 from deltatune.settings import Columns, to_dict
 
 N_GENES = 2000
@@ -81,8 +81,9 @@ def build(n_test: int, columns: Columns, rng: np.random.Generator) -> tuple[ad.A
     target = ad.AnnData(sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)]))
     split = pd.DataFrame({"perturbation": labels, "split": ["test"] * n_test + ["train"] * n_test})
     test = np.flatnonzero(cells_of_split(obs, columns, split, "test"))
-    predicted = np.clip(X[test] + rng.normal(0, 0.3, (len(test), N_GENES)), 0, None).astype(np.float32)
-    prediction = prediction_anndata(target, test, predicted, columns, {"mode": "bench"})
+    prediction = new_prediction(target, test, columns)
+    prediction.X[: len(test)] = np.clip(X[test] + rng.normal(0, 0.3, (len(test), N_GENES)), 0, None)
+    record(prediction, {"mode": "bench"})
     return target, split, prediction
 
 

@@ -1,11 +1,12 @@
 """profiles/slurm on a real single-node SLURM: the tiny config runs through it, and sacct shows that
-every job was submitted with the profile's resources, the user's partition and account, and a GPU
-only for the GPU rules. The cluster (tests/slurm/cluster.py) is started and stopped by the fixture.
+every job was submitted with the profile's CPUs, the memory and time its rule asked for from its
+inputs' size, the user's partition and account, and a GPU only for the GPU rules. The cluster (tests/slurm/cluster.py) is started and stopped by the fixture.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 import yaml
 from conftest import REPO, write_config
 from slurm.cluster import Cluster, running_cluster
+
+from deltatune.resources import mem_mb, runtime
 
 pytestmark = pytest.mark.workflow
 
@@ -64,6 +67,21 @@ def requested_cpus(rule: str, wanted: dict, config: dict) -> int:
     return config["compute"][THREADS_SETTING[rule]] if cpus == "threads" else cpus
 
 
+def job_resources(log: str) -> dict[tuple[str, str], dict[str, int]]:
+    """mem_mb and runtime of every job Snakemake printed, by (rule, wildcard values joined by _)."""
+    jobs, rule, wildcards = {}, None, ""
+    for line in log.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule, wildcards = match.group(1), ""
+        elif rule and line.strip().startswith("wildcards:"):
+            wildcards = "_".join(item.split("=", 1)[1] for item in line.split(":", 1)[1].strip().split(", "))
+        elif rule and line.strip().startswith("resources:"):
+            values = dict(item.split("=", 1) for item in line.split(":", 1)[1].strip().split(", "))
+            jobs[rule, wildcards] = {"mem_mb": int(values["mem_mb"]), "runtime": int(values["runtime"])}
+            rule = None
+    return jobs
+
+
 def timelimit(minutes: int) -> str:
     """sacct's Timelimit for a runtime in minutes (HH:MM:SS below a day)."""
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
@@ -101,6 +119,7 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
         assert (results / "models" / "lora_random" / f"rep{rep}" / "adapter" / "adapter_model.safetensors").exists()
 
     jobs = sacct_jobs(cluster)
+    printed = job_resources(result.stdout + result.stderr)
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
     assert (jobs["Partition"] == cluster.partition).all() and (jobs["Account"] == cluster.account).all()
     resources = profile_resources()
@@ -108,7 +127,10 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
     assert set(jobs["rule"]) == set(resources) - {"genes"}
     for job in jobs.itertuples():
         wanted = resources[job.rule]
-        assert job.ReqMem == f"{wanted['mem_mb']}M", job
-        assert job.Timelimit == timelimit(wanted["runtime"]), job
+        # Memory and time are the rule's own, from its inputs' size (deltatune.resources).
+        asked = printed[job.rule, job.Comment.removeprefix(f"rule_{job.rule}").removeprefix("_wildcards_")]
+        assert asked["mem_mb"] >= mem_mb(job.rule, 0) and asked["runtime"] >= runtime(job.rule, 0), job
+        assert job.ReqMem == f"{asked['mem_mb']}M", job
+        assert job.Timelimit == timelimit(asked["runtime"]), job
         assert int(job.ReqCPUS) == requested_cpus(job.rule, wanted, config), job
         assert ("gres/gpu=1" in job.ReqTRES) == (job.rule in GPU_RULES), job

@@ -106,3 +106,35 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, co
     assert saved["position"]["global_step"] == 4
     assert all(np.isfinite(row["total"]) for row in saved["history"])
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, columns, tmp_path):
+    """Test cells whose expression is NaN change nothing: a stage never reads them, nor does inference."""
+    from deltatune.data.readers import read_cells
+    from deltatune.data.splits import cells_of_split
+    from deltatune.files import write_h5ad
+    from deltatune.pairing.groups import control_mask
+    from deltatune.predict.infer import predict
+    from deltatune.train.finetune import training_cells
+
+    target, split = preprocessed.target, preprocessed.split
+    test = cells_of_split(target.obs, columns, split, "test")
+    X = target.X.tolil()
+    X[np.flatnonzero(test)] = np.nan
+    poisoned = target.copy()
+    poisoned.X = X.tocsr()
+    outcomes = []
+    for name, data in (("clean", target), ("poisoned", poisoned)):
+        path = tmp_path / f"{name}.h5ad"
+        write_h5ad(data, path)
+        read = read_cells(path, lambda obs: training_cells(obs, columns, split))
+        assert read.X[np.flatnonzero(test)].nnz == 0, "no test cell's expression is read"
+        index = build_pairing_index(read.obs, columns, SETTINGS.pairing)
+        result = finetune_stage(new_base(), read, split, columns, Trainer(SETTINGS, tmp_path / name, "fp"), index)
+        plates = build_pairing_index(read.obs, columns, "batch").with_means(read.X)
+        controls_only = read_cells(path, lambda obs: control_mask(obs, columns))
+        predicted = predict(result.model, new_base(), controls_only, split, columns, plates)
+        outcomes.append((result.history, predicted.X))
+    (clean_history, clean_pred), (history, pred) = outcomes
+    assert history.equals(clean_history) and np.isfinite(history["total"]).all()
+    assert np.array_equal(pred, clean_pred) and np.isfinite(pred).all()

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 # The settings layer (deltatune.settings) imports only the standard library: reading it from the
 # checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from deltatune import roles
+from deltatune import resources, roles
 from deltatune.settings import workflow as step_settings
 from deltatune.settings.pairing import STRATEGIES
 
@@ -210,3 +210,13 @@ def pinned_image(name):
 def gpus():
     """GPUs a training or inference job asks for: one, none when compute.accelerator forces the CPU."""
     return 0 if config["compute"]["accelerator"] == "cpu" else 1
+
+
+def mem_mb(rule_name):
+    """A rule's memory: grows with its inputs' size and with each retry (deltatune.resources)."""
+    return lambda wildcards, input, attempt: resources.mem_mb(rule_name, input.size_mb, attempt)
+
+
+def runtime(rule_name):
+    """A rule's time limit in minutes, likewise."""
+    return lambda wildcards, input, attempt: resources.runtime(rule_name, input.size_mb, attempt)

@@ -7,6 +7,9 @@ rule simulate:
         f"{RESULTS}/benchmarks/simulate.tsv"
     params:
         settings=as_json(config["data"].get("simulate", {})),
+    resources:
+        mem_mb=mem_mb("simulate"),
+        runtime=runtime("simulate"),
     shell:
         "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
 
@@ -22,6 +25,9 @@ rule genes:
         f"{RESULTS}/benchmarks/genes.tsv"
     params:
         checkpoint=checkpoint_settings(),
+    resources:
+        mem_mb=mem_mb("genes"),
+        runtime=runtime("genes"),
     shell:
         "deltatune genes --base {input.base} --checkpoint {params.checkpoint:q} --out {output} 2> {log}"
 
@@ -43,6 +49,9 @@ rule preprocess:
         columns=columns_json(),
         settings=preprocess_settings(),
         genes=lambda wc, input: f"--genes {input.genes}" if input.genes else "",
+    resources:
+        mem_mb=mem_mb("preprocess"),
+        runtime=runtime("preprocess"),
     shell:
         "deltatune preprocess --input {input.screen} {params.genes} --columns {params.columns:q} "
         "--settings {params.settings:q} --out-base {output.base} --out-target {output.target} "

@@ -14,6 +14,9 @@ rule evaluate:
         columns=columns_json(),
         settings=as_json(config["evaluation"]),
     threads: config["compute"]["eval_threads"]
+    resources:
+        mem_mb=mem_mb("evaluate"),
+        runtime=runtime("evaluate"),
     shell:
         "deltatune evaluate --data {input.data} --split {input.split} "
         "--predicted {input.predicted} --columns {params.columns:q} "
@@ -35,6 +38,9 @@ rule ceiling:
         columns=columns_json(),
         settings=as_json(config["evaluation"]),
     threads: config["compute"]["eval_threads"]
+    resources:
+        mem_mb=mem_mb("ceiling"),
+        runtime=runtime("ceiling"),
     shell:
         "deltatune ceiling --data {input.data} --split {input.split} --columns {params.columns:q} "
         "--settings {params.settings:q} --seed {wildcards.rep} --out {output} --threads {threads} 2> {log}"

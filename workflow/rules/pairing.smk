@@ -10,6 +10,9 @@ rule pair:
     params:
         columns=columns_json(),
         strategy=lambda wc: wc.strategy,
+    resources:
+        mem_mb=mem_mb("pair"),
+        runtime=runtime("pair"),
     shell:
         "deltatune pair --data {input} --columns {params.columns:q} "
         "--strategy {params.strategy} --out {output} 2> {log}"

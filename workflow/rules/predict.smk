@@ -20,6 +20,8 @@ rule infer:
         accelerator=config["compute"]["accelerator"],
     threads: config["compute"]["train_threads"]
     resources:
+        mem_mb=mem_mb("infer"),
+        runtime=runtime("infer"),
         gpu=gpus(),
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
@@ -47,6 +49,9 @@ rule baseline:
             if "base_data" in input.keys()
             else ""
         ),
+    resources:
+        mem_mb=mem_mb("baseline"),
+        runtime=runtime("baseline"),
     shell:
         "deltatune baseline --kind {params.kind} --data {input.data} --split {input.split} "
         "--pairing {input.pairing} {params.base} --columns {params.columns:q} --out {output} 2> {log}"

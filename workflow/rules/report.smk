@@ -32,6 +32,9 @@ rule report:
         manifest=report_manifest,
         config=as_json({"config": config, "stages": STAGES}),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
+    resources:
+        mem_mb=mem_mb("report"),
+        runtime=runtime("report"),
     shell:
         "deltatune report --manifest {params.manifest:q} --config {params.config:q} "
         "--out-dir {params.out_dir} 2> {log}"

@@ -19,6 +19,8 @@ if not CHECKPOINT:
             work_dir=f"{RESULTS}/work/base",
         threads: config["compute"]["train_threads"]
         resources:
+            mem_mb=mem_mb("pretrain"),
+            runtime=runtime("pretrain"),
             gpu=gpus(),
         shell:
             "deltatune pretrain --data {input.data} --pairing {input.pairing} --columns {params.columns:q} "
@@ -48,6 +50,8 @@ rule finetune:
         work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}/rep{wc.rep}",
     threads: config["compute"]["train_threads"]
     resources:
+        mem_mb=mem_mb("finetune"),
+        runtime=runtime("finetune"),
         gpu=gpus(),
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "

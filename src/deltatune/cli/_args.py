@@ -62,12 +62,13 @@ def perturbation_settings(args: argparse.Namespace):
     return from_json(PerturbationSettings, args.perturbations, "base_model")
 
 
-def model_ready_data(args: argparse.Namespace, base):
-    """The preprocessed target line, checked to hold exactly the base model's genes."""
+def model_ready_data(args: argparse.Namespace, base, select):
+    """The preprocessed target line with expression for the cells ``select(obs)`` marks only,
+    checked to hold exactly the base model's genes."""
     from ..data.genes import check_model_genes
-    from ..data.readers import read_h5ad
+    from ..data.readers import read_cells
 
-    target = read_h5ad(args.data)
+    target = read_cells(args.data, select)
     check_model_genes(target, base.genes, args.data, args.base)
     return target
 

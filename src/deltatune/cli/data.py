@@ -17,13 +17,11 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> None:
-    from ..data.simulate import simulate_screen
-    from ..files import write_h5ad
+    from ..data.simulate import write_screen
     from ..settings import ScreenSpec, from_json
 
-    adata = simulate_screen(from_json(ScreenSpec, args.settings, "data.simulate"))
-    log.info("simulated %d cells x %d genes", adata.n_obs, adata.n_vars)
-    write_h5ad(adata, args.out)
+    spec = from_json(ScreenSpec, args.settings, "data.simulate")
+    log.info("simulated %d cells x %d genes", write_screen(spec, args.out), spec.n_genes)
 
 
 def _genes_arguments(p: argparse.ArgumentParser) -> None:

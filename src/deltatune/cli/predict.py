@@ -24,6 +24,7 @@ def run_infer(args: argparse.Namespace) -> None:
     from ..data.splits import read_split
     from ..files import write_h5ad
     from ..model.lora import load_adapter
+    from ..pairing.groups import control_mask
     from ..pairing.index import PairingIndex
     from ..predict.infer import predict
     from ..settings import InferenceSettings, from_json
@@ -32,8 +33,8 @@ def run_infer(args: argparse.Namespace) -> None:
     _args.set_threads(args.threads)
     settings = from_json(InferenceSettings, args.settings, "inference")
     base = _args.base_model(args)
-    target = _args.model_ready_data(args, base)
     cols = _args.columns(args)
+    target = _args.model_ready_data(args, base, lambda obs: control_mask(obs, cols))  # controls in, nothing else
     vocabulary = base.screen_vocabulary(target.obs, cols, _args.perturbation_settings(args))  # widens before the adapter
     model = load_adapter(base.model, str(Path(args.adapter) / ADAPTER)) if args.adapter else base.model
     model.to(_args.device(args.accelerator))

@@ -54,18 +54,18 @@ def run_finetune(args: argparse.Namespace) -> None:
     from ..data.splits import read_split
     from ..pairing.index import PairingIndex
     from ..settings import StageSettings, from_json, to_dict
-    from ..train.finetune import finetune_stage, save_stage
+    from ..train.finetune import finetune_stage, save_stage, training_cells
     from ..train.loop import Trainer, fingerprint
 
     _args.set_threads(args.threads)
     settings = from_json(StageSettings, args.settings, f"stages.{args.stage}")
+    columns, split = _args.columns(args), read_split(args.split)
     base = _args.base_model(args)
-    target = _args.model_ready_data(args, base)
+    target = _args.model_ready_data(args, base, lambda obs: training_cells(obs, columns, split))
     inputs = [args.data, args.split, args.base, args.pairing]
     trainer = Trainer(settings, args.work_dir, fingerprint(to_dict(settings), inputs), args.accelerator)
     result = finetune_stage(
-        base, target, read_split(args.split), _args.columns(args), trainer, PairingIndex.load(args.pairing),
-        _args.perturbation_settings(args),
+        base, target, split, columns, trainer, PairingIndex.load(args.pairing), _args.perturbation_settings(args)
     )
     save_stage(result, args.stage, trainer, args.out)
     shutil.rmtree(args.work_dir, ignore_errors=True)  # the checkpoint only served resuming

@@ -8,10 +8,12 @@ the selected cells.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputDataError
@@ -52,6 +54,26 @@ def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
         blocks.append(sp.csr_matrix(block[rows[lo:hi] - start], dtype=np.float32))
     X = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
     return ad.AnnData(X=X, obs=backed.obs.iloc[rows].copy(), var=backed.var.copy())
+
+
+def read_cells(path: str | Path, select: Callable[[pd.DataFrame], np.ndarray]) -> ad.AnnData:
+    """Every cell of a file with its obs, and expression only for the cells ``select(obs)`` marks.
+
+    The other cells keep their place, with empty rows in X, so that row numbers (and the pairing
+    indexes built on them) stay valid: a step that needs only the training cells and the
+    controls never reads, nor holds, the test cells' expression.
+    """
+    backed = open_backed(path)
+    try:
+        keep = np.flatnonzero(select(backed.obs))
+        part = read_rows(backed, keep)
+        counts = np.zeros(backed.n_obs, dtype=np.int64)
+        counts[keep] = np.diff(part.X.indptr)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        X = sp.csr_matrix((part.X.data, part.X.indices, indptr), shape=(backed.n_obs, backed.n_vars))
+        return ad.AnnData(X=X, obs=backed.obs.copy(), var=backed.var.copy(), uns=dict(backed.uns))
+    finally:
+        backed.file.close()
 
 
 def dense_rows(X) -> np.ndarray:

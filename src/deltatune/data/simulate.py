@@ -17,17 +17,24 @@ and :attr:`~deltatune.settings.ScreenSpec.line_effect_sd` (how far a new cell li
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
+from ..files import atomic_path
 from ..settings import Columns, ScreenSpec
 from ..settings.data import TAHOE_CONTROL
 
 CONTROL_DRUG = "DMSO_TF"
+CHUNK_VALUES = 10_000_000  # counts drawn at a time
 
 
 def perturbation_label(drug: str, dose_um: float) -> str:
@@ -97,12 +104,46 @@ def _wells(spec: ScreenSpec, layout: np.ndarray, rng: np.random.Generator) -> pd
     return pd.concat([controls, treated], ignore_index=True)
 
 
-def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
-    """Simulate a seeded, deterministic screen as raw counts (CSR, float32).
+@dataclass
+class Screen:
+    """A simulated screen before its counts are drawn: cells' obs, genes, and what the counts need."""
 
-    obs holds ``drugname_drugconc``, ``drug``, ``concentration``, ``cell_line`` and ``plate``
-    (Tahoe-100M names); ``uns['deltatune_simulation']`` records the spec.
-    """
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    uns: dict
+    proportions: np.ndarray  # (wells, genes) expected expression fractions
+    well_of_cell: np.ndarray
+    depth: np.ndarray  # per cell
+    dispersion: float
+    rng: np.random.Generator
+
+    def count_chunks(self, chunk_rows: int) -> Iterator[sp.csr_matrix]:
+        """Negative-binomial counts (a gamma-Poisson mixture, dispersion = gamma shape) as CSR
+        float32 blocks of ``chunk_rows`` cells, the same numbers as drawing every cell at once.
+
+        Drawn at once, one generator gives every cell's gamma rate, then every cell's Poisson
+        count. In chunks the Poisson draws must start where all the gamma draws end: a first
+        pass draws (and drops) the rates chunk by chunk, keeping the generator's state at each
+        chunk's start; the second pass redraws each chunk's rates from its state, then its counts.
+        """
+        starts = range(0, len(self.well_of_cell), chunk_rows)
+        states = []
+        for start in starts:
+            states.append(self.rng.bit_generator.state)
+            self.rng.gamma(self.dispersion, self._mean(start, chunk_rows) / self.dispersion)
+        rates = np.random.Generator(type(self.rng.bit_generator)())
+        for start, state in zip(starts, states, strict=True):
+            rates.bit_generator.state = state
+            rate = rates.gamma(self.dispersion, self._mean(start, chunk_rows) / self.dispersion)
+            yield sp.csr_matrix(self.rng.poisson(rate).astype(np.float32))
+
+    def _mean(self, start: int, rows: int) -> np.ndarray:
+        cells = slice(start, start + rows)
+        return self.proportions[self.well_of_cell[cells]] * self.depth[cells, None]
+
+
+def draw_screen(spec: ScreenSpec) -> Screen:
+    """Everything of a seeded screen but its counts: layout, effects, cells and their obs."""
     spec.check()
     rng = np.random.default_rng(spec.seed)
     n_genes, n_lines = spec.n_genes, len(spec.cell_lines)
@@ -135,10 +176,6 @@ def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
     well_of_cell = np.repeat(np.arange(len(wells)), wells["n_cells"].to_numpy())
     n_cells = len(well_of_cell)
     depth = spec.depth * np.exp(rng.normal(0.0, spec.depth_sd, size=n_cells))
-    mean = proportions[well_of_cell] * depth[:, None]
-    # Negative binomial as a gamma-Poisson mixture (dispersion = gamma shape).
-    rate = rng.gamma(spec.dispersion, mean / spec.dispersion)
-    counts = rng.poisson(rate).astype(np.float32)
 
     columns = Columns()
     drug_names = np.array([f"drug{d:02d}" for d in range(spec.n_drugs)])
@@ -161,8 +198,44 @@ def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
         index=pd.Index(cell_names, name="cell"),
     )
     var = pd.DataFrame(index=pd.Index([f"gene{g:04d}" for g in range(n_genes)], name="gene"))
-    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
-    adata.uns["deltatune_simulation"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()
-    }
-    return adata
+    uns = {"deltatune_simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}}
+    return Screen(obs, var, uns, proportions, well_of_cell, depth, spec.dispersion, rng)
+
+
+def chunk_rows(n_genes: int) -> int:
+    """Cells per chunk: about :data:`CHUNK_VALUES` values (a few float64 arrays of 80 MB)."""
+    return max(1, CHUNK_VALUES // n_genes)
+
+
+def simulate_screen(spec: ScreenSpec) -> ad.AnnData:
+    """Simulate a seeded, deterministic screen as raw counts (CSR, float32), in memory.
+
+    obs holds ``drugname_drugconc``, ``drug``, ``concentration``, ``cell_line`` and ``plate``
+    (Tahoe-100M names); ``uns['deltatune_simulation']`` records the spec.
+    """
+    screen = draw_screen(spec)
+    X = sp.vstack(list(screen.count_chunks(chunk_rows(spec.n_genes))), format="csr")
+    return ad.AnnData(X=X, obs=screen.obs, var=screen.var, uns=screen.uns)
+
+
+def write_screen(spec: ScreenSpec, path: str | Path) -> int:
+    """Simulate ``spec`` straight into an .h5ad at ``path`` (atomically), a chunk of cells at a
+    time: memory holds obs and one chunk, never the whole count matrix. Returns the cell count.
+
+    The file is the one :func:`simulate_screen`'s AnnData writes, gzip-compressed.
+    """
+    screen = draw_screen(spec)
+    compression = {"compression": "gzip"}
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        chunks = screen.count_chunks(chunk_rows(spec.n_genes))
+        ad.io.write_elem(f, "X", next(chunks), dataset_kwargs=compression)
+        X = ad.io.sparse_dataset(f["X"])
+        for block in tqdm(chunks, desc="simulate", file=sys.stderr, mininterval=30.0):
+            X.append(block)
+        ad.io.write_elem(f, "obs", screen.obs, dataset_kwargs=compression)
+        ad.io.write_elem(f, "var", screen.var)
+        ad.io.write_elem(f, "uns", screen.uns)
+        for empty in ("layers", "obsm", "obsp", "varm", "varp"):
+            ad.io.write_elem(f, empty, {})
+        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    return len(screen.obs)

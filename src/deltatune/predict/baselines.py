@@ -27,7 +27,7 @@ from ..pairing.means import group_means
 from ..roles import BASELINE_KINDS
 from ..settings import Columns
 from .inputs import control_mean_inputs
-from .prediction import prediction_anndata
+from .prediction import CHUNK_ROWS, new_prediction, record
 
 
 def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -49,13 +49,22 @@ def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarr
 
 
 def _predict(
-    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray | float, name: str
+    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray | float,
+    name: str, effect_rows: np.ndarray | None = None,
 ) -> ad.AnnData:
-    """Test cells' plate control means plus ``effects`` (a row per test cell, or one for all), clipped at 0."""
+    """Test cells' plate control means plus an effect, clipped at 0, computed a chunk at a time.
+
+    ``effects`` is one effect for all cells (a row, or 0), or a table whose row ``effect_rows[i]``
+    is test cell i's.
+    """
     test = np.flatnonzero(cells_of_split(target.obs, columns, split, "test"))
-    inputs, n_fallback = control_mean_inputs(index, test)
-    predicted = np.clip(inputs + effects, 0.0, None).astype(np.float32)
-    return prediction_anndata(target, test, predicted, columns, {"mode": name, "fallback_cells": n_fallback})
+    inputs = control_mean_inputs(index, test)
+    result = new_prediction(target, test, columns)
+    for start in range(0, len(test), CHUNK_ROWS):
+        part = slice(start, min(start + CHUNK_ROWS, len(test)))  # X's rows after the test cells are the controls
+        effect = effects if effect_rows is None else effects[effect_rows[part]]
+        result.X[part] = np.clip(inputs[part] + effect, 0.0, None)
+    return record(result, {"mode": name, "fallback_cells": inputs.fallback_cells})
 
 
 def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
@@ -86,7 +95,8 @@ def other_lines(
         raise InputDataError(
             f"baseline_other_lines: {len(missing)} test perturbation(s) occur in no other line (e.g. {missing[:3]})"
         )
-    return _predict(target, split, columns, index, per_line.loc[labels].to_numpy(), "baseline_other_lines")
+    return _predict(target, split, columns, index, per_line.to_numpy(), "baseline_other_lines",
+                    effect_rows=per_line.index.get_indexer(labels))
 
 
 def predict_baseline(

@@ -16,10 +16,13 @@ against the same baseline.
 
 from __future__ import annotations
 
+import sys
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
@@ -30,7 +33,7 @@ from ..pairing.groups import group_codes
 from ..pairing.index import PairingIndex
 from ..settings import Columns, InferenceSettings
 from .inputs import control_mean_inputs, matched_control_inputs
-from .prediction import prediction_anndata
+from .prediction import new_prediction, record
 
 SETS_PER_FORWARD = 64
 
@@ -61,9 +64,9 @@ def predict(
         raise InputDataError("the split file assigns no perturbation of the target line to 'test'")
     rng = np.random.default_rng(settings.seed)
     if settings.mode == "control_mean":
-        inputs, n_fallback = control_mean_inputs(index, test)
+        inputs = control_mean_inputs(index, test)
     else:
-        inputs, n_fallback = matched_control_inputs(index, test, target.X, rng)
+        inputs = matched_control_inputs(index, test, target.X, rng)
     labels = obs[columns.perturbation].astype(str).to_numpy()[test]
     if vocabulary is None:
         vocabulary = base.vocabulary(labels, columns.control)
@@ -74,18 +77,21 @@ def predict(
 
     device = next(model.parameters()).device
     model.eval()
-    X_in = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
-    pert_emb = table[torch.from_numpy(codes)]
-    predicted = np.empty((len(test), len(base.genes)), dtype=np.float32)
-    for start in range(0, len(sets), SETS_PER_FORWARD):
+    result = new_prediction(target, test, columns)
+    predicted = result.X  # the predicted cells are its first len(test) rows
+    codes = torch.from_numpy(codes)
+    for start in tqdm(range(0, len(sets), SETS_PER_FORWARD), desc="infer", file=sys.stderr, mininterval=30.0):
         rows = sets[start : start + SETS_PER_FORWARD]
         keep = filled[start : start + SETS_PER_FORWARD]
-        flat = torch.from_numpy(rows.ravel())
-        batch = {"pert_emb": pert_emb[flat].to(device), "ctrl_cell_emb": X_in[flat].to(device)}
+        flat = rows.ravel()
+        batch = {
+            "pert_emb": table[codes[torch.from_numpy(flat)]].to(device),
+            "ctrl_cell_emb": torch.from_numpy(inputs[flat]).to(device),
+        }
         out = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
         predicted[rows[keep]] = out[keep]
 
     added = set(vocabulary.added)
     unseen = sorted(label for label in np.unique(labels) if added & set(vocabulary.parts(label)))
-    info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": n_fallback, "unseen_by_base": unseen}
-    return prediction_anndata(target, test, predicted, columns, info)
+    info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": inputs.fallback_cells, "unseen_by_base": unseen}
+    return record(result, info)

@@ -5,6 +5,11 @@ sets, their order and the control pairing. An epoch's batches are therefore a pu
 the seed and the epoch number, which is what makes a killed run resumable to the same result
 (regenerate the epoch, skip the steps already taken) and a new seed per epoch redraw the pairs
 without rebuilding the index.
+
+Expression stays as a CSR float32 matrix (as preprocessing writes it); a step densifies only its
+own rows, its perturbed cells and the controls paired with them, so memory follows the data's
+sparse size and not cells x genes. The rows densified per step are the rows a whole-matrix
+densification would have given: the batches are the same numbers either way.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..data.readers import dense_rows
@@ -61,7 +67,7 @@ class CellSetBatches:
             raise InputDataError("no perturbed cells to train on")
         index.check_rows_of(adata.obs_names, "the training data")
         self.index = index
-        self.X = torch.from_numpy(dense_rows(adata.X))
+        self.X = sp.csr_matrix(adata.X, dtype=np.float32)  # no copy when it already is one
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
         self.pert_table = pert_table
         self.control_input = control_input
@@ -92,12 +98,15 @@ class CellSetBatches:
 
     def batches(self, plan: EpochPlan, sets_per_step: int) -> Iterator[dict[str, torch.Tensor]]:
         """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``."""
-        controls = self.X if self.control_input == "cells" else self.means
         for start in range(0, len(plan.sets), sets_per_step):
-            rows = torch.from_numpy(plan.sets[start : start + sets_per_step].ravel())
-            ctrl = torch.from_numpy(plan.control[start : start + sets_per_step].ravel())
+            rows = plan.sets[start : start + sets_per_step].ravel()
+            ctrl = plan.control[start : start + sets_per_step].ravel()
             yield {
-                "pert_emb": self.pert_table[self.codes[rows]],
-                "ctrl_cell_emb": controls[ctrl],
-                "pert_cell_emb": self.X[rows],
+                "pert_emb": self.pert_table[self.codes[torch.from_numpy(rows)]],
+                "ctrl_cell_emb": self._rows(ctrl) if self.control_input == "cells" else self.means[torch.from_numpy(ctrl)],
+                "pert_cell_emb": self._rows(rows),
             }
+
+    def _rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Rows of the expression matrix, densified (float32, repeats allowed)."""
+        return torch.from_numpy(dense_rows(self.X[rows]))
