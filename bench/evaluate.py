@@ -34,8 +34,8 @@ from machine import describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from deltatune.data.splits import cells_of_split
-from deltatune.evaluate.pairs import evaluation_pair
-from deltatune.predict.prediction import new_prediction, record
+from deltatune.evaluate.pairs import real_test_cells
+from deltatune.predict.prediction import Prediction
 from deltatune.settings import Columns, to_dict
 
 N_GENES = 2000
@@ -81,9 +81,9 @@ def build(n_test: int, columns: Columns, rng: np.random.Generator) -> tuple[ad.A
     target = ad.AnnData(sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)]))
     split = pd.DataFrame({"perturbation": labels, "split": ["test"] * n_test + ["train"] * n_test})
     test = np.flatnonzero(cells_of_split(obs, columns, split, "test"))
-    prediction = new_prediction(target, test, columns)
-    prediction.X[: len(test)] = np.clip(X[test] + rng.normal(0, 0.3, (len(test), N_GENES)), 0, None)
-    record(prediction, {"mode": "bench"})
+    with Prediction(target, test, columns) as writer:
+        writer.append(np.clip(X[test] + rng.normal(0, 0.3, (len(test), N_GENES)), 0, None).astype(np.float32))
+        prediction = writer.finish({"mode": "bench"})
     return target, split, prediction
 
 
@@ -107,7 +107,8 @@ def main() -> None:
         target.write_h5ad(work / "target.h5ad", compression="gzip")
         prediction.write_h5ad(work / "prediction.h5ad", compression="gzip")
         split.to_csv(work / "split.tsv", sep="\t", index=False)
-        real, pred = evaluation_pair(target, prediction, split, columns)
+        real = real_test_cells(target, split, columns)
+        pred = prediction[real.obs_names].copy()
         real.write_h5ad(work / "real.h5ad", compression="gzip")
         pred.write_h5ad(work / "pred.h5ad", compression="gzip")
 

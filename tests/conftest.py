@@ -8,11 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from deltatune.data.preprocess import preprocess
 from deltatune.data.simulate import simulate_screen
-from deltatune.settings import Columns, PreprocessSettings, ScreenSpec, SplitSettings, from_mapping
+from deltatune.model.st import BaseModel, build_st_model
+from deltatune.settings import (
+    Architecture,
+    Columns,
+    PreprocessSettings,
+    ScreenSpec,
+    SplitSettings,
+    from_mapping,
+)
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -81,3 +90,19 @@ def finished_run(tmp_path_factory, tiny_config) -> Path:
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
+
+
+TINY_ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
+
+
+@pytest.fixture
+def new_base(preprocessed, columns):
+    """A fresh, identically initialized base model per call (peft wraps a model in place)."""
+    genes = list(preprocessed.target.var_names)
+    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
+
+    def make() -> BaseModel:
+        torch.manual_seed(0)
+        return BaseModel(build_st_model(TINY_ARCH, genes, vocab, columns.control), genes, vocab)
+
+    return make

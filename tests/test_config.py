@@ -103,7 +103,7 @@ def test_defaults_are_filled_for_optional_sections(tiny_config):
     config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in optional}
     validate(config, str(SCHEMA_PATH))
     assert config["compute"] == {"train_threads": 1, "eval_threads": 2, "accelerator": "auto"}
-    assert config["evaluation"] == {"profile": "anndata", "ceiling_splits": 3}
+    assert config["evaluation"] == {"profile": "anndata", "ceiling_splits": 3, "cell_cap": 500, "control_cap": 5000, "seed": 0}
     assert config["inference"] == {"mode": "control_mean", "seed": 0}
     assert config["replicates"] == 1
     assert config["baselines"] == ["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"]

@@ -31,9 +31,9 @@ def screen(request, screen_spec, columns):
 
 
 def _pooled_and_matched(target, split, pred, columns) -> tuple[float, float]:
-    real, aligned = evaluation_pair(target, pred, split, columns)
-    pooled = score(real, aligned, columns, FAST, threads=1)["pearson_delta"].mean()
-    matched, info = score_matched(real, aligned, columns, threads=1)
+    pair = evaluation_pair(target, pred, split, columns)
+    pooled = score(pair, FAST, threads=1)["pearson_delta"].mean()
+    matched, info = score_matched(pair, threads=1)
     assert info["batches"] >= 2
     return pooled, matched["pearson_delta_matched"].mean()
 

@@ -8,34 +8,18 @@ Each test runs on the CPU everywhere and, marked ``gpu``, on a CUDA GPU where on
 import numpy as np
 import pytest
 import torch
-from test_training import Interrupted, _fail_at
+from test_training import SETTINGS, Interrupted, _fail_at
 
 from deltatune.errors import NonFiniteLossError
-from deltatune.model.st import BaseModel, build_st_model
 from deltatune.pairing.index import build_pairing_index
 from deltatune.predict.infer import predict
-from deltatune.settings import Architecture, StageSettings
 from deltatune.train.finetune import finetune_stage
 from deltatune.train.loop import Trainer
 
 NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; torch sees none here")
 GPU = [pytest.mark.gpu, NO_GPU]
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
-ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
-SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
 ACCELERATOR = {"cpu": "cpu", "cuda": "gpu"}
-
-
-@pytest.fixture
-def new_base(preprocessed, columns):
-    genes = list(preprocessed.target.var_names)
-    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
-
-    def make() -> BaseModel:
-        torch.manual_seed(0)
-        return BaseModel(build_st_model(ARCH, genes, vocab, columns.control), genes, vocab)
-
-    return make
 
 
 class DeviceRecorder:

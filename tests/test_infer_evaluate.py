@@ -2,13 +2,14 @@
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 
 from deltatune.data.splits import cells_of_split
 from deltatune.errors import InputDataError, SettingsError
-from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
 from deltatune.evaluate.scores import score
 from deltatune.model.st import BaseModel, build_st_model
 from deltatune.pairing.index import build_pairing_index
@@ -114,14 +115,14 @@ def test_cell_eval_scores_an_aligned_pair(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
     pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     shuffled = pred[np.random.default_rng(0).permutation(pred.n_obs)].copy()
-    real, aligned = evaluation_pair(target, shuffled, split, columns)
-    assert list(real.obs_names) == list(aligned.obs_names)
-    results = score(real, aligned, columns, EvaluateSettings(), threads=1)
+    pair = evaluation_pair(target, shuffled, split, columns)
+    assert list(shuffled.obs_names[pair.positions]) == list(pair.obs.index)
+    results = score(pair, EvaluateSettings(), threads=1)
     n_test = split["split"].eq("test").sum()
     assert len(results) == n_test and np.isfinite(results["pearson_delta"]).all()
 
-    truth = ad.AnnData(real.X.copy(), obs=real.obs.copy(), var=real.var.copy())
-    perfect = score(real, truth, columns, EvaluateSettings(), threads=1)
+    truth = real_test_cells(target, split, columns)
+    perfect = score(evaluation_pair(target, truth, split, columns), EvaluateSettings(), threads=1)
     assert np.allclose(perfect["pearson_delta"], 1.0)
 
 
@@ -135,8 +136,40 @@ def test_prediction_missing_cells_is_an_error(base, preprocessed, columns):
 def test_full_profile_adds_de_metrics(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
     pred = predict(base.model, base, target, split, columns, _plates(target, columns))
-    real, aligned = evaluation_pair(target, pred, split, columns)
-    fast = score(real, aligned, columns, EvaluateSettings(profile="anndata"), threads=1)
-    full = score(real, aligned, columns, EvaluateSettings(profile="full"), threads=1)
+    pair = evaluation_pair(target, pred, split, columns)
+    fast = score(pair, EvaluateSettings(profile="anndata"), threads=1)
+    full = score(pair, EvaluateSettings(profile="full"), threads=1)
     assert {"overlap_at_N", "de_spearman_sig"} <= set(full.columns) - set(fast.columns)
     assert np.allclose(full.set_index("perturbation")["pearson_delta"], fast.set_index("perturbation")["pearson_delta"])
+
+
+def test_the_cell_cap_changes_only_the_cell_level_metrics(base, preprocessed, columns):
+    """Mean-based metrics read every cell's mean whatever the cap; energy distance reads the sample."""
+    from deltatune.evaluate.pairs import cell_sample
+
+    target, split = preprocessed.target, preprocessed.split
+    pair = evaluation_pair(target, predict(base.model, base, target, split, columns, _plates(target, columns)),
+                           split, columns)
+    uncapped = EvaluateSettings(cell_cap=10**6, control_cap=10**6)
+    capped = EvaluateSettings(cell_cap=3, control_cap=10, seed=1)
+    real, _ = cell_sample(pair, capped)
+    labels = real.obs[columns.perturbation].astype(str)
+    assert (labels == columns.control).sum() == 10 and labels[labels != columns.control].value_counts().max() == 3
+    assert cell_sample(pair, capped)[0].obs_names.equals(real.obs_names), "the sample is seeded"
+    every, sampled = (score(pair, s, threads=1).set_index("perturbation") for s in (uncapped, capped))
+    means = every.columns.drop(["pearson_edistance", "clustering_agreement"])
+    pd.testing.assert_frame_equal(every[means], sampled[means])
+    assert not np.isclose(every["pearson_edistance"].iloc[0], sampled["pearson_edistance"].iloc[0])
+    assert len(cell_sample(pair, uncapped)[0]) == len(pair.rows), "within the caps every cell is read"
+
+
+def test_a_prediction_written_to_a_file_is_the_one_built_in_memory(base, preprocessed, columns, tmp_path):
+    target, split = preprocessed.target, preprocessed.split
+    index = _plates(target, columns)
+    in_memory = predict(base.model, base, target, split, columns, index)
+    assert predict(base.model, base, target, split, columns, index, out=tmp_path / "p.h5ad") is None
+    written = ad.read_h5ad(tmp_path / "p.h5ad")
+    assert written.obs_names.equals(in_memory.obs_names) and np.array_equal(written.X, in_memory.X)
+    assert written.obs["predicted"].equals(in_memory.obs["predicted"])
+    assert written.uns["deltatune_inference"].keys() == in_memory.uns["deltatune_inference"].keys()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5ad"], "nothing but the file is left"

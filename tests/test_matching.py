@@ -79,8 +79,8 @@ def test_a_few_missing_genes_enter_as_zeros_and_leave_evaluation(screen, columns
     assert target.X[:, absent].nnz == 0 and result.summary["n_genes_missing"] == 2
 
     base = _base(genes, _labels(screen, columns), columns.control)
-    real, pred = evaluation_pair(target, _predict(base, result, columns), result.split, columns)
-    assert list(real.var_names) == list(pred.var_names) == genes[:38]
+    pair = evaluation_pair(target, _predict(base, result, columns), result.split, columns)
+    assert list(pair.var_names) == list(pair.prediction.var_names[pair.prediction_genes]) == genes[:38]
 
 
 def test_too_many_missing_genes_stop_with_counts_and_examples(screen, columns):

@@ -77,7 +77,8 @@ def job_resources(log: str) -> dict[tuple[str, str], dict[str, int]]:
             wildcards = "_".join(item.split("=", 1)[1] for item in line.split(":", 1)[1].strip().split(", "))
         elif rule and line.strip().startswith("resources:"):
             values = dict(item.split("=", 1) for item in line.split(":", 1)[1].strip().split(", "))
-            jobs[rule, wildcards] = {"mem_mb": int(values["mem_mb"]), "runtime": int(values["runtime"])}
+            if {"mem_mb", "runtime"} <= set(values):  # the local target rule asks for neither
+                jobs[rule, wildcards] = {"mem_mb": int(values["mem_mb"]), "runtime": int(values["runtime"])}
             rule = None
     return jobs
 

@@ -5,27 +5,12 @@ import pytest
 import torch
 
 from deltatune.errors import NonFiniteLossError, SettingsError
-from deltatune.model.st import BaseModel, build_st_model
 from deltatune.pairing.index import build_pairing_index
-from deltatune.settings import Architecture, StageSettings
+from deltatune.settings import StageSettings
 from deltatune.train.finetune import finetune_stage
 from deltatune.train.loop import Trainer
 
-ARCH = Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8)
 SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
-
-
-@pytest.fixture
-def new_base(preprocessed, columns):
-    """A fresh, identically initialized base model per call (peft wraps a model in place)."""
-    genes = list(preprocessed.target.var_names)
-    vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
-
-    def make() -> BaseModel:
-        torch.manual_seed(0)
-        return BaseModel(build_st_model(ARCH, genes, vocab, columns.control), genes, vocab)
-
-    return make
 
 
 def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
@@ -111,11 +96,10 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, co
 def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, columns, tmp_path):
     """Test cells whose expression is NaN change nothing: a stage never reads them, nor does inference."""
     from deltatune.data.readers import read_cells
-    from deltatune.data.splits import cells_of_split
+    from deltatune.data.splits import cells_of_split, training_cells
     from deltatune.files import write_h5ad
     from deltatune.pairing.groups import control_mask
     from deltatune.predict.infer import predict
-    from deltatune.train.finetune import training_cells
 
     target, split = preprocessed.target, preprocessed.split
     test = cells_of_split(target.obs, columns, split, "test")

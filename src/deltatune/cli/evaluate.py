@@ -21,17 +21,21 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from ..data.readers import read_h5ad
+    from ..data.readers import open_backed, read_cells
     from ..data.splits import read_split
-    from ..evaluate.pairs import evaluation_pair
+    from ..evaluate.pairs import evaluation_pair, scored_cells
     from ..evaluate.scores import score_prediction
     from ..files import write_json, write_tsv
     from ..settings import EvaluateSettings, from_json
 
     settings = from_json(EvaluateSettings, args.settings, "evaluation")
-    cols = _args.columns(args)
-    real, pred = evaluation_pair(read_h5ad(args.data), read_h5ad(args.predicted), read_split(args.split), cols)
-    scores, matching = score_prediction(real, pred, cols, settings, args.threads)
+    cols, split = _args.columns(args), read_split(args.split)
+    target = read_cells(args.data, lambda obs: scored_cells(obs, cols, split))  # test cells and controls only
+    prediction = open_backed(args.predicted)  # read a chunk of rows at a time
+    try:
+        scores, matching = score_prediction(evaluation_pair(target, prediction, split, cols), settings, args.threads)
+    finally:
+        prediction.file.close()
     log.info("plate-matched scores: %s", json.dumps(matching))
     write_tsv(scores, args.out)
     write_json(args.out_matching, matching)

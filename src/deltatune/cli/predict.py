@@ -22,7 +22,6 @@ def _infer_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_infer(args: argparse.Namespace) -> None:
     from ..data.splits import read_split
-    from ..files import write_h5ad
     from ..model.lora import load_adapter
     from ..pairing.groups import control_mask
     from ..pairing.index import PairingIndex
@@ -38,9 +37,8 @@ def run_infer(args: argparse.Namespace) -> None:
     vocabulary = base.screen_vocabulary(target.obs, cols, _args.perturbation_settings(args))  # widens before the adapter
     model = load_adapter(base.model, str(Path(args.adapter) / ADAPTER)) if args.adapter else base.model
     model.to(_args.device(args.accelerator))
-    predicted = predict(model, base, target, read_split(args.split), cols, PairingIndex.load(args.pairing), settings,
-                        vocabulary)
-    write_h5ad(predicted, args.out)
+    predict(model, base, target, read_split(args.split), cols, PairingIndex.load(args.pairing), settings, vocabulary,
+            out=args.out)
 
 
 def _baseline_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,17 +53,15 @@ def _baseline_arguments(p: argparse.ArgumentParser) -> None:
 def run_baseline(args: argparse.Namespace) -> None:
     from ..data.readers import read_h5ad
     from ..data.splits import read_split
-    from ..files import write_h5ad
     from ..pairing.index import PairingIndex
     from ..predict.baselines import predict_baseline
 
     base = read_h5ad(args.base_data) if args.base_data else None
     base_index = PairingIndex.load(args.base_pairing) if args.base_pairing else None
-    predicted = predict_baseline(
+    predict_baseline(
         args.kind, read_h5ad(args.data), read_split(args.split), _args.columns(args), PairingIndex.load(args.pairing),
-        base, base_index,
+        base, base_index, out=args.out,
     )
-    write_h5ad(predicted, args.out)
 
 
 def register(sub) -> None:

@@ -51,10 +51,10 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> None:
-    from ..data.splits import read_split
+    from ..data.splits import read_split, training_cells
     from ..pairing.index import PairingIndex
     from ..settings import StageSettings, from_json, to_dict
-    from ..train.finetune import finetune_stage, save_stage, training_cells
+    from ..train.finetune import finetune_stage, save_stage
     from ..train.loop import Trainer, fingerprint
 
     _args.set_threads(args.threads)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -43,6 +44,43 @@ def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
     rows = np.asarray(rows, dtype=np.int64)
     if np.any(np.diff(rows) <= 0):
         raise ValueError("rows must be sorted and unique")
+    stored = backed.file["X"]
+    if isinstance(stored, h5py.Group) and stored.attrs.get("encoding-type") == "csr_matrix":
+        X = _csr_rows(stored, rows, chunk_rows)
+    else:
+        X = _dense_or_csc_rows(backed, rows, chunk_rows)
+    return ad.AnnData(X=X, obs=backed.obs.iloc[rows].copy(), var=backed.var.copy())
+
+
+def _csr_rows(group: h5py.Group, rows: np.ndarray, chunk_rows: int) -> sp.csr_matrix:
+    """``rows`` of a CSR matrix on disk, read into arrays allocated once at their final size.
+
+    Only ``indptr`` is read whole; ``data`` and ``indices`` are read a window of ``chunk_rows``
+    file rows at a time, and only the selected rows' entries are kept.
+    """
+    indptr = group["indptr"][:].astype(np.int64)
+    lengths = indptr[rows + 1] - indptr[rows]
+    out_indptr = np.concatenate([[0], np.cumsum(lengths)])
+    data = np.empty(out_indptr[-1], dtype=np.float32)
+    indices = np.empty(out_indptr[-1], dtype=group["indices"].dtype)
+    n_obs = len(indptr) - 1
+    for start in range(0, n_obs, chunk_rows):
+        lo, hi = np.searchsorted(rows, [start, min(start + chunk_rows, n_obs)])
+        if lo == hi:
+            continue
+        first, last = indptr[rows[lo]], indptr[rows[hi - 1] + 1]
+        window_data, window_indices = group["data"][first:last], group["indices"][first:last]
+        # positions of the selected rows' entries inside the window, in order
+        take = np.repeat(indptr[rows[lo:hi]] - first - out_indptr[lo:hi], lengths[lo:hi]) + np.arange(
+            out_indptr[lo], out_indptr[hi]
+        )
+        data[out_indptr[lo] : out_indptr[hi]] = window_data[take]
+        indices[out_indptr[lo] : out_indptr[hi]] = window_indices[take]
+    return sp.csr_matrix((data, indices, out_indptr), shape=(len(rows), group.attrs["shape"][1]))
+
+
+def _dense_or_csc_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int) -> sp.csr_matrix:
+    """``rows`` of any other X, a chunk of file rows at a time (each chunk read whole)."""
     blocks = []
     for start in range(0, backed.n_obs, chunk_rows):
         stop = min(start + chunk_rows, backed.n_obs)
@@ -52,8 +90,7 @@ def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS
         block = backed.X[start:stop]
         block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
         blocks.append(sp.csr_matrix(block[rows[lo:hi] - start], dtype=np.float32))
-    X = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
-    return ad.AnnData(X=X, obs=backed.obs.iloc[rows].copy(), var=backed.var.copy())
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
 
 
 def read_cells(path: str | Path, select: Callable[[pd.DataFrame], np.ndarray]) -> ad.AnnData:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
+from ..pairing.groups import control_mask
 from ..settings import Columns, SplitSettings
 
 SPLITS = ("train", "val", "test")
@@ -72,6 +73,11 @@ def cells_of_split(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame, whi
     """Mask of the perturbed cells whose perturbation is in split ``which``."""
     labels = split.loc[split["split"] == which, "perturbation"]
     return obs[columns.perturbation].astype(str).isin(set(labels)).to_numpy()
+
+
+def training_cells(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame) -> np.ndarray:
+    """The cells whose expression training reads: the train split's perturbed cells and every control."""
+    return control_mask(obs, columns) | cells_of_split(obs, columns, split, "train")
 
 
 def read_split(path: str) -> pd.DataFrame:

@@ -1,52 +1,140 @@
-"""The real and predicted AnnData cell-eval compares: the target line's test cells and controls.
+"""The real and predicted sides cell-eval compares: per-group means over every scored cell, and a
+capped, seeded set of the cells themselves.
 
-cell-eval compares per-perturbation means against the control mean of each AnnData; both must
-hold the same perturbations, control cells included, over the same genes in the same order. The
-prediction carries the same real controls (copied by inference), so predicted controls cannot
-move the deltas (cell-eval issues 183 and 196).
+The scored cells are the target line's test cells and all its controls; the prediction carries
+the same real controls (copied by inference), so predicted controls cannot move the deltas
+(cell-eval issues 183 and 196). cell-eval's mean-based metrics (``pearson_delta``, the errors,
+discrimination) read only each perturbation's mean: fed one row per group, the group's mean over every cell, they compute
+exactly their own formulas on exactly those means, and nothing dense of cells x genes is ever
+built. The cell-level metrics (``pearson_edistance``: distances between cells, quadratic in their
+number; ``clustering_agreement``; the DE metrics of the ``full`` profile) read cells, a documented seeded sample of them
+(``evaluation.cell_cap`` per perturbation, ``evaluation.control_cap`` controls); a screen within
+the caps is scored on all its cells.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from ..data.genes import measured_genes
+from ..data.readers import dense_rows
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
-from ..pairing.groups import control_mask
-from ..settings import Columns
+from ..pairing.groups import control_mask, group_codes
+from ..pairing.means import group_means
+from ..settings import Columns, EvaluateSettings
+
+CHUNK_ROWS = 50_000  # prediction rows read at a time
 
 
-def _for_cell_eval(adata: ad.AnnData, columns: Columns) -> ad.AnnData:
-    """Dense float32 X and no unused categorical levels (cell-eval's DE step crashes on them)."""
+def for_cell_eval(adata: ad.AnnData, columns: Columns) -> ad.AnnData:
+    """``adata`` with no unused categorical levels in the perturbation column (cell-eval's DE step
+    crashes on them), in place."""
     adata.obs[columns.perturbation] = pd.Categorical(adata.obs[columns.perturbation].astype(str))
-    adata.X = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float32)
     return adata
 
 
-def real_test_cells(target: ad.AnnData, split: pd.DataFrame, columns: Columns) -> ad.AnnData:
-    """The target line's test cells and all its controls: the real side of every comparison.
+def scored_cells(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame) -> np.ndarray:
+    """Mask of the cells every comparison scores: the test cells and all controls."""
+    return control_mask(obs, columns) | cells_of_split(obs, columns, split, "test")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The scored cells of the target line and where each sits in the prediction.
+
+    ``target`` holds expression for at least the scored cells (rows ``rows``); ``prediction``
+    may be backed (its X read in chunks); ``positions`` is each scored cell's row in it;
+    ``genes`` the measured genes, by position in ``target`` and in ``prediction``.
+    """
+
+    target: ad.AnnData
+    prediction: ad.AnnData
+    rows: np.ndarray
+    positions: np.ndarray
+    target_genes: np.ndarray
+    prediction_genes: np.ndarray
+    columns: Columns
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        return self.target.obs.iloc[self.rows]
+
+    @property
+    def var_names(self) -> pd.Index:
+        return self.target.var_names[self.target_genes]
+
+
+def evaluation_pair(target: ad.AnnData, prediction: ad.AnnData, split: pd.DataFrame, columns: Columns) -> Pair:
+    """The target line's scored cells matched to the prediction, cell by cell and gene by gene.
 
     Genes a checkpoint knows but the data lacks (zero-filled by preprocessing) are left out:
     there is nothing real to score them against.
     """
-    keep = control_mask(target.obs, columns) | cells_of_split(target.obs, columns, split, "test")
-    return _for_cell_eval(measured_genes(target[keep]).copy(), columns)
-
-
-def evaluation_pair(
-    target: ad.AnnData, predicted: ad.AnnData, split: pd.DataFrame, columns: Columns
-) -> tuple[ad.AnnData, ad.AnnData]:
-    """The real and predicted AnnData for cell-eval, aligned cell by cell and gene by gene."""
-    real = real_test_cells(target, split, columns)
-    if not set(real.var_names) <= set(predicted.var_names):
+    rows = np.flatnonzero(scored_cells(target.obs, columns, split))
+    genes = measured_genes(target).var_names
+    prediction_genes = prediction.var_names.get_indexer(genes)
+    if (prediction_genes < 0).any():
         raise InputDataError("the prediction lacks genes of the data: it was made for other data")
-    predicted = predicted[:, real.var_names]
-    missing = real.obs_names.difference(predicted.obs_names)
+    positions = prediction.obs_names.get_indexer(target.obs_names[rows])
+    missing = target.obs_names[rows][positions < 0]
     if len(missing):
         raise InputDataError(
             f"prediction lacks {len(missing)} test or control cell(s) of the data (e.g. {list(missing[:3])})"
         )
-    return real, _for_cell_eval(predicted[real.obs_names].copy(), columns)
+    return Pair(target, prediction, rows, positions, target.var_names.get_indexer(genes), prediction_genes, columns)
+
+
+def bulk_pair(pair: Pair, by: list[str]) -> tuple[pd.DataFrame, ad.AnnData, ad.AnnData]:
+    """Real and predicted mean expression per group of ``by`` columns over every scored cell.
+
+    Returns the groups' keys (with their real cell counts in ``n_cells``) and two AnnData of one
+    row per group, as cell-eval reads them. The prediction is read a chunk of rows at a time.
+    """
+    codes, keys = group_codes(pair.obs, by)
+    counts = np.bincount(codes, minlength=len(keys))
+    real = group_means(pair.target.X[pair.rows][:, pair.target_genes], codes, len(keys))
+    predicted_codes = np.full(pair.prediction.n_obs, -1, dtype=np.int64)
+    predicted_codes[pair.positions] = codes
+    pred = np.zeros_like(real)
+    for start in range(0, pair.prediction.n_obs, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, pair.prediction.n_obs)
+        block = dense_rows(pair.prediction.X[start:stop])[:, pair.prediction_genes]
+        pred += group_means(block, predicted_codes[start:stop], len(keys), counts=counts)
+    obs = keys.set_axis([f"group{i}" for i in range(len(keys))])
+    var = pd.DataFrame(index=pair.var_names)
+    return keys.assign(n_cells=counts), ad.AnnData(X=real, obs=obs, var=var), ad.AnnData(X=pred, obs=obs.copy(), var=var)
+
+
+def cell_sample(pair: Pair, settings: EvaluateSettings) -> tuple[ad.AnnData, ad.AnnData]:
+    """Real and predicted cells for the cell-level metrics: every perturbation's cells up to
+    ``cell_cap``, controls up to ``control_cap``, drawn with ``settings.seed``, in data order."""
+    columns = pair.columns
+    obs = pair.obs
+    codes, keys = group_codes(obs, [columns.perturbation])
+    caps = np.where(keys[columns.perturbation].to_numpy() == columns.control, settings.control_cap, settings.cell_cap)
+    order = np.lexsort((np.random.default_rng(settings.seed).random(len(codes)), codes))
+    rank = np.empty(len(codes), dtype=np.int64)
+    starts = np.searchsorted(codes[order], np.arange(len(keys)))
+    rank[order] = np.arange(len(codes)) - starts[codes[order]]
+    kept = np.flatnonzero(rank < caps[codes])  # positions among the scored cells, in data order
+    real_X = dense_rows(pair.target.X[pair.rows[kept]][:, pair.target_genes])
+    positions = pair.positions[kept]
+    by_position = np.argsort(positions, kind="stable")  # a backed file reads increasing rows
+    pred_X = np.empty_like(real_X)
+    pred_X[by_position] = dense_rows(pair.prediction.X[positions[by_position]])[:, pair.prediction_genes]
+    sample_obs = obs.iloc[kept].copy()
+    var = pd.DataFrame(index=pair.var_names)
+    return ad.AnnData(X=real_X, obs=sample_obs, var=var), ad.AnnData(X=pred_X, obs=sample_obs.copy(), var=var)
+
+
+def real_test_cells(target: ad.AnnData, split: pd.DataFrame, columns: Columns) -> ad.AnnData:
+    """The target line's scored cells, dense, for the split-half ceiling (cell-eval splits cells)."""
+    keep = scored_cells(target.obs, columns, split)
+    real = measured_genes(target[keep]).copy()
+    real.X = dense_rows(real.X)
+    return for_cell_eval(real, columns)

@@ -1,9 +1,11 @@
 """Scoring predictions with cell-eval, never with metrics of our own.
 
-The pooled scores are cell-eval's on the pair :mod:`.pairs` builds. Pooled over all controls, a drug's real delta contains the offsets of the plates it sits on. The
-plate-matched scores run cell-eval once per plate, on that plate's perturbed cells against that
-plate's own controls, and average the delta metrics over plates with cell-count weights. The
-noise ceiling is cell-eval's own split-half estimate on the real cells.
+Every score is cell-eval's, computed on the sides :mod:`.pairs` builds: the mean-based metrics
+on one row per perturbation (its mean over every scored cell), the cell-level ones on a capped
+sample of cells. Pooled over all controls, a drug's real delta contains the offsets of the plates
+it sits on. The plate-matched scores run cell-eval once per plate, on that plate's perturbation
+means against that plate's own control mean, and average the delta metrics over plates with
+cell-count weights. The noise ceiling is cell-eval's own split-half estimate on the real cells.
 """
 
 from __future__ import annotations
@@ -17,84 +19,115 @@ import pandas as pd
 from ..errors import SettingsError
 from ..settings import Columns, EvaluateSettings
 from . import MATCHED_SUFFIX
+from .pairs import Pair, bulk_pair, cell_sample, for_cell_eval
 
 PROFILES_WITHOUT_DE = ("anndata",)
+# cell-eval's AnnData metrics that read cells: energy distance (distances between cells), and the
+# clustering of perturbation centroids (Leiden, which rounding-level changes to the centroids can
+# flip, so the centroids stay cell-eval's own, from cells)
+CELL_METRICS = ("pearson_edistance", "clustering_agreement")
+PROFILES_WITH_CELL_METRICS = ("anndata", "full", "minimal", "vcc", "de")  # edistance or DE metrics
 
 
-def _evaluator(real: ad.AnnData, pred: ad.AnnData, columns: Columns, skip_de: bool, threads: int, outdir: str):
-    from cell_eval import MetricsEvaluator  # heavy import (numba), only where it is needed
-
-    return MetricsEvaluator(
-        adata_pred=pred,
-        adata_real=real,
-        control_pert=columns.control,
-        pert_col=columns.perturbation,
-        num_threads=threads,
-        outdir=outdir,
-        skip_de=skip_de,
+def _metric_names() -> tuple[list[str], list[str]]:
+    """cell-eval's DE metrics and its AnnData-pair metrics, in its registry's order."""
+    from cell_eval import (  # heavy import (numba), only where it is needed
+        MetricType,
+        metrics_registry,
     )
 
+    return metrics_registry.list_metrics(MetricType.DE), metrics_registry.list_metrics(MetricType.ANNDATA_PAIR)
 
-def score(real: ad.AnnData, pred: ad.AnnData, columns: Columns, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
-    """Per-perturbation cell-eval metrics (one row per perturbation, one column per metric)."""
+
+def _compute(real: ad.AnnData, pred: ad.AnnData, columns: Columns, profile: str, skip: list[str], threads: int,
+             skip_de: bool, ceiling_seed: int | None = None) -> pd.DataFrame:
+    """cell-eval's per-perturbation results of ``profile`` less ``skip`` (or its split-half ceiling)."""
+    from cell_eval import MetricsEvaluator
+
     with tempfile.TemporaryDirectory(prefix="cell-eval-") as outdir:
-        evaluator = _evaluator(real, pred, columns, settings.profile in PROFILES_WITHOUT_DE, threads, outdir)
-        results, _ = evaluator.compute(profile=settings.profile, write_csv=False)
+        evaluator = MetricsEvaluator(
+            adata_pred=pred, adata_real=real, control_pert=columns.control, pert_col=columns.perturbation,
+            num_threads=threads, outdir=outdir, skip_de=skip_de,
+        )
+        if ceiling_seed is None:
+            results, _ = evaluator.compute(profile=profile, skip_metrics=skip, write_csv=False)
+        else:
+            results, _ = evaluator.compute_ceiling(profile=profile, skip_metrics=skip, seed=ceiling_seed,
+                                                   write_csv=False)
     return results.to_pandas()
 
 
-def _batch_subsets(real: ad.AnnData, columns: Columns) -> tuple[dict[str, np.ndarray], dict]:
-    """Row masks of the batches that can be scored on their own, and what was skipped.
+def score(pair: Pair, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
+    """Per-perturbation cell-eval metrics of ``settings.profile`` (one row per perturbation)."""
+    de, anndata = _metric_names()
+    columns = pair.columns
+    parts = []
+    if settings.profile != "de":
+        _, real, pred = bulk_pair(pair, [columns.perturbation])
+        parts.append(_compute(real, pred, columns, settings.profile, [*de, *CELL_METRICS], threads, skip_de=True))
+    if settings.profile in PROFILES_WITH_CELL_METRICS:
+        real, pred = cell_sample(pair, settings)
+        skip = [m for m in anndata if m not in CELL_METRICS]
+        parts.append(_compute(for_cell_eval(real, columns), for_cell_eval(pred, columns), columns, settings.profile,
+                              skip, threads, skip_de=settings.profile in PROFILES_WITHOUT_DE))
+    scores = parts[0]
+    for part in parts[1:]:
+        scores = scores.merge(part, on="perturbation", how="outer")
+    order = {name: i for i, name in enumerate([*de, *anndata])}  # cell-eval's own column order
+    return scores[["perturbation", *sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))]]
 
+
+def usable_batches(batch: np.ndarray, labels: np.ndarray, n_cells: np.ndarray, control: str) -> tuple[list[str], dict]:
+    """The batches that can be scored on their own, and what was skipped.
+
+    ``batch``, ``labels`` and ``n_cells`` describe groups (or single cells, with ``n_cells`` 1).
     A batch needs its own controls and at least two perturbations (cell-eval's discrimination
     metrics compare perturbations with each other).
     """
-    if not columns.batch:
-        raise SettingsError("plate-matched scores need data.columns.batch")
-    batch = real.obs[columns.batch].astype(str).to_numpy()
-    labels = real.obs[columns.perturbation].astype(str).to_numpy()
-    is_control = labels == columns.control
-    table = pd.DataFrame({"batch": batch, "label": labels, "control": is_control})
-    controls = table.groupby("batch")["control"].sum()
-    perts = table[~is_control].groupby("batch")["label"].nunique()
-    usable = controls.index[(controls > 0) & perts.reindex(controls.index, fill_value=0).ge(2)]
+    table = pd.DataFrame({"batch": batch, "label": labels, "n": n_cells, "control": labels == control})
+    controls = table[table["control"]].groupby("batch")["n"].sum()
+    perts = table[~table["control"]].groupby("batch")["label"].nunique()
+    plates = perts.index.union(controls.index)
+    usable = plates[controls.reindex(plates, fill_value=0).gt(0) & perts.reindex(plates, fill_value=0).ge(2)]
     skipped = perts.index.difference(usable)
     info = {
         "batches": len(usable),
         "skipped_batches": sorted(skipped),
-        "skipped_cells": int((~is_control & np.isin(batch, skipped)).sum()),
+        "skipped_cells": int(table.loc[~table["control"] & table["batch"].isin(skipped), "n"].sum()),
     }
-    return {b: batch == b for b in usable}, info
+    return sorted(usable), info
 
 
-def score_matched(
-    real: ad.AnnData, pred: ad.AnnData, columns: Columns, threads: int, ceiling_seed: int | None = None
-) -> tuple[pd.DataFrame, dict]:
-    """Plate-matched delta metrics per perturbation, and the batches skipped.
-
-    cell-eval runs on every usable batch alone (its perturbed cells against its own controls;
-    the prediction carries the same real controls); each delta metric is then averaged over
-    batches, weighted by the perturbation's cells in each. With ``ceiling_seed`` the prediction
-    is ignored and each batch gets cell-eval's split-half ceiling instead (raw half-depth scores).
-    """
-    masks, info = _batch_subsets(real, columns)
-    parts = []
-    with tempfile.TemporaryDirectory(prefix="cell-eval-") as outdir:
-        for batch, mask in masks.items():
-            evaluator = _evaluator(real[mask].copy(), pred[mask].copy(), columns, True, threads, outdir)
-            if ceiling_seed is None:
-                results, _ = evaluator.compute(profile="anndata", write_csv=False)
-            else:
-                results, _ = evaluator.compute_ceiling(profile="anndata", seed=ceiling_seed, write_csv=False)
-            counts = real.obs.loc[mask, columns.perturbation].astype(str).value_counts()
-            table = results.to_pandas()
-            parts.append(table.assign(batch=batch, weight=table["perturbation"].map(counts).to_numpy()))
+def _plate_average(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Each delta metric averaged over plates, weighted by the perturbation's cells in each."""
     scores = pd.concat(parts, ignore_index=True)
     metrics = [c for c in scores.columns if "delta" in c]
     weighted = scores[metrics].mul(scores["weight"], axis=0).assign(perturbation=scores["perturbation"])
-    grouped = weighted.groupby("perturbation")
-    matched = grouped[metrics].sum().div(scores.groupby("perturbation")["weight"].sum(), axis=0)
-    return matched.add_suffix(MATCHED_SUFFIX).reset_index(), info
+    matched = weighted.groupby("perturbation")[metrics].sum().div(scores.groupby("perturbation")["weight"].sum(), axis=0)
+    return matched.add_suffix(MATCHED_SUFFIX).reset_index()
+
+
+def score_matched(pair: Pair, threads: int) -> tuple[pd.DataFrame, dict]:
+    """Plate-matched delta metrics per perturbation, and the batches skipped.
+
+    cell-eval runs on every usable plate alone: its perturbations' means against its own control
+    mean (the prediction carries the same real controls).
+    """
+    columns = pair.columns
+    if not columns.batch:
+        raise SettingsError("plate-matched scores need data.columns.batch")
+    _, anndata = _metric_names()
+    keys, real, pred = bulk_pair(pair, [columns.batch, columns.perturbation])
+    labels = keys[columns.perturbation].to_numpy()
+    plates, info = usable_batches(keys[columns.batch].to_numpy(), labels, keys["n_cells"].to_numpy(), columns.control)
+    skip = [m for m in anndata if "delta" not in m]
+    parts = []
+    for plate in plates:
+        rows = (keys[columns.batch] == plate).to_numpy()
+        table = _compute(real[rows], pred[rows], columns, "anndata", skip, threads, skip_de=True)
+        weights = pd.Series(keys["n_cells"].to_numpy()[rows], index=labels[rows])
+        parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
+    return _plate_average(parts), info
 
 
 def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSettings, threads: int, seed: int) -> pd.DataFrame:
@@ -103,25 +136,29 @@ def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSetting
     Half-depth values per perturbation; the report maps their means to full depth with
     cell-eval's Spearman-Brown correction.
     """
-    with tempfile.TemporaryDirectory(prefix="cell-eval-") as outdir:
-        evaluator = _evaluator(real, real, columns, settings.profile in PROFILES_WITHOUT_DE, threads, outdir)
-        results, _ = evaluator.compute_ceiling(profile=settings.profile, seed=seed, write_csv=False)
-    pooled = results.to_pandas()
+    pooled = _compute(real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE,
+                      ceiling_seed=seed)
     if not columns.batch:
         return pooled
-    matched, _ = score_matched(real, real, columns, threads, ceiling_seed=seed)
-    return pooled.merge(matched, on="perturbation", how="left")
+    batch = real.obs[columns.batch].astype(str).to_numpy()
+    labels = real.obs[columns.perturbation].astype(str).to_numpy()
+    plates, _ = usable_batches(batch, labels, np.ones(len(labels), dtype=np.int64), columns.control)
+    parts = []
+    for plate in plates:
+        cells = real[batch == plate].copy()
+        table = _compute(cells, cells, columns, "anndata", [], threads, skip_de=True, ceiling_seed=seed)
+        weights = cells.obs[columns.perturbation].astype(str).value_counts()
+        parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
+    return pooled.merge(_plate_average(parts), on="perturbation", how="left")
 
 
-def score_prediction(
-    real: ad.AnnData, pred: ad.AnnData, columns: Columns, settings: EvaluateSettings, threads: int
-) -> tuple[pd.DataFrame, dict]:
+def score_prediction(pair: Pair, settings: EvaluateSettings, threads: int) -> tuple[pd.DataFrame, dict]:
     """Per-perturbation pooled scores, joined by the plate-matched ones when the data has plates.
 
     Returns the table (one row per test perturbation) and what plate matching used and skipped.
     """
-    scores = score(real, pred, columns, settings, threads)
-    if not columns.batch:
+    scores = score(pair, settings, threads)
+    if not pair.columns.batch:
         return scores, {"batches": 0}
-    matched, matching = score_matched(real, pred, columns, threads)
+    matched, matching = score_matched(pair, threads)
     return scores.merge(matched, on="perturbation", how="left"), matching

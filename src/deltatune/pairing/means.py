@@ -12,14 +12,17 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def group_means(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
+def group_means(X, codes: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
     """Mean row of ``X`` per group code, as a dense (n_groups, n_genes) float32 array.
 
     ``X`` is dense or sparse with one row per entry of ``codes``; rows with a negative code are
-    left out, and groups without rows get NaN.
+    left out, and groups without rows get NaN. ``counts`` (each group's size in a larger matrix
+    that ``X`` is a block of rows of) turns the result into the block's share of those means:
+    summed over the blocks, the means of the whole.
     """
     rows = np.flatnonzero(codes >= 0)
-    counts = np.bincount(codes[rows], minlength=n_groups)
+    in_block = np.bincount(codes[rows], minlength=n_groups)
+    counts = in_block if counts is None else counts
     # Build the CSR arrays directly, with 32-bit indices where they fit and X's float type:
     # scipy multiplies with the widest index and value types of its operands, so a 64-bit
     # indicator would copy all of X to 64 bits first.
@@ -30,7 +33,7 @@ def group_means(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
         (
             (1.0 / counts[codes[rows]]).astype(value_dtype),
             rows.astype(index_dtype),
-            np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype),
+            np.concatenate([[0], np.cumsum(in_block)]).astype(index_dtype),
         ),
         shape=(n_groups, len(codes)),
     )

@@ -14,6 +14,8 @@ beyond "drugs do roughly this" or "this drug does the same in every line".
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from ..pairing.means import group_means
 from ..roles import BASELINE_KINDS
 from ..settings import Columns
 from .inputs import control_mean_inputs
-from .prediction import CHUNK_ROWS, new_prediction, record
+from .prediction import CHUNK_ROWS, Prediction
 
 
 def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -50,39 +52,41 @@ def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarr
 
 def _predict(
     target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray | float,
-    name: str, effect_rows: np.ndarray | None = None,
-) -> ad.AnnData:
+    name: str, effect_rows: np.ndarray | None = None, out: str | Path | None = None,
+) -> ad.AnnData | None:
     """Test cells' plate control means plus an effect, clipped at 0, computed a chunk at a time.
 
     ``effects`` is one effect for all cells (a row, or 0), or a table whose row ``effect_rows[i]``
-    is test cell i's.
+    is test cell i's. The prediction is returned, or written to ``out``.
     """
     test = np.flatnonzero(cells_of_split(target.obs, columns, split, "test"))
     inputs = control_mean_inputs(index, test)
-    result = new_prediction(target, test, columns)
-    for start in range(0, len(test), CHUNK_ROWS):
-        part = slice(start, min(start + CHUNK_ROWS, len(test)))  # X's rows after the test cells are the controls
-        effect = effects if effect_rows is None else effects[effect_rows[part]]
-        result.X[part] = np.clip(inputs[part] + effect, 0.0, None)
-    return record(result, {"mode": name, "fallback_cells": inputs.fallback_cells})
+    with Prediction(target, test, columns, out) as prediction:
+        for start in range(0, len(test), CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            effect = effects if effect_rows is None else effects[effect_rows[part]]
+            prediction.append(np.clip(inputs[part] + effect, 0.0, None).astype(np.float32))
+        return prediction.finish({"mode": name, "fallback_cells": inputs.fallback_cells})
 
 
-def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
+def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
+               out: str | Path | None = None) -> ad.AnnData | None:
     """``baseline_mean_delta``: the training perturbations' average effect for every test cell."""
     train = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
     _, effects = plate_matched_effects(target, index, train, [columns.perturbation])
-    return _predict(target, split, columns, index, effects.mean(axis=0), "baseline_mean_delta")
+    return _predict(target, split, columns, index, effects.mean(axis=0), "baseline_mean_delta", out=out)
 
 
-def plate_control(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex) -> ad.AnnData:
+def plate_control(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
+                  out: str | Path | None = None) -> ad.AnnData | None:
     """``baseline_plate_control``: the plate's control mean, no perturbation effect at all."""
-    return _predict(target, split, columns, index, 0.0, "baseline_plate_control")
+    return _predict(target, split, columns, index, 0.0, "baseline_plate_control", out=out)
 
 
 def other_lines(
     target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-    base: ad.AnnData, base_index: PairingIndex,
-) -> ad.AnnData:
+    base: ad.AnnData, base_index: PairingIndex, out: str | Path | None = None,
+) -> ad.AnnData | None:
     """``baseline_other_lines``: each test perturbation's average effect over the other lines."""
     if list(base.var_names) != list(target.var_names):
         raise InputDataError("the base lines and the target line have different genes")
@@ -96,24 +100,24 @@ def other_lines(
             f"baseline_other_lines: {len(missing)} test perturbation(s) occur in no other line (e.g. {missing[:3]})"
         )
     return _predict(target, split, columns, index, per_line.to_numpy(), "baseline_other_lines",
-                    effect_rows=per_line.index.get_indexer(labels))
+                    effect_rows=per_line.index.get_indexer(labels), out=out)
 
 
 def predict_baseline(
     kind: str, target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-    base: ad.AnnData | None = None, base_index: PairingIndex | None = None,
-) -> ad.AnnData:
+    base: ad.AnnData | None = None, base_index: PairingIndex | None = None, out: str | Path | None = None,
+) -> ad.AnnData | None:
     """The prediction of baseline ``kind`` (one of :data:`deltatune.roles.BASELINE_KINDS`).
 
     ``base`` and ``base_index`` (the base lines and their plate x cell line index) are needed by
-    ``baseline_other_lines`` only.
+    ``baseline_other_lines`` only. The prediction is returned, or written to ``out``.
     """
     if kind == "baseline_mean_delta":
-        return mean_delta(target, split, columns, index)
+        return mean_delta(target, split, columns, index, out)
     if kind == "baseline_plate_control":
-        return plate_control(target, split, columns, index)
+        return plate_control(target, split, columns, index, out)
     if kind == "baseline_other_lines":
         if base is None or base_index is None:
             raise SettingsError("baseline_other_lines needs the base lines and their pairing index")
-        return other_lines(target, split, columns, index, base, base_index)
+        return other_lines(target, split, columns, index, base, base_index, out)
     raise SettingsError(f"baselines: unknown baseline '{kind}'; known: {BASELINE_KINDS}")

@@ -17,6 +17,7 @@ against the same baseline.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -33,7 +34,7 @@ from ..pairing.groups import group_codes
 from ..pairing.index import PairingIndex
 from ..settings import Columns, InferenceSettings
 from .inputs import control_mean_inputs, matched_control_inputs
-from .prediction import new_prediction, record
+from .prediction import Prediction
 
 SETS_PER_FORWARD = 64
 
@@ -48,13 +49,15 @@ def predict(
     index: PairingIndex,
     settings: InferenceSettings = InferenceSettings(),
     vocabulary: Vocabulary | None = None,
-) -> ad.AnnData:
+    out: str | Path | None = None,
+) -> ad.AnnData | None:
     """Predict the test-split cells of ``target`` from their plates' control cells.
 
     ``index`` is the plate (``batch``) pairing index of ``target``, which holds the control means.
     ``vocabulary`` encodes the labels; pass the one ``base.vocabulary`` gave before an adapter
     was attached when unseen perturbations widened the model (default: the base vocabulary,
-    unseen labels an error). Returns predicted test cells (obs copied from ``target``) followed by the real controls.
+    unseen labels an error). The predicted test cells (obs copied from ``target``, in the order
+    of their cell sets) followed by the real controls: returned, or written to ``out``.
     """
     settings.check()
     obs = target.obs
@@ -77,21 +80,20 @@ def predict(
 
     device = next(model.parameters()).device
     model.eval()
-    result = new_prediction(target, test, columns)
-    predicted = result.X  # the predicted cells are its first len(test) rows
     codes = torch.from_numpy(codes)
-    for start in tqdm(range(0, len(sets), SETS_PER_FORWARD), desc="infer", file=sys.stderr, mininterval=30.0):
-        rows = sets[start : start + SETS_PER_FORWARD]
-        keep = filled[start : start + SETS_PER_FORWARD]
-        flat = rows.ravel()
-        batch = {
-            "pert_emb": table[codes[torch.from_numpy(flat)]].to(device),
-            "ctrl_cell_emb": torch.from_numpy(inputs[flat]).to(device),
-        }
-        out = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
-        predicted[rows[keep]] = out[keep]
-
-    added = set(vocabulary.added)
-    unseen = sorted(label for label in np.unique(labels) if added & set(vocabulary.parts(label)))
-    info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": inputs.fallback_cells, "unseen_by_base": unseen}
-    return record(result, info)
+    with Prediction(target, test[sets[filled]], columns, out) as prediction:  # rows in the order of the sets
+        for start in tqdm(range(0, len(sets), SETS_PER_FORWARD), desc="infer", file=sys.stderr, mininterval=30.0):
+            rows = sets[start : start + SETS_PER_FORWARD]
+            keep = filled[start : start + SETS_PER_FORWARD]
+            flat = rows.ravel()
+            batch = {
+                "pert_emb": table[codes[torch.from_numpy(flat)]].to(device),
+                "ctrl_cell_emb": torch.from_numpy(inputs[flat]).to(device),
+            }
+            predicted = model(batch, padded=True).float().cpu().numpy().reshape(*rows.shape, -1)
+            prediction.append(predicted[keep])
+        added = set(vocabulary.added)
+        unseen = sorted(label for label in np.unique(labels) if added & set(vocabulary.parts(label)))
+        info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": inputs.fallback_cells,
+                "unseen_by_base": unseen}
+        return prediction.finish(info)

@@ -1,41 +1,88 @@
 """The prediction file: predicted test cells followed by the real control cells, ready for cell-eval.
 
-The predicted expression is held once: :func:`new_prediction` allocates the file's X, the steps
-that predict write their rows into it in chunks, and the file is written from it. ``X`` is what
-cell-eval reads; ``obs["predicted"]`` tells the predicted cells from the real controls, which are
-copied unchanged so that predicted and real control means agree.
+The predicted expression is held once, and never whole: a :class:`Prediction` takes the
+predicted rows a chunk at a time, in the order the predicting step produces them, then copies
+the real controls in chunks. Given a path it writes the rows straight into the ``.h5ad`` (then
+renames it into place), so memory holds a chunk, not the test cells x genes matrix; without one
+it builds the same AnnData in memory. ``X`` is what cell-eval reads; ``obs["predicted"]`` tells
+the predicted cells from the real controls, which are copied unchanged so that predicted and
+real control means agree.
 """
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 
 from ..data.readers import dense_rows
+from ..files import atomic_path
 from ..pairing.groups import control_mask
 from ..settings import Columns
 
-CHUNK_ROWS = 50_000  # rows copied or computed at a time
+CHUNK_ROWS = 20_000  # rows copied or computed at a time
 INFO = "deltatune_inference"  # uns key: how the prediction was made
+COMPRESSION = "gzip"  # of the file's X
 
 
-def new_prediction(target: ad.AnnData, rows: np.ndarray, columns: Columns) -> ad.AnnData:
-    """``rows`` of ``target`` to predict (X's first ``len(rows)`` rows, left to fill), then its
-    real controls (copied)."""
-    controls = np.flatnonzero(control_mask(target.obs, columns))
-    n = len(rows)
-    X = np.empty((n + len(controls), target.n_vars), dtype=np.float32)
-    for start in range(0, len(controls), CHUNK_ROWS):
-        part = controls[start : start + CHUNK_ROWS]
-        X[n + start : n + start + len(part)] = dense_rows(target.X[part])
-    obs = pd.concat([target.obs.iloc[rows], target.obs.iloc[controls]])
-    obs["predicted"] = np.repeat([True, False], [n, len(controls)])
-    return ad.AnnData(X=X, obs=obs, var=target.var.copy())
+class Prediction(contextlib.AbstractContextManager):
+    """The prediction of ``cells`` (rows of ``target``, in the order their rows will be appended).
 
+    Use as a context manager: :meth:`append` the predicted rows, then :meth:`finish`; leaving the
+    block without finishing (an error) leaves no file behind.
+    """
 
-def record(prediction: ad.AnnData, info: dict) -> ad.AnnData:
-    """``prediction`` with how it was made (``info``) and its counts in ``uns``."""
-    n_predicted = int(prediction.obs["predicted"].sum())
-    prediction.uns[INFO] = {**info, "n_predicted": n_predicted, "n_controls": prediction.n_obs - n_predicted}
-    return prediction
+    def __init__(self, target: ad.AnnData, cells: np.ndarray, columns: Columns, path: str | Path | None = None):
+        self.target = target
+        self.controls = np.flatnonzero(control_mask(target.obs, columns))
+        self.n_predicted = len(cells)
+        obs = pd.concat([target.obs.iloc[cells], target.obs.iloc[self.controls]])
+        obs["predicted"] = np.repeat([True, False], [len(cells), len(self.controls)])
+        self.obs, self.var = obs, target.var.copy()
+        self.path = path
+        self.filled = 0
+        self._stack = contextlib.ExitStack()
+        self._file = None
+
+    def __enter__(self) -> Prediction:
+        shape = (len(self.obs), len(self.var))
+        if self.path is None:
+            self.X = np.empty(shape, dtype=np.float32)
+            return self
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._file = self._stack.enter_context(h5py.File(tmp, "w"))
+        self.X = self._file.create_dataset(
+            "X", shape=shape, dtype="float32", chunks=(min(shape[0], 1024), shape[1]) if shape[0] else None,
+            compression=COMPRESSION,
+        )
+        self.X.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+    def append(self, rows: np.ndarray) -> None:
+        """The next predicted rows (float32, genes in the target's order)."""
+        self.X[self.filled : self.filled + len(rows)] = rows
+        self.filled += len(rows)
+
+    def finish(self, info: dict) -> ad.AnnData | None:
+        """Copy the real controls in, record ``info``; the AnnData (in memory), or None (written)."""
+        if self.filled != self.n_predicted:
+            raise RuntimeError(f"{self.filled} of {self.n_predicted} predicted rows were given")
+        for start in range(0, len(self.controls), CHUNK_ROWS):
+            part = self.controls[start : start + CHUNK_ROWS]
+            self.X[self.n_predicted + start : self.n_predicted + start + len(part)] = dense_rows(self.target.X[part])
+        uns = {INFO: {**info, "n_predicted": self.n_predicted, "n_controls": len(self.controls)}}
+        if self._file is None:
+            return ad.AnnData(X=self.X, obs=self.obs, var=self.var, uns=uns)
+        for key, value in (("obs", self.obs), ("var", self.var), ("uns", uns)):
+            ad.io.write_elem(self._file, key, value)
+        for empty in ("layers", "obsm", "obsp", "varm", "varp"):
+            ad.io.write_elem(self._file, empty, {})
+        self._file.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        return None

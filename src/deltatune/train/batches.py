@@ -6,10 +6,11 @@ the seed and the epoch number, which is what makes a killed run resumable to the
 (regenerate the epoch, skip the steps already taken) and a new seed per epoch redraw the pairs
 without rebuilding the index.
 
-Expression stays as a CSR float32 matrix (as preprocessing writes it); a step densifies only its
-own rows, its perturbed cells and the controls paired with them, so memory follows the data's
-sparse size and not cells x genes. The rows densified per step are the rows a whole-matrix
-densification would have given: the batches are the same numbers either way.
+Expression is held in whichever form is smaller: as CSR float32 (sparse data such as HVG counts
+of a million cells, where a step densifies only its own rows, its perturbed cells and the
+controls paired with them), or as a dense array of the rows that hold any expression (dense-ish
+data, where CSR's 8 bytes per stored value cost more than 4 per value and every step's gather
+is cheaper). The batches are the same numbers either way.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class CellSetBatches:
             raise InputDataError("no perturbed cells to train on")
         index.check_rows_of(adata.obs_names, "the training data")
         self.index = index
-        self.X = sp.csr_matrix(adata.X, dtype=np.float32)  # no copy when it already is one
+        self.X, self.row_of = _smaller_form(sp.csr_matrix(adata.X, dtype=np.float32))
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
         self.pert_table = pert_table
         self.control_input = control_input
@@ -109,4 +110,19 @@ class CellSetBatches:
 
     def _rows(self, rows: np.ndarray) -> torch.Tensor:
         """Rows of the expression matrix, densified (float32, repeats allowed)."""
-        return torch.from_numpy(dense_rows(self.X[rows]))
+        if self.row_of is None:
+            return torch.from_numpy(dense_rows(self.X[rows]))
+        return self.X[torch.from_numpy(self.row_of[rows])]
+
+
+def _smaller_form(X: sp.csr_matrix) -> tuple[sp.csr_matrix | torch.Tensor, np.ndarray | None]:
+    """``X`` as it is (CSR), or, when smaller, the dense rows that store anything with each row's
+    place among them (rows storing nothing, such as cells never read, share one zero row)."""
+    stored = np.flatnonzero(np.diff(X.indptr))
+    if (len(stored) + 1) * X.shape[1] * 4 > X.data.nbytes + X.indices.nbytes + X.indptr.nbytes:
+        return X, None
+    row_of = np.full(X.shape[0], len(stored), dtype=np.int64)
+    row_of[stored] = np.arange(len(stored))
+    dense = np.zeros((len(stored) + 1, X.shape[1]), dtype=np.float32)
+    dense[:-1] = X[stored].toarray()
+    return torch.from_numpy(dense), row_of

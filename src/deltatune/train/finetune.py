@@ -25,7 +25,6 @@ from ..files import atomic_path, write_json
 from ..model.lora import apply_lora, count_parameters
 from ..model.perturbations import new_rows_module
 from ..model.st import BaseModel
-from ..pairing.groups import control_mask
 from ..pairing.index import PairingIndex
 from ..settings import Columns, PerturbationSettings, StageSettings, to_dict
 from .batches import CellSetBatches
@@ -48,11 +47,6 @@ class StageResult:
     parameters: dict[str, int]
     pairing: dict
     seconds: float
-
-
-def training_cells(obs: pd.DataFrame, columns: Columns, split: pd.DataFrame) -> np.ndarray:
-    """The cells a stage reads the expression of: the train split's perturbed cells and every control."""
-    return control_mask(obs, columns) | cells_of_split(obs, columns, split, "train")
 
 
 def finetune_stage(
