@@ -15,6 +15,7 @@ the caps is scored on all its cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import anndata as ad
 import numpy as np
@@ -49,7 +50,7 @@ class Pair:
 
     ``target`` holds expression for at least the scored cells (rows ``rows``); ``prediction``
     may be backed (its X read in chunks); ``positions`` is each scored cell's row in it;
-    ``genes`` the measured genes, by position in ``target`` and in ``prediction``.
+    ``target_genes`` and ``prediction_genes`` are the measured genes' positions in each.
     """
 
     target: ad.AnnData
@@ -60,8 +61,9 @@ class Pair:
     prediction_genes: np.ndarray
     columns: Columns
 
-    @property
+    @cached_property
     def obs(self) -> pd.DataFrame:
+        """The scored cells' obs (read by every scoring pass)."""
         return self.target.obs.iloc[self.rows]
 
     @property

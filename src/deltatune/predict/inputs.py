@@ -27,9 +27,6 @@ class ControlInputs:
     rows: np.ndarray
     fallback_cells: int
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def __getitem__(self, positions) -> np.ndarray:
         """Dense float32 inputs of the test cells at ``positions`` (a slice or an index array)."""
         return dense_rows(self.source[self.rows[positions]])

@@ -8,6 +8,7 @@ imported: Snakemake reads this while it parses the workflow.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import SettingsError
@@ -21,7 +22,7 @@ from .predict import InferenceSettings
 from .report import BootstrapSettings
 from .train import StageSettings, TrainSettings
 
-CHECKPOINT_KEYS = ("checkpoint_file", "genes", "trusted")  # CheckpointSettings' base_model keys
+CHECKPOINT_KEYS = tuple(f.name for f in dataclasses.fields(CheckpointSettings))  # its base_model keys
 
 
 def deep_merge(base: dict, override: dict) -> dict:
