@@ -202,7 +202,57 @@ def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_pat
     assert height > 2000
     for stage in ("base", "lora_random", "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling"):
         assert stage in done.stdout
-    assert "How to read the three numbers" in done.stdout
+    assert "How to read the scores" in done.stdout
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => {
+  const right = Math.ceil(document.querySelector("table").getBoundingClientRect().right);
+  document.body.setAttribute("data-width", right + "/" + window.innerWidth + "/" + document.documentElement.scrollWidth);
+});
+</script>"""
+
+
+def test_the_first_table_fits_the_page_in_chromium(finished_run, tmp_path):
+    """Rendered at 1400 px (and at 1000 px), the lead table ends inside the viewport and the page
+    does not scroll sideways; a screenshot of the first screen is kept beside the probe."""
+    page = (finished_run / "results" / "tiny" / "report" / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", WIDTH_PROBE + "</body>"))
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    for width in (1400, 1000):
+        done = subprocess.run([*chromium, f"--window-size={width},900", "--virtual-time-budget=10000", "--dump-dom",
+                               probe.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        match = re.search(r'data-width="(\d+)/(\d+)/(\d+)"', done.stdout)
+        assert match, "the page did not finish loading"
+        right, viewport, scroll = map(int, match.groups())
+        assert viewport == width
+        assert right <= viewport and scroll <= viewport, (width, right, scroll)
+        assert "perturbed-mean-centred" in done.stdout.split("</table>")[0], "the lead table shows the new scores"
+    shot = tmp_path / "report.png"
+    subprocess.run([*chromium, "--window-size=1400,900", f"--screenshot={shot}", probe.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_with_few_test_perturbations_says_its_intervals_say_little(finished_run):
+    """The tiny run keeps 6 test perturbations: summary.csv and the report say so beside the intervals."""
+    report = finished_run / "results" / "tiny" / "report"
+    summary = pd.read_csv(report / "summary.csv", keep_default_na=False)
+    assert (summary["n_perturbations"] < 10).all()
+    assert summary["interval_note"].str.contains("the interval says little").all()
+    page = (report / "report.html").read_text()
+    rows = page.split("</table>")[0].split("<tbody>")[1].split("</tr>")[:-1]  # the lead table's rows
+    assert len(rows) == len(summary) and all("\u2020" in row for row in rows)
+    assert "the interval says little" in page
+
+
+def test_interval_notes_start_at_ten_perturbations():
+    from deltatune.report.tables import interval_note
+
+    assert interval_note(9) and interval_note(3)
+    assert interval_note(10) == "" and interval_note(500) == ""
 
 
 def test_provenance_matches_the_run(finished_run):

@@ -91,11 +91,32 @@ def evaluation_pair(target: ad.AnnData, prediction: ad.AnnData, split: pd.DataFr
     return Pair(target, prediction, rows, positions, target.var_names.get_indexer(genes), prediction_genes, columns)
 
 
-def bulk_pair(pair: Pair, by: list[str]) -> tuple[pd.DataFrame, ad.AnnData, ad.AnnData]:
+@dataclass(frozen=True)
+class Bulk:
+    """Real and predicted mean expression per group, one row per group as cell-eval reads them.
+
+    ``keys`` holds each group's key columns and its number of real cells (``n_cells``).
+    """
+
+    keys: pd.DataFrame
+    real: ad.AnnData
+    pred: ad.AnnData
+
+    def rows(self, mask: np.ndarray) -> Bulk:
+        """The groups of ``mask`` (e.g. one plate's)."""
+        return Bulk(self.keys[mask], self.real[mask].copy(), self.pred[mask].copy())
+
+
+def _bulk(keys: pd.DataFrame, counts: np.ndarray, real: np.ndarray, pred: np.ndarray, genes: pd.Index) -> Bulk:
+    obs = keys.set_axis([f"group{i}" for i in range(len(keys))])
+    var = pd.DataFrame(index=genes)
+    return Bulk(keys.assign(n_cells=counts), ad.AnnData(X=real, obs=obs, var=var), ad.AnnData(X=pred, obs=obs.copy(), var=var))
+
+
+def bulk_pair(pair: Pair, by: list[str]) -> Bulk:
     """Real and predicted mean expression per group of ``by`` columns over every scored cell.
 
-    Returns the groups' keys (with their real cell counts in ``n_cells``) and two AnnData of one
-    row per group, as cell-eval reads them. The prediction is read a chunk of rows at a time.
+    The prediction is read a chunk of rows at a time.
     """
     codes, keys = group_codes(pair.obs, by)
     counts = np.bincount(codes, minlength=len(keys))
@@ -107,9 +128,33 @@ def bulk_pair(pair: Pair, by: list[str]) -> tuple[pd.DataFrame, ad.AnnData, ad.A
         stop = min(start + CHUNK_ROWS, pair.prediction.n_obs)
         block = dense_rows(pair.prediction.X[start:stop])[:, pair.prediction_genes]
         pred += group_means(block, predicted_codes[start:stop], len(keys), counts=counts)
-    obs = keys.set_axis([f"group{i}" for i in range(len(keys))])
-    var = pd.DataFrame(index=pair.var_names)
-    return keys.assign(n_cells=counts), ad.AnnData(X=real, obs=obs, var=var), ad.AnnData(X=pred, obs=obs.copy(), var=var)
+    return _bulk(keys, counts, real, pred, pair.var_names)
+
+
+def split_half_bulk(real: ad.AnnData, by: list[str], seed: int) -> Bulk:
+    """Two disjoint halves of every group's real cells as a "real" and a "predicted" bulk.
+
+    Each group of ``by`` columns gives ``floor(n / 2)`` randomly drawn cells to each half (the
+    odd one out to neither), as cell-eval's ``compute_ceiling`` splits them; the first half is
+    the prediction.
+    """
+    codes, keys = group_codes(real.obs, by)
+    counts = np.bincount(codes, minlength=len(keys))
+    rank = _ranks_within(codes, len(keys), np.random.default_rng(seed))
+    half = counts[codes] // 2
+    first = np.where(rank < half, codes, -1)
+    second = np.where((rank >= half) & (rank < 2 * half), codes, -1)
+    means = [group_means(real.X, side, len(keys)) for side in (second, first)]
+    return _bulk(keys, counts, *means, real.var_names)
+
+
+def _ranks_within(codes: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+    """Each entry's rank within its group in a random order of every group (vectorized)."""
+    order = np.lexsort((rng.random(len(codes)), codes))
+    rank = np.empty(len(codes), dtype=np.int64)
+    starts = np.searchsorted(codes[order], np.arange(n_groups))
+    rank[order] = np.arange(len(codes)) - starts[codes[order]]
+    return rank
 
 
 def cell_sample(pair: Pair, settings: EvaluateSettings) -> tuple[ad.AnnData, ad.AnnData]:
@@ -119,10 +164,7 @@ def cell_sample(pair: Pair, settings: EvaluateSettings) -> tuple[ad.AnnData, ad.
     obs = pair.obs
     codes, keys = group_codes(obs, [columns.perturbation])
     caps = np.where(keys[columns.perturbation].to_numpy() == columns.control, settings.control_cap, settings.cell_cap)
-    order = np.lexsort((np.random.default_rng(settings.seed).random(len(codes)), codes))
-    rank = np.empty(len(codes), dtype=np.int64)
-    starts = np.searchsorted(codes[order], np.arange(len(keys)))
-    rank[order] = np.arange(len(codes)) - starts[codes[order]]
+    rank = _ranks_within(codes, len(keys), np.random.default_rng(settings.seed))
     kept = np.flatnonzero(rank < caps[codes])  # positions among the scored cells, in data order
     real_X = dense_rows(pair.target.X[pair.rows[kept]][:, pair.target_genes])
     positions = pair.positions[kept]

@@ -5,7 +5,10 @@ on one row per perturbation (its mean over every scored cell), the cell-level on
 sample of cells. Pooled over all controls, a drug's real delta contains the offsets of the plates
 it sits on. The plate-matched scores run cell-eval once per plate, on that plate's perturbation
 means against that plate's own control mean, and average the delta metrics over plates with
-cell-count weights. The noise ceiling is cell-eval's own split-half estimate on the real cells.
+cell-count weights. Beside them, each side gets the scores for what every perturbation shares
+(:mod:`.systematic`): cell-eval's ``pearson_delta`` against the mean perturbation instead of the
+controls, and the mean correlation between perturbations' deltas. The noise ceiling is cell-eval's
+own split-half estimate on the real cells, and the same split for the perturbed-mean score.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import pandas as pd
 
 from ..errors import SettingsError
 from ..settings import Columns, EvaluateSettings
-from . import MATCHED_SUFFIX
-from .pairs import Pair, bulk_pair, cell_sample, for_cell_eval
+from . import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC
+from .pairs import Bulk, Pair, bulk_pair, cell_sample, for_cell_eval, split_half_bulk
+from .systematic import centred_on_perturbed_mean, delta_correlations
 
 PROFILES_WITHOUT_DE = ("anndata",)
 # cell-eval's AnnData metrics that read cells: energy distance (distances between cells), and the
@@ -57,24 +61,43 @@ def _compute(real: ad.AnnData, pred: ad.AnnData, columns: Columns, profile: str,
     return results.to_pandas()
 
 
+def _perturbed_mean_score(bulk: Bulk, columns: Columns, threads: int) -> pd.DataFrame:
+    """cell-eval's ``pearson_delta`` of ``bulk``'s perturbations against each side's mean perturbation."""
+    _, anndata = _metric_names()
+    real, pred, flat = centred_on_perturbed_mean(bulk, columns)
+    skip = [m for m in anndata if m != PRIMARY_METRIC]
+    table = _compute(real, pred, columns, "anndata", skip, threads, skip_de=True)
+    table = table[["perturbation", PRIMARY_METRIC]].rename(columns={PRIMARY_METRIC: PERTURBED_MEAN})
+    table.loc[table["perturbation"].isin(flat), PERTURBED_MEAN] = 0.0  # no deviation from the mean: explains none
+    return table
+
+
+def _merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    scores = parts[0]
+    for part in parts[1:]:
+        scores = scores.merge(part, on="perturbation", how="outer")
+    return scores
+
+
 def score(pair: Pair, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
-    """Per-perturbation cell-eval metrics of ``settings.profile`` (one row per perturbation)."""
+    """Per-perturbation cell-eval metrics of ``settings.profile`` against pooled controls, then the
+    perturbed-mean score and the delta correlations (one row per perturbation)."""
     de, anndata = _metric_names()
     columns = pair.columns
+    bulk = bulk_pair(pair, [columns.perturbation])
     parts = []
     if settings.profile != "de":
-        _, real, pred = bulk_pair(pair, [columns.perturbation])
-        parts.append(_compute(real, pred, columns, settings.profile, [*de, *CELL_METRICS], threads, skip_de=True))
+        parts.append(_compute(bulk.real, bulk.pred, columns, settings.profile, [*de, *CELL_METRICS], threads,
+                              skip_de=True))
     if settings.profile in PROFILES_WITH_CELL_METRICS:
         real, pred = cell_sample(pair, settings)
         skip = [m for m in anndata if m not in CELL_METRICS]
         parts.append(_compute(for_cell_eval(real, columns), for_cell_eval(pred, columns), columns, settings.profile,
                               skip, threads, skip_de=settings.profile in PROFILES_WITHOUT_DE))
-    scores = parts[0]
-    for part in parts[1:]:
-        scores = scores.merge(part, on="perturbation", how="outer")
+    scores = _merge(parts)
     order = {name: i for i, name in enumerate([*de, *anndata])}  # cell-eval's own column order
-    return scores[["perturbation", *sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))]]
+    scores = scores[["perturbation", *sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))]]
+    return _merge([scores, _perturbed_mean_score(bulk, columns, threads), delta_correlations(bulk, columns)])
 
 
 def usable_batches(batch: np.ndarray, labels: np.ndarray, n_cells: np.ndarray, control: str) -> tuple[list[str], dict]:
@@ -107,37 +130,57 @@ def _plate_average(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return matched.add_suffix(MATCHED_SUFFIX).reset_index()
 
 
-def score_matched(pair: Pair, threads: int) -> tuple[pd.DataFrame, dict]:
-    """Plate-matched delta metrics per perturbation, and the batches skipped.
-
-    cell-eval runs on every usable plate alone: its perturbations' means against its own control
-    mean (the prediction carries the same real controls).
-    """
-    columns = pair.columns
-    if not columns.batch:
-        raise SettingsError("plate-matched scores need data.columns.batch")
-    _, anndata = _metric_names()
-    keys, real, pred = bulk_pair(pair, [columns.batch, columns.perturbation])
-    labels = keys[columns.perturbation].to_numpy()
-    plates, info = usable_batches(keys[columns.batch].to_numpy(), labels, keys["n_cells"].to_numpy(), columns.control)
-    skip = [m for m in anndata if "delta" not in m]
+def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame, dict]:
+    """``score_plate(plate's bulk)`` on every usable plate of a (plate, perturbation) ``bulk``,
+    averaged over plates; and the plates used and skipped."""
+    labels = bulk.keys[columns.perturbation].to_numpy()
+    plates, info = usable_batches(bulk.keys[columns.batch].to_numpy(), labels, bulk.keys["n_cells"].to_numpy(),
+                                  columns.control)
     parts = []
     for plate in plates:
-        rows = (keys[columns.batch] == plate).to_numpy()
-        table = _compute(real[rows], pred[rows], columns, "anndata", skip, threads, skip_de=True)
-        weights = pd.Series(keys["n_cells"].to_numpy()[rows], index=labels[rows])
+        rows = (bulk.keys[columns.batch] == plate).to_numpy()
+        table = score_plate(bulk.rows(rows))
+        weights = pd.Series(bulk.keys["n_cells"].to_numpy()[rows], index=labels[rows])
         parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
     return _plate_average(parts), info
 
 
+def _matched_metrics(columns: Columns, threads: int):
+    """The per-plate scorer: cell-eval's delta metrics against the plate's control mean, and the
+    perturbed-mean score over the plate's perturbations."""
+    _, anndata = _metric_names()
+    skip = [m for m in anndata if "delta" not in m]
+
+    def score_plate(plate: Bulk) -> pd.DataFrame:
+        table = _compute(plate.real, plate.pred, columns, "anndata", skip, threads, skip_de=True)
+        return table.merge(_perturbed_mean_score(plate, columns, threads), on="perturbation", how="left")
+
+    return score_plate
+
+
+def score_matched(pair: Pair, threads: int) -> tuple[pd.DataFrame, dict]:
+    """Plate-matched delta metrics per perturbation, and the batches skipped.
+
+    cell-eval runs on every usable plate alone: its perturbations' means against its own control
+    mean (the prediction carries the same real controls), and against their own mean.
+    """
+    columns = pair.columns
+    if not columns.batch:
+        raise SettingsError("plate-matched scores need data.columns.batch")
+    return _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, _matched_metrics(columns, threads))
+
+
 def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSettings, threads: int, seed: int) -> pd.DataFrame:
-    """cell-eval's split-half scores of the real cells against themselves, pooled and plate-matched.
+    """cell-eval's split-half scores of the real cells against themselves, pooled and plate-matched,
+    and the perturbed-mean score of the same kind of split.
 
     Half-depth values per perturbation; the report maps their means to full depth with
     cell-eval's Spearman-Brown correction.
     """
     pooled = _compute(real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE,
                       ceiling_seed=seed)
+    halves = split_half_bulk(real, [columns.perturbation], seed)
+    pooled = pooled.merge(_perturbed_mean_score(halves, columns, threads), on="perturbation", how="left")
     if not columns.batch:
         return pooled
     batch = real.obs[columns.batch].astype(str).to_numpy()
@@ -149,7 +192,10 @@ def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSetting
         table = _compute(cells, cells, columns, "anndata", [], threads, skip_de=True, ceiling_seed=seed)
         weights = cells.obs[columns.perturbation].astype(str).value_counts()
         parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
-    return pooled.merge(_plate_average(parts), on="perturbation", how="left")
+    matched = _plate_average(parts)
+    plate_halves = split_half_bulk(real, [columns.batch, columns.perturbation], seed)
+    centred, _ = _each_plate(plate_halves, columns, lambda plate: _perturbed_mean_score(plate, columns, threads))
+    return pooled.merge(matched.merge(centred, on="perturbation", how="outer"), on="perturbation", how="left")
 
 
 def score_prediction(pair: Pair, settings: EvaluateSettings, threads: int) -> tuple[pd.DataFrame, dict]:

@@ -9,7 +9,16 @@ import json
 import pandas as pd
 
 from .. import roles
-from ..evaluate import MATCHED, PRIMARY_METRIC
+from ..evaluate import (
+    DELTA_CORRELATION_PREDICTED,
+    DELTA_CORRELATION_REAL,
+    DISCRIMINATION,
+    MATCHED,
+    PERTURBED_MEAN,
+    PERTURBED_MEAN_MATCHED,
+    PRIMARY_METRIC,
+)
+from .tables import COLLAPSE_RATIO, INTERVAL_NOTE, SCORE_METRICS, p_suffix
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
@@ -23,16 +32,22 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto}
 figcaption{font-size:.88em;color:#555}
 .note{background:#f7f7f2;border-left:4px solid #c2a02b;padding:.5em 1em}
 pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+.wide{overflow-x:auto}
+table.lead td{vertical-align:top}
+table.lead .ci{display:block;font-size:.85em;color:#555;white-space:nowrap}
 """
 
-SUMMARY_COLUMNS = (
-    "stage", PRIMARY_METRIC, f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}_ci_high",
-    f"{PRIMARY_METRIC}_floor_to_ceiling", "p_vs_base", "p_vs_previous",
-    MATCHED, f"{MATCHED}_ci_low", f"{MATCHED}_ci_high", f"{MATCHED}_floor_to_ceiling", "p_vs_base_matched",
-    "mse", "n_replicates", "n_perturbations",
-)
+# The lead table: the scores that survive confounding, each with its interval (headers by metric).
+LEAD_SCORES = {
+    PRIMARY_METRIC: "pearson_delta<br>pooled",
+    MATCHED: "pearson_delta<br>plate-matched",
+    PERTURBED_MEAN: "perturbed-mean-centred<br>pooled",
+    PERTURBED_MEAN_MATCHED: "perturbed-mean-centred<br>plate-matched",
+    DISCRIMINATION: "discrimination<br>(cell-eval, L1)",
+}
+FEW = "\u2020"  # marks an interval over too few test perturbations
 THREE_NUMBERS = (
-    "<p><b>How to read the three numbers.</b> The <i>pooled</i> score (cell-eval's <code>pearson_delta</code>) "
+    "<p><b>How to read the scores.</b> The <i>pooled</i> score (cell-eval's <code>pearson_delta</code>) "
     "compares each drug's cells with all control cells, so a drug's real effect also contains the offsets of "
     "the plates it happened to sit on; the <i>plate-matched</i> score compares it with its own plates' "
     "controls only, so it rewards drug effects and not plate structure. The <i>floor</i> "
@@ -40,6 +55,18 @@ THREE_NUMBERS = (
     "of the real cells predicting the other half) show what a score of nothing and the best possible score "
     "look like on these data; <code>_floor_to_ceiling</code> places every stage between them (0 = floor, "
     "1 = ceiling).</p>"
+)
+SYSTEMATIC = (
+    "<p><b>What every perturbation shares.</b> A delta against controls also rewards the part of the effect "
+    "that all perturbations share. The <i>perturbed-mean-centred</i> score (Systema, Vi\u00f1as Torn\u00e9 et "
+    "al., Nature Biotechnology 2025) correlates each prediction's deviation from the mean of all predicted test "
+    "perturbations with the real deviation from the mean of all real ones: the shared part cancels, and a "
+    "prediction of only that part scores about 0. <i>Discrimination</i> (cell-eval) asks whether each "
+    "prediction lies closest to its own perturbation's real profile (1 = always, 0.5 = chance). The "
+    "<i>collapse ratio</i> is the mean correlation between predicted deltas of different perturbations over "
+    "the same for the real deltas (both shown below it): near 1 the predictions are as distinct as the data, "
+    "far above 1 they collapse onto one effect. Where the real deltas are nearly uncorrelated the ratio is "
+    "large for any shared predicted effect; read the two correlations.</p>"
 )
 
 NO_BATCH = (
@@ -52,14 +79,70 @@ NO_BATCH = (
 
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
-                         na_rep="", border=0, escape=True)
+    """``frame`` as HTML, in a box that scrolls sideways rather than widen the page."""
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
+                          na_rep="", border=0, escape=True)
+    return f"<div class='wide'>{table}</div>"
 
 
 def _figure(png: bytes, name: str, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _interval(row: pd.Series, metric: str) -> str:
+    value, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if pd.isna(value):
+        return ""
+    interval = "" if pd.isna(low) else f"<span class='ci'>[{low:.3f}, {high:.3f}]{FEW if row[INTERVAL_NOTE] else ''}</span>"
+    return f"{value:.3f}{interval}"
+
+
+def _collapse(row: pd.Series) -> str:
+    """The collapse ratio above its two mean correlations (predicted / real)."""
+    if pd.isna(row.get(COLLAPSE_RATIO)):
+        return ""
+    return (f"{row[COLLAPSE_RATIO]:.2f}<span class='ci'>{row[DELTA_CORRELATION_PREDICTED]:.3f} / "
+            f"{row[DELTA_CORRELATION_REAL]:.3f}</span>")
+
+
+def lead_table(summary: pd.DataFrame) -> str:
+    """The first table: each row's confound-surviving scores with intervals, narrow enough for a page.
+
+    Every number is also in ``summary.csv``; the tests and floor-to-ceiling positions follow in
+    :func:`tests_table`.
+    """
+    scores = [m for m in LEAD_SCORES if m in summary]
+    rows = [
+        "<tr>" + f"<td>{html.escape(str(row['stage']))}</td>"
+        + "".join(f"<td>{_interval(row, m)}</td>" for m in scores)
+        + f"<td>{_collapse(row)}</td>"
+        + f"<td>{int(row['n_perturbations'])}</td></tr>"
+        for _, row in summary.iterrows()
+    ]
+    head = "".join(f"<th>{LEAD_SCORES[m]}</th>" for m in scores)
+    parts = [
+        "<table class='lead'><thead><tr><th>row</th>", head,
+        "<th>collapse ratio<br>(pred. / real r)</th><th>test<br>perts</th></tr></thead><tbody>", *rows, "</tbody></table>",
+    ]
+    notes = summary.loc[summary[INTERVAL_NOTE].astype(bool), ["stage", INTERVAL_NOTE]]
+    if len(notes):
+        stages = ", ".join(f"<code>{html.escape(s)}</code>" for s in notes["stage"])
+        parts.append(f"<p class='note'>{FEW} {html.escape(notes[INTERVAL_NOTE].iloc[0])} ({stages}). A bootstrap "
+                     "resamples the test perturbations; with so few, it cannot see how much another draw of "
+                     "perturbations would move the score. Keep more perturbations in the test split "
+                     "(<code>preprocess.split.test_fraction</code>).</p>")
+    return "".join(parts)
+
+
+def tests_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per row and score: position between floor and ceiling, and the paired tests."""
+    columns = ["stage"]
+    for metric in SCORE_METRICS:
+        suffix = p_suffix(metric)
+        columns += [f"{metric}_floor_to_ceiling", f"p_vs_base{suffix}", f"p_vs_previous{suffix}"]
+    return summary[[c for c in [*columns, "mse", "n_replicates"] if c in summary]]
 
 
 def _unseen_note(unseen: list[str]) -> str:
@@ -124,7 +207,6 @@ def render(
 ) -> str:
     """The page: findings and the main figure first, details and provenance after."""
     fig = {name: _figure(png, name, caption) for name, (png, caption) in figures.items()}
-    summary_cols = [c for c in SUMMARY_COLUMNS if c in summary]
     findings = "".join(f"<li>{item}</li>" for item in _findings(summary, rows_roles))
     git = provenance.get("git", {})
     facts = pd.DataFrame(
@@ -152,8 +234,12 @@ def render(
         _unseen_note(context["unseen_by_base"]),
         "<h2>Perturbation-effect score by stage</h2>",
         fig["stage_scores"],
-        _table(summary[summary_cols]),
+        lead_table(summary),
         THREE_NUMBERS if MATCHED in summary else NO_BATCH,
+        SYSTEMATIC,
+        "<p>Position between floor and ceiling, and paired tests against <code>base</code> and the previous stage, "
+        "for each score:</p>",
+        _table(tests_table(summary)),
         _plate_warning(summary, rows_roles),
         f"<ul>{findings}</ul>",
         (

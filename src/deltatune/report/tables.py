@@ -2,10 +2,12 @@
 
 ``comparison.csv`` is the tidy record (stage, replicate, perturbation, metric, value) of every
 cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, then the
-noise ceiling. For ``pearson_delta`` (pooled controls) and ``pearson_delta_matched`` (each plate's
-own controls) it gives the mean, the bootstrap interval over perturbations and seeds, the paired
-tests against ``base`` and against the previous stage, and where the score lies between the
-zero-effect floor (``baseline_plate_control``) and the ceiling; then the mean of every other metric.
+noise ceiling. For each score of :data:`SCORE_METRICS` (``pearson_delta`` against pooled controls
+and against each plate's own, the same against the mean perturbation, cell-eval's discrimination
+score) it gives the mean, the bootstrap interval over perturbations and seeds, the paired tests
+against ``base`` and against the previous stage, and where the score lies between the zero-effect
+floor (``baseline_plate_control``) and the ceiling; then ``mode_collapse_ratio``, a note where
+too few perturbations make the intervals say little, and the mean of every other metric.
 
 The ceiling row holds cell-eval's split-half scores mapped to full depth with cell-eval's own
 Spearman-Brown correction (its interval endpoints too: the correction is monotonic).
@@ -17,12 +19,26 @@ import numpy as np
 import pandas as pd
 
 from .. import roles
-from ..evaluate import MATCHED, MATCHED_SUFFIX, PRIMARY_METRIC
+from ..evaluate import (
+    DELTA_CORRELATION_PREDICTED,
+    DELTA_CORRELATION_REAL,
+    DISCRIMINATION,
+    MATCHED,
+    MATCHED_SUFFIX,
+    PERTURBED_MEAN,
+    PERTURBED_MEAN_MATCHED,
+    PRIMARY_METRIC,
+)
 from ..pairing.means import group_means
 from ..settings import BootstrapSettings
 from .statistics import bootstrap_interval, paired_test, score_matrix
 
-SCORE_METRICS = (PRIMARY_METRIC, MATCHED)
+SCORE_METRICS = (PRIMARY_METRIC, MATCHED, PERTURBED_MEAN, PERTURBED_MEAN_MATCHED, DISCRIMINATION)
+COLLAPSE_RATIO = "mode_collapse_ratio"
+# Below this many test perturbations a bootstrap over them has too few units to mean much: with
+# 3, every draw is one of 10 multisets and the interval is about the spread of 3 numbers.
+MIN_PERTURBATIONS = 10
+INTERVAL_NOTE = "interval_note"
 # The metrics whose split-half ceiling cell-eval corrects to full depth (its SB_METRICS, 0.8.2);
 # tests/test_report.py holds this list and the formula against cell-eval's own correction.
 SPEARMAN_BROWN_METRICS = frozenset({
@@ -31,18 +47,33 @@ SPEARMAN_BROWN_METRICS = frozenset({
     "precision_at_N", "precision_at_50", "precision_at_100", "precision_at_200", "precision_at_500",
     "de_spearman_sig", "de_spearman_lfc_sig", "de_direction_match", "de_sig_genes_recall", "pr_auc", "roc_auc",
 })
+# The perturbed-mean score is a Pearson correlation of deltas like pearson_delta: the same correction.
+CORRECTED_METRICS = SPEARMAN_BROWN_METRICS | {PERTURBED_MEAN}
+
+
+def p_suffix(metric: str) -> str:
+    """The suffix of ``metric``'s p-value columns: none for ``pearson_delta``, ``_matched`` for
+    ``pearson_delta_matched``, ``_<metric>`` for any other."""
+    return "" if metric == PRIMARY_METRIC else "_" + metric.removeprefix(PRIMARY_METRIC + "_")
+
+
+def interval_note(n_perturbations: int) -> str:
+    """What to tell a reader beside an interval over ``n_perturbations`` units ("" when enough)."""
+    if n_perturbations >= MIN_PERTURBATIONS:
+        return ""
+    return f"only {n_perturbations} test perturbations (< {MIN_PERTURBATIONS}): the interval says little"
 
 
 def full_depth(means: pd.Series) -> pd.Series:
     """Half-depth split-half means mapped to full depth, as cell-eval's ``compute_ceiling`` does.
 
     The Spearman-Brown prophecy ``2r / (1 + r)`` (the reliability of a test of doubled length)
-    for the metrics in :data:`SPEARMAN_BROWN_METRICS` (pooled or ``_matched``) where ``r > 0``;
+    for the metrics in :data:`CORRECTED_METRICS` (pooled or ``_matched``) where ``r > 0``;
     every other value (errors, counts, a non-positive reliability) has no defensible ceiling and
     becomes NaN, as in cell-eval.
     """
     r = means.to_numpy(dtype=np.float64)
-    corrected = np.array([m.removesuffix(MATCHED_SUFFIX) in SPEARMAN_BROWN_METRICS for m in means.index]) & (r > 0)
+    corrected = np.array([m.removesuffix(MATCHED_SUFFIX) in CORRECTED_METRICS for m in means.index]) & (r > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return pd.Series(np.where(corrected, 2.0 * r / (1.0 + r), np.nan), index=means.index)
 
@@ -66,7 +97,8 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
 
     ``p_vs_previous`` compares each fine-tuned stage with the row listed before it; baselines,
     ``base`` and the ceiling have none. Every p-value is a paired test over the same test
-    perturbations.
+    perturbations. ``mode_collapse_ratio`` is the mean correlation between predicted deltas over
+    the same for the real ones (:mod:`deltatune.evaluate.systematic`).
     """
     means = comparison.groupby(["stage", "metric"])["value"].mean().unstack("metric")
     metrics = [m for m in SCORE_METRICS if m in means.columns]
@@ -80,7 +112,7 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
         is_ceiling = role == roles.CEILING
         stage_means = full_depth(means.loc[stage]) if is_ceiling else means.loc[stage]
         for metric in metrics:
-            suffix = metric.removeprefix(PRIMARY_METRIC)
+            suffix = p_suffix(metric)
             scores = score_matrix(comparison, stage, metric)
             low, high = bootstrap_interval(scores.to_numpy(), bootstrap)
             if is_ceiling:
@@ -93,10 +125,13 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
                 f"p_vs_base{suffix}": paired_test(scores, score_matrix(comparison, base, metric)) if testable else np.nan,
                 f"p_vs_previous{suffix}": paired_test(scores, score_matrix(comparison, previous, metric)) if previous else np.nan,
             }
+        n_perturbations = comparison.loc[comparison["stage"] == stage, "perturbation"].nunique()
         row |= {
+            COLLAPSE_RATIO: stage_means.get(DELTA_CORRELATION_PREDICTED, np.nan) / stage_means.get(DELTA_CORRELATION_REAL, np.nan),
             "previous_stage": previous,
             "n_replicates": comparison.loc[comparison["stage"] == stage, "replicate"].nunique(),
-            "n_perturbations": comparison.loc[comparison["stage"] == stage, "perturbation"].nunique(),
+            "n_perturbations": n_perturbations,
+            INTERVAL_NOTE: interval_note(n_perturbations),
             **stage_means.drop(metrics).to_dict(),
         }
         rows.append(row)
