@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup demo test lint lock container-smoke
+.PHONY: setup demo test lint lock container-smoke reliability
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 	tests/ensure_chromium.sh
 	tests/ensure_slurm.sh
 	$(RUN) python -m pytest
+
+# The fault and bad-input suite alone, writing the table of what it observed.
+reliability: $(STAMP)
+	$(RUN) python -m pytest tests -m reliability --reliability-table docs/reliability.md
 
 lint: $(STAMP)
 	$(RUN) snakemake --lint

@@ -25,6 +25,13 @@ container: pinned_image("workflow")
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pairing.smk"
 include: "workflow/rules/train.smk"
+
+
+if SEARCH:
+
+    include: "workflow/rules/search.smk"
+
+
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

@@ -106,3 +106,17 @@ def new_base(preprocessed, columns):
         return BaseModel(build_st_model(TINY_ARCH, genes, vocab, columns.control), genes, vocab)
 
     return make
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reliability-table", default=None,
+                     help="write the reliability suite's observations to this Markdown file (docs/reliability.md)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write docs/reliability.md from the cases the suite recorded, when asked and all passed."""
+    path = session.config.getoption("--reliability-table")
+    if path and exitstatus == 0:
+        from reliability import write_table
+
+        write_table(Path(path))

@@ -72,7 +72,20 @@ def test_shipped_configs_are_valid(path):
     validate(yaml.safe_load(path.read_text()), str(SCHEMA_PATH))
 
 
-@pytest.mark.parametrize("path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG}), ids=lambda p: p.name)
+SEARCH_CONFIG = REPO / "config" / "search.yaml"
+
+
+def test_the_search_config_adds_its_rows_to_the_demo():
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    update_config(config, yaml.safe_load(SEARCH_CONFIG.read_text()))
+    validate(config, str(SCHEMA_PATH))
+    assert config["run"] == "search" and config["search"]["start"] in config["stages"]
+    assert list(config["stages"]) == ["lora_random", "lora_batch", "lora_batch_delta", "lora_batch_delta_ext",
+                                      "full_batch_delta", "lora_batch_delta_interp", "lora_batch_delta_diverse"]
+
+
+@pytest.mark.parametrize("path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG, SEARCH_CONFIG}),
+                         ids=lambda p: p.name)
 def test_example_configs_are_valid_laid_over_the_default(path):
     """`--configfile example.yaml` from the repository merges it over config/config.yaml."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())

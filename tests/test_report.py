@@ -77,7 +77,7 @@ def test_summary_rows_follow_the_workflow_order_with_tests():
         ]
     )
     rows = {"base": roles.BASE, "lora_a": roles.STAGE, "lora_b": roles.STAGE, "baseline_x": roles.BASELINE}
-    summary = summarize(comparison, rows, BOOT).set_index("stage")
+    summary = summarize(comparison, rows, BOOT, {"lora_a": "base", "lora_b": "lora_a"}).set_index("stage")
     assert summary.index.tolist() == ["base", "lora_a", "lora_b", "baseline_x"]
     assert summary.loc["lora_a", "pearson_delta"] == pytest.approx(base.mean() + 0.2)
     assert summary["previous_stage"].tolist()[1:3] == ["base", "lora_a"]

@@ -35,6 +35,8 @@ from deltatune.settings import (
     from_mapping,
 )
 from deltatune.settings.base import CHOICES
+from deltatune.settings.search import SearchSettings
+from deltatune.settings.train import DoseInterpolation
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 PROPS, DEFS = SCHEMA["properties"], SCHEMA["$defs"]
@@ -50,6 +52,8 @@ SECTIONS = {
     "stages.lora_random": ({"properties": {**DEFS["training"]["properties"], **STAGE["properties"]}}, StageSettings),
     "stages.lora_random.loss": (DEFS["loss"], LossWeights),
     "stages.lora_random.lora": (DEFS["lora"], LoraSettings),
+    "stages.lora_random.dose_interpolation": (STAGE["properties"]["dose_interpolation"], DoseInterpolation),
+    "search": (PROPS["search"], SearchSettings),
     "inference": (PROPS["inference"], InferenceSettings),
     "evaluation": (PROPS["evaluation"], EvaluateSettings),
     "report.bootstrap": (PROPS["report"]["properties"]["bootstrap"], BootstrapSettings),

@@ -23,3 +23,7 @@ class CheckpointError(DeltatuneError):
 
 class NonFiniteLossError(DeltatuneError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class OutputError(DeltatuneError):
+    """An output cannot be written (a read-only or full file system, no permission)."""

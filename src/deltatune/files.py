@@ -1,19 +1,26 @@
 """Writing outputs atomically: to a temporary sibling, then renamed into place.
 
 A job killed half-way must never leave a file that looks complete, because Snakemake (and the
-user) would take it for a finished result.
+user) would take it for a finished result. The temporary file is created private (``mkstemp``
+and ``mkdtemp`` use 0600 and 0700), so before the rename it gets the mode a plain write would
+have given under the user's umask: a results folder in a shared project directory stays
+readable by the group. A file system that refuses the write (read-only, full) stops the step
+with one message naming the file; nothing is left under the output's name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import OutputError
 
 
 @contextmanager
@@ -24,25 +31,55 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     replaces any existing directory at ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}."
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + target.suffix, dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + target.suffix, dir=target.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {_reason(err)}") from err
     try:
         yield tmp
+        _share(tmp)
         if directory and target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+            raise OutputError(f"cannot write {target}: {_reason(err)}") from err
         raise
+
+
+def _reason(err: OSError) -> str:
+    """The system's reason for a failed write (HDF5 buries it in a long message of its own)."""
+    found = re.search(r"error message = '([^']+)'", str(err))
+    return found.group(1) if found else (err.strerror or str(err))
+
+
+def _share(path: Path) -> None:
+    """Give ``path`` (and, for a folder, all in it) the modes ``open`` and ``mkdir`` would give under
+    the current umask: the temporary file is private, and some writers (safetensors) make their
+    files private too."""
+    umask = os.umask(0)
+    os.umask(umask)
+    file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
+    if not path.is_dir():
+        path.chmod(file_mode)
+        return
+    path.chmod(dir_mode)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), dir_mode)
+        for name in files:
+            os.chmod(os.path.join(root, name), file_mode)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -33,6 +33,8 @@ DEMANDS = {
     "pair": Demand(1000, 4, 15, 10),  # the dataset's CSR; group means are small
     "pretrain": Demand(4000, 4, 120, 120),  # the base lines' CSR and the model
     "finetune": Demand(4000, 4, 60, 60),  # the train cells' and controls' CSR and the model
+    "trial": Demand(4000, 10, 90, 120),  # finetune, infer and evaluate of one search trial, in turn
+    "choose": Demand(1000, 0, 5, 0),  # the trials' small records
     "infer": Demand(4000, 8, 30, 30),  # the controls' CSR and the dense prediction
     "baseline": Demand(2000, 8, 15, 15),  # the same without a model
     "evaluate": Demand(4000, 10, 30, 60),  # real and predicted cells dense, and cell-eval's copies

@@ -16,6 +16,7 @@ ROLES = (BASE, STAGE, BASELINE, FLOOR, CEILING)
 
 BASE_ROW = "base"  # the untuned base model's row (a reserved stage name)
 CEILING_ROW = "ceiling"
+TUNED_ROW = "tuned"  # the search's winner, retrained (a reserved stage name when the config searches)
 FLOOR_BASELINE = "baseline_plate_control"  # predicts no drug effect: the floor
 BASELINE_KINDS = ("baseline_mean_delta", "baseline_other_lines", FLOOR_BASELINE)
 

@@ -10,17 +10,22 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
 from deltatune.settings import workflow as step_settings
 from deltatune.settings.pairing import STRATEGIES
+from deltatune.settings.search import trials as search_trials
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
-STAGES = step_settings.resolve_stages(config["stages"])
+SEARCH = step_settings.search_settings(config, step_settings.resolve_stages(config["stages"]))
+STAGES = step_settings.with_tuned(step_settings.resolve_stages(config["stages"]), SEARCH)
+TRIAL_VALUES = search_trials(SEARCH) if SEARCH else []  # each search trial's searched values
+TRIALS = step_settings.trial_settings(STAGES, SEARCH) if SEARCH else []  # and its stage settings
 CHECKPOINT = config["base_model"].get("checkpoint")  # a user's ST run directory, or None: pretrain one
 BATCH = config["data"]["columns"].get("batch")  # the plate / batch column, or None
 BASELINES = list(config["baselines"])
 ROLES = roles.row_roles(list(STAGES), BASELINES)  # every report row, in report order, with its role
+PARENTS = step_settings.stage_parents(config["stages"], SEARCH)  # the row each stage is tested against
 SCORED = [row for row, role in ROLES.items() if role != roles.CEILING]  # rows with a prediction
 MODELS = [row for row, role in ROLES.items() if role in (roles.BASE, roles.STAGE)]  # rows inferred by ST
 REPLICATES = config["replicates"]
@@ -51,6 +56,7 @@ wildcard_constraints:
     dataset="base_lines|target_line",
     strategy="|".join(STRATEGIES),
     trained_stage="|".join(STAGES),
+    trial=r"\d+",
 
 
 def as_json(value):
@@ -126,6 +132,16 @@ def inference_settings(wildcards):
     return as_json(step_settings.inference_settings(config, int(wildcards.rep)))
 
 
+def get_chosen(wildcards):
+    """The search's chosen trial, which the ``tuned`` stage trains with; no other stage reads it."""
+    return f"{RESULTS}/search/chosen.json" if SEARCH and wildcards.trained_stage == roles.TUNED_ROW else []
+
+
+def search_outputs():
+    """The search's records the report shows (none without a search)."""
+    return {"search_table": f"{RESULTS}/search/trials.tsv", "search_chosen": f"{RESULTS}/search/chosen.json"} if SEARCH else {}
+
+
 def pairing_index(dataset, strategy):
     return f"{RESULTS}/pairing/{dataset}_{strategy}.npz"
 
@@ -164,6 +180,7 @@ def get_report_inputs(wildcards):
         "split": f"{RESULTS}/data/split.tsv",
         "screen": get_screen(),
         "base": get_base_model(),
+        **search_outputs(),
     }
 
 
@@ -174,6 +191,7 @@ def report_manifest(wildcards, input):
     return json.dumps(
         {
             "roles": ROLES,
+            "parents": PARENTS,
             "metrics": {row: [next(metrics) for _ in replicates_of(row)] for row in ROLES},
             "stages": {s: [next(stages) for _ in range(REPLICATES)] for s in STAGES},
             "predictions": dict(zip(SCORED, input.predictions, strict=True)),
@@ -184,6 +202,7 @@ def report_manifest(wildcards, input):
             "benchmarks": f"{RESULTS}/benchmarks",
             "repo": workflow.basedir,
             "container_image": container_image(),
+            "search": {"trials": input.search_table, "chosen": input.search_chosen} if SEARCH else None,
         },
         separators=(",", ":"),
     )

@@ -35,6 +35,7 @@ rule finetune:
         split=f"{RESULTS}/data/split.tsv",
         base=get_base_model(),
         pairing=get_stage_pairing,
+        chosen=get_chosen,
     output:
         directory(f"{RESULTS}/models/{{trained_stage}}/rep{{rep}}"),
     log:
@@ -46,6 +47,7 @@ rule finetune:
         checkpoint=checkpoint_settings(),
         perturbations=perturbation_settings(),
         settings=stage_settings,
+        overrides=lambda wc, input: f"--overrides {input.chosen}" if input.chosen else "",
         accelerator=config["compute"]["accelerator"],
         work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}/rep{wc.rep}",
     threads: config["compute"]["train_threads"]
@@ -56,7 +58,7 @@ rule finetune:
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
-        "--pairing {input.pairing} "
+        "--pairing {input.pairing} {params.overrides} "
         "--columns {params.columns:q} --stage {wildcards.trained_stage} "
         "--settings {params.settings:q} --out {output} --work-dir {params.work_dir} "
         "--threads {threads} --accelerator {params.accelerator} 2> {log}"

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
-from ..errors import DeltatuneError
-from . import data, evaluate, pairing, predict, report, train
+from ..errors import DeltatuneError, OutputError
+from . import data, evaluate, pairing, predict, report, search, train
 
 log = logging.getLogger("deltatune")
-GROUPS = (data, pairing, train, predict, evaluate, report)  # in workflow order
+GROUPS = (data, pairing, train, search, predict, evaluate, report)  # in workflow order
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except DeltatuneError as err:
         print(f"deltatune {args.command}: error: {err}", file=sys.stderr)
+        if isinstance(err, OutputError):
+            # HDF5 can crash while freeing a file that failed to write (a full disk) as Python
+            # exits; the step has nothing left to do, so it leaves at once with its own status.
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..roles import BASELINE_KINDS
 from . import _args
@@ -12,7 +11,7 @@ from . import _args
 def _infer_arguments(p: argparse.ArgumentParser) -> None:
     _args.data_arguments(p)
     _args.base_arguments(p)
-    p.add_argument("--adapter", help="stage directory from finetune (omit for the base model)")
+    p.add_argument("--adapter", help="stage replicate directory from finetune: adapter or full weights (omit for the base model)")
     p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data: the control means")
     p.add_argument("--settings", default="{}", help="JSON: InferenceSettings fields (inference: mode, seed)")
     p.add_argument("--out", required=True)
@@ -22,12 +21,11 @@ def _infer_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_infer(args: argparse.Namespace) -> None:
     from ..data.splits import read_split
-    from ..model.lora import load_adapter
     from ..pairing.groups import control_mask
     from ..pairing.index import PairingIndex
     from ..predict.infer import predict
     from ..settings import InferenceSettings, from_json
-    from ..train.finetune import ADAPTER
+    from ..train.finetune import load_stage
 
     _args.set_threads(args.threads)
     settings = from_json(InferenceSettings, args.settings, "inference")
@@ -35,7 +33,7 @@ def run_infer(args: argparse.Namespace) -> None:
     cols = _args.columns(args)
     target = _args.model_ready_data(args, base, lambda obs: control_mask(obs, cols))  # controls in, nothing else
     vocabulary = base.screen_vocabulary(target.obs, cols, _args.perturbation_settings(args))  # widens before the adapter
-    model = load_adapter(base.model, str(Path(args.adapter) / ADAPTER)) if args.adapter else base.model
+    model = load_stage(base.model, args.adapter) if args.adapter else base.model
     model.to(_args.device(args.accelerator))
     predict(model, base, target, read_split(args.split), cols, PairingIndex.load(args.pairing), settings, vocabulary,
             out=args.out)

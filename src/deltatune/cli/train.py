@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+from pathlib import Path
 
 from . import _args
 
@@ -47,7 +49,17 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     _args.base_arguments(p)
     p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--stage", required=True)
+    p.add_argument("--overrides", help="the search's chosen trial (.json): its settings are laid over --settings")
     _training_arguments(p, "StageSettings (stages.<stage>)", "stage directory to write")
+
+
+def _with_chosen(settings: str, chosen: str | None) -> str:
+    """The stage's settings (JSON) with the chosen search trial's values set, when given."""
+    if not chosen:
+        return settings
+    from ..settings.search import with_overrides
+
+    return json.dumps(with_overrides(json.loads(settings), json.loads(Path(chosen).read_text())["overrides"]))
 
 
 def run_finetune(args: argparse.Namespace) -> None:
@@ -58,7 +70,7 @@ def run_finetune(args: argparse.Namespace) -> None:
     from ..train.loop import Trainer, fingerprint
 
     _args.set_threads(args.threads)
-    settings = from_json(StageSettings, args.settings, f"stages.{args.stage}")
+    settings = from_json(StageSettings, _with_chosen(args.settings, args.overrides), f"stages.{args.stage}")
     columns, split = _args.columns(args), read_split(args.split)
     base = _args.base_model(args)
     target = _args.model_ready_data(args, base, lambda obs: training_cells(obs, columns, split))

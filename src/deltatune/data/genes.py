@@ -29,8 +29,16 @@ def read_gene_list(path: str | Path) -> list[str]:
 
 
 def use_var_column(adata: ad.AnnData, column: str | None, source: str) -> ad.AnnData:
-    """``adata`` with gene names taken from ``var[column]`` (e.g. symbols when var_names are IDs)."""
+    """``adata`` with gene names taken from ``var[column]`` (e.g. symbols when var_names are IDs);
+    with no column, its own names, which must then be unique."""
     if column is None:
+        duplicated = adata.var_names[adata.var_names.duplicated()].unique()
+        if len(duplicated):
+            raise InputDataError(
+                f"{source}: gene names are not unique ({len(duplicated)} repeated, e.g. {list(duplicated[:5])}); "
+                "make them unique (anndata's var_names_make_unique) or set data.var_names to a var column of "
+                "unique names"
+            )
         return adata
     if column not in adata.var.columns:
         raise InputDataError(

@@ -73,17 +73,33 @@ def _untrusted(path: Path, reason: str) -> CheckpointError:
     )
 
 
+def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
+    reason = err if isinstance(err, str) else (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return CheckpointError(f"{path} is not a readable checkpoint ({reason}): it may be truncated or corrupt; "
+                           "copy it again from where it was trained")
+
+
 def load_torch(path: Path, trusted: bool):
-    """``torch.load`` of a checkpoint file: weights only (plus numpy scalars) unless trusted."""
-    if trusted:
-        return torch.load(path, map_location="cpu", weights_only=False)
+    """``torch.load`` of a checkpoint file: weights only (plus numpy scalars) unless trusted.
+
+    A file torch cannot read at all (truncated, corrupt) is a :class:`CheckpointError` naming it.
+    """
     try:
+        if trusted:
+            return torch.load(path, map_location="cpu", weights_only=False)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not even a checkpoint's archive
+            raise _unreadable(path, "not a PyTorch checkpoint") from None
         names = [g for g in unsafe if g not in {f"{m}.{n}" for m, n in _SAFE_PICKLE}]
+        if trusted or not names:
+            raise _unreadable(path, "not a PyTorch checkpoint") from None
         raise _untrusted(path, f"it holds pickled objects {names[:5]}") from None
+    except Exception as err:  # undecodable bytes fail in many ways (a truncated zip, an unpickler's IndexError)
+        raise _unreadable(path, err) from None
 
 
 def load_pickle(path: Path, trusted: bool):

@@ -78,6 +78,19 @@ class PairingIndex:
         keep = np.isin(self.perturbed, rows)
         return replace(self, perturbed=self.perturbed[keep], perturbed_group=self.perturbed_group[keep])
 
+    def with_cells_like(self, like: np.ndarray, obs_names: pd.Index) -> PairingIndex:
+        """The index over ``len(like)`` perturbed cells appended after the last row, each paired
+        like the perturbed row ``like[i]`` (same group); ``obs_names`` names all rows after it."""
+        position = np.searchsorted(self.perturbed, like)
+        if len(like) and not np.array_equal(self.perturbed[np.minimum(position, len(self.perturbed) - 1)], like):
+            raise InputDataError("cells can only be paired like perturbed cells of the index")
+        added = np.arange(self.n_obs, self.n_obs + len(like))
+        return replace(
+            self, perturbed=np.concatenate([self.perturbed, added]),
+            perturbed_group=np.concatenate([self.perturbed_group, self.perturbed_group[position]]),
+            n_obs=self.n_obs + len(like), digest=obs_digest(obs_names),
+        )
+
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One control row per perturbed cell (aligned with ``perturbed``)."""
         count = self.count[self.perturbed_group]

@@ -47,18 +47,24 @@ FIGURE_CAPTIONS = {
                          f"test perturbations with the largest real effect (replicate 0); r is cell-eval's {PRIMARY_METRIC}.",
     "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations.",
     "training_curves": "Loss components per optimizer step (mean over seeds, smoothed).",
+    "search_scores": "Search: each trial's validation score (mean over the validation perturbations; the test "
+                     "perturbations are never read) against each searched setting; the star is the chosen trial, "
+                     "retrained as stage tuned.",
 }
+CHOSEN_SETTING = "chosen_setting"  # summary.csv: the search's chosen values, on the tuned row
 
 
 @dataclass(frozen=True)
 class Manifest:
     """Paths of a run's files, the report's inputs, and the role of every report row.
 
-    ``roles`` lists every row in report order with its role (:mod:`deltatune.roles`); the other
-    mappings are keyed by row.
+    ``roles`` lists every row in report order with its role (:mod:`deltatune.roles`);
+    ``parents`` names the row each fine-tuned stage is tested against (the stage it extends); the
+    other mappings are keyed by row.
     """
 
     roles: dict[str, str]
+    parents: dict[str, str]
     metrics: dict[str, list[str]]
     stages: dict[str, list[str]]
     predictions: dict[str, str]
@@ -69,6 +75,7 @@ class Manifest:
     benchmarks: str
     repo: str
     container_image: str | None = None
+    search: dict[str, str] | None = None  # the search's trial table and chosen trial, when it ran
 
 
 def _example_effects(manifest: Manifest, columns: Columns):
@@ -100,7 +107,7 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
     scored = {row: role for row, role in rows_roles.items() if role != roles.CEILING}
 
     comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in rows_roles})
-    summary = summarize(comparison, rows_roles, bootstrap)
+    summary = summarize(comparison, rows_roles, bootstrap, manifest.parents)
     stage_info = {s: [json.loads((Path(d) / "summary.json").read_text()) for d in dirs] for s, dirs in manifest.stages.items()}
     histories = {s: [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in dirs] for s, dirs in manifest.stages.items()}
     inference = {s: ad.read_h5ad(p, backed="r").uns["deltatune_inference"] for s, p in manifest.predictions.items()}
@@ -124,6 +131,12 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
         figs["dose_scores"] = figures.dose_scores(tables["by_dose"], scored)
     if histories:
         figs["training_curves"] = figures.training_curves(histories)
+    chosen = None
+    if manifest.search:
+        chosen = json.loads(Path(manifest.search["chosen"]).read_text())
+        tables["search"] = pd.read_csv(manifest.search["trials"], sep="\t")
+        figs["search_scores"] = figures.search_scores(tables["search"], chosen["metric"])
+        summary[CHOSEN_SETTING] = summary["stage"].map({roles.TUNED_ROW: json.dumps(chosen["overrides"], sort_keys=True)})
 
     record = {
         "config": effective,
@@ -134,6 +147,10 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
         "inputs": provenance.input_digests(manifest.inputs),
         "device": provenance.device(stage_info),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
+        "search": None if chosen is None else {
+            "chosen": {k: chosen[k] for k in ("trial", "overrides", "metric", "score", "n_validation_perturbations")},
+            "trials": tables["search"].to_dict(orient="records"),
+        },
     }
     context = {
         "run": effective["run"], "target_cell_line": config["data"]["target_cell_line"],

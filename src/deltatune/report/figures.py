@@ -24,7 +24,7 @@ COLORS = {
     roles.FLOOR: "#c2582b",
     roles.CEILING: "#2e8b57",
 }
-LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson")
+LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson", "diversity")
 
 
 def _png(fig) -> bytes:
@@ -154,6 +154,8 @@ def training_curves(histories: dict[str, list[pd.DataFrame]]) -> bytes:
         mean = pd.concat(replicates).groupby("step").mean(numeric_only=True)
         color = cmap(i / max(1, len(histories) - 1) * 0.85)
         for ax, component in zip(axes[0], components, strict=True):
+            if component not in mean:  # a component only some stages have (diversity)
+                continue
             smooth = mean[component].rolling(max(1, len(mean) // 50), min_periods=1).mean()
             ax.plot(mean.index, smooth, color=color, lw=1.2, label=stage)
     for ax, component in zip(axes[0], components, strict=True):
@@ -162,5 +164,27 @@ def training_curves(histories: dict[str, list[pd.DataFrame]]) -> bytes:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def search_scores(trials: pd.DataFrame, metric: str) -> bytes:
+    """Validation score of every trial against each searched parameter, the chosen trial marked."""
+    parameters = [c for c in trials.columns if c not in ("trial", metric, "n_validation_perturbations", "chosen")]
+    fig, axes = plt.subplots(1, len(parameters), figsize=(3.0 * len(parameters), 2.8), squeeze=False, sharey=True)
+    chosen = trials["chosen"].astype(bool).to_numpy()
+    for ax, name in zip(axes[0], parameters, strict=True):
+        values = pd.to_numeric(trials[name], errors="coerce")
+        x = values.to_numpy() if values.notna().all() else pd.factorize(trials[name].astype(str))[0]
+        ax.scatter(x[~chosen], trials[metric][~chosen], color=COLORS[roles.STAGE], s=22, alpha=0.8)
+        ax.scatter(x[chosen], trials[metric][chosen], color=COLORS[roles.BASELINE], marker="*", s=120,
+                   label="chosen", zorder=3)
+        if name == "lr" or (values.notna().all() and values.min() > 0 and values.max() / values.min() > 20):
+            ax.set_xscale("log")
+        ax.set_xlabel(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"{metric}\n(validation perturbations)", fontsize=8)
+    axes[0, -1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return _png(fig)

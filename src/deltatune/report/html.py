@@ -258,6 +258,14 @@ def render(
         parts += ["<h2>By dose</h2>", fig["dose_scores"], _table(tables["by_dose"])]
     if "training_curves" in fig:
         parts += ["<h2>Fine-tuning stages</h2>", _table(tables["training"]), fig["training_curves"]]
+    if "search_scores" in fig:
+        parts += [
+            "<h2>Hyper-parameter search</h2>",
+            "<p>Every trial trained the search's start stage with the values shown, on the train split, and was "
+            "scored on the validation perturbations only; the chosen trial was retrained with every replicate seed "
+            "as <code>tuned</code> and scored once on the test perturbations, in the tables above.</p>",
+            fig["search_scores"], _table(tables["search"]),
+        ]
     parts += [
         "<h2>Control pairing</h2>",
         (

@@ -91,12 +91,15 @@ def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
     return tidy[["stage", "replicate", "perturbation", "metric", "value"]]
 
 
-def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: BootstrapSettings) -> pd.DataFrame:
+def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: BootstrapSettings,
+              parents: dict[str, str]) -> pd.DataFrame:
     """One row per report row (``rows_roles``: row -> role, in report order) with intervals,
     tests and the floor-to-ceiling position.
 
-    ``p_vs_previous`` compares each fine-tuned stage with the row listed before it; baselines,
-    ``base`` and the ceiling have none. Every p-value is a paired test over the same test
+    ``p_vs_previous`` compares each fine-tuned stage with ``parents[stage]``: the stage it
+    extends, so that each test isolates the one change the stage makes (``base`` for a stage that
+    extends none; the search's start stage for ``tuned``); baselines, ``base`` and the ceiling
+    have none. Every p-value is a paired test over the same test
     perturbations. ``mode_collapse_ratio`` is the mean correlation between predicted deltas over
     the same for the real ones (:mod:`deltatune.evaluate.systematic`).
     """
@@ -105,9 +108,9 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
     stages = list(rows_roles)
     base = roles.row_of(rows_roles, roles.BASE)
     rows = []
-    for i, stage in enumerate(stages):
+    for stage in stages:
         role = rows_roles[stage]
-        previous = stages[i - 1] if i > 0 and role == roles.STAGE else None
+        previous = parents.get(stage) if role == roles.STAGE else None
         row = {"stage": stage}
         is_ceiling = role == roles.CEILING
         stage_means = full_depth(means.loc[stage]) if is_ceiling else means.loc[stage]
@@ -166,7 +169,11 @@ def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
                 "pairing": settings["pairing"],
                 "control_input": settings["control_input"],
                 "loss (base / delta_mse / delta_pearson)": "{base:g} / {delta_mse:g} / {delta_pearson:g}".format(**settings["loss"]),
-                "lora_targets": ", ".join(settings["lora"]["targets"]),
+                "diversity": settings["loss"].get("diversity", 0.0),
+                "adapted": ("every weight" if settings.get("adaptation") == "full"
+                            else f"LoRA r{settings['lora']['rank']}: " + ", ".join(settings["lora"]["targets"])),
+                "lr": settings["lr"],
+                "interpolated_cells": info["parameters"].get("interpolated_cells", 0),
                 "trainable_params": info["parameters"]["trainable"],
                 "steps": info["steps"],
                 "final_loss": round(float(np.mean([r["final_loss"]["total"] for r in replicates])), 4),

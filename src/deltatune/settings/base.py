@@ -47,16 +47,37 @@ class Settings:
                     raise SettingsError(f"{f.name} {item!r} is not one of {options}")
 
 
+# What a setting's annotation accepts, as the message names it. ``bool`` is an ``int`` to
+# Python; a setting that wants a number does not take ``true``.
+_SCALARS = {bool: ("true or false", (bool,)), int: ("an integer", (int,)), float: ("a number", (int, float)),
+            str: ("a string", (str,))}
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Turn lists into tuples and nested mappings into nested dataclasses, as annotated."""
+    """``value`` checked against its annotation: lists become tuples and nested mappings nested
+    dataclasses; a value of the wrong type is a :class:`SettingsError` naming ``where``.
+
+    The workflow's schema checks the config the same way; this is the check for the library and
+    the CLI used without Snakemake.
+    """
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         return value if value is None else _convert(value, options[0], where)
-    if dataclasses.is_dataclass(annotation) and isinstance(value, Mapping):
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{where}: expected a mapping of settings, got {value!r}")
         return from_mapping(annotation, value, where)
-    if origin is tuple and isinstance(value, list):
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
         return tuple(value)
+    if origin is dict and not isinstance(value, Mapping):
+        raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+    if annotation in _SCALARS:
+        name, types_ = _SCALARS[annotation]
+        if not isinstance(value, types_) or (annotation is not bool and isinstance(value, bool)):
+            raise SettingsError(f"{where}: expected {name}, got {value!r}")
     return value
 
 

@@ -12,6 +12,7 @@ from .pairing import STRATEGIES
 PEARSON_MODES = ("cell_set", "gene", "set_mean")
 CONTROL_INPUTS = ("cells", "mean")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+ADAPTATIONS = ("lora", "full")  # adapters on a frozen base, or every weight of the base trained
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,13 @@ class LossWeights(Settings):
     delta_mse: float = 0.0
     delta_pearson: float = 0.0
     pearson_mode: str = choice("cell_set", PEARSON_MODES)
+    diversity: float = 0.0
     eps: float = 1e-8
 
     def check(self) -> None:
         super().check()
-        if min(self.base, self.delta_mse, self.delta_pearson) < 0:
-            raise SettingsError("base, delta_mse, delta_pearson: loss weights must be non-negative")
+        if min(self.base, self.delta_mse, self.delta_pearson, self.diversity) < 0:
+            raise SettingsError("base, delta_mse, delta_pearson, diversity: loss weights must be non-negative")
         if self.base + self.delta_mse + self.delta_pearson == 0:
             raise SettingsError("base, delta_mse, delta_pearson: at least one loss weight must be positive")
 
@@ -63,7 +65,26 @@ class TrainSettings(Settings):
 
 
 @dataclass(frozen=True)
-class StageSettings(TrainSettings):
-    """Training settings plus where the LoRA adapters go (config ``stages.<name>``)."""
+class DoseInterpolation(Settings):
+    """Extra training targets between measured doses (a stage's ``dose_interpolation``).
 
+    ``points`` intermediate doses between each pair of neighbouring measured doses of a drug on
+    a plate, equally spaced in log dose; 0 adds none (:mod:`deltatune.train.doses`).
+    """
+
+    points: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if self.points < 0:
+            raise SettingsError("points must be 0 (off) or a positive number of doses between measured ones")
+
+
+@dataclass(frozen=True)
+class StageSettings(TrainSettings):
+    """Training settings plus what is adapted (config ``stages.<name>``): LoRA adapters where
+    ``lora`` says, or, with ``adaptation: full``, every weight of the base model (``lora`` unused)."""
+
+    adaptation: str = choice("lora", ADAPTATIONS)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    dose_interpolation: DoseInterpolation = field(default_factory=DoseInterpolation)

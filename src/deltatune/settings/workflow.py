@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from ..errors import SettingsError
-from ..roles import BASE_ROW
+from ..roles import BASE_ROW, TUNED_ROW
 from .base import from_mapping, to_dict
 from .compute import ComputeSettings
 from .data import PreprocessSettings, ScreenSpec
@@ -20,6 +20,7 @@ from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
 from .predict import InferenceSettings
 from .report import BootstrapSettings
+from .search import SearchSettings, trials, with_overrides
 from .train import StageSettings, TrainSettings
 
 CHECKPOINT_KEYS = tuple(f.name for f in dataclasses.fields(CheckpointSettings))  # its base_model keys
@@ -57,6 +58,36 @@ def resolve_stages(stages: dict[str, dict]) -> dict[str, dict]:
         if "pairing" not in stage:
             raise SettingsError(f"stages.{name}.pairing: set it (random, batch, celltype or batch_celltype)")
     return resolved
+
+
+def search_settings(config: dict, stages: dict[str, dict]) -> SearchSettings | None:
+    """The config's ``search`` (None without one); its start must be a stage, and ``tuned`` free."""
+    if not config.get("search"):
+        return None
+    search = from_mapping(SearchSettings, config["search"], "search")
+    if search.start not in stages:
+        raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(stages)})")
+    if TUNED_ROW in stages:
+        raise SettingsError(f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search")
+    return search
+
+
+def with_tuned(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, dict]:
+    """The stages, then ``tuned`` (the search's start stage; the chosen trial's values are laid over
+    it when it trains) when there is a search."""
+    return stages if search is None else {**stages, TUNED_ROW: stages[search.start]}
+
+
+def stage_parents(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, str]:
+    """The row each stage is tested against: the stage it ``extends`` (``base`` for one that extends
+    none); ``tuned`` against the search's start stage. ``stages`` as configured (not resolved)."""
+    parents = {name: stage.get("extends") or BASE_ROW for name, stage in stages.items()}
+    return parents if search is None else {**parents, TUNED_ROW: search.start}
+
+
+def trial_settings(stages: dict[str, dict], search: SearchSettings) -> list[dict]:
+    """Every trial's stage settings: the start stage (its first replicate's seed) with the trial's values."""
+    return [with_overrides(stage_settings(stages[search.start], 0), values) for values in trials(search)]
 
 
 def replicate_seed(seed: int, replicate: int) -> int:
@@ -125,6 +156,7 @@ def effective_config(config: dict, stages: dict[str, dict]) -> dict:
         "evaluation": effective(EvaluateSettings, config.get("evaluation"), "evaluation"),
         "report": effective(BootstrapSettings, config.get("report", {}).get("bootstrap"), "report.bootstrap"),
         "compute": effective(ComputeSettings, config.get("compute"), "compute"),
+        "search": effective(SearchSettings, config["search"], "search") if config.get("search") else None,
     }
 
 

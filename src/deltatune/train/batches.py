@@ -75,6 +75,8 @@ class CellSetBatches:
         self.set_size = set_size
         set_by = [c for c in (columns.perturbation, columns.cell_type, columns.batch) if c]
         self.set_groups = group_codes(adata.obs.iloc[index.perturbed], set_by)[0]
+        # each row's drug (its label without a drug column), for the diversity regularizer
+        self.drugs = torch.from_numpy(group_codes(adata.obs, [columns.drug or columns.perturbation])[0])
         self.means = torch.from_numpy(index.mean_table()) if control_input == "mean" else None
 
     @property
@@ -98,14 +100,17 @@ class CellSetBatches:
         return -(-n_sets // sets_per_step)
 
     def batches(self, plan: EpochPlan, sets_per_step: int) -> Iterator[dict[str, torch.Tensor]]:
-        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``."""
+        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``; and
+        ``set_drug``, each set's drug code (B,), which the model does not read."""
         for start in range(0, len(plan.sets), sets_per_step):
-            rows = plan.sets[start : start + sets_per_step].ravel()
+            sets = plan.sets[start : start + sets_per_step]
+            rows = sets.ravel()
             ctrl = plan.control[start : start + sets_per_step].ravel()
             yield {
                 "pert_emb": self.pert_table[self.codes[torch.from_numpy(rows)]],
                 "ctrl_cell_emb": self._rows(ctrl) if self.control_input == "cells" else self.means[torch.from_numpy(ctrl)],
                 "pert_cell_emb": self._rows(rows),
+                "set_drug": self.drugs[torch.from_numpy(sets[:, 0])],
             }
 
     def _rows(self, rows: np.ndarray) -> torch.Tensor:

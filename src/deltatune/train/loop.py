@@ -154,7 +154,8 @@ class Trainer:
         """
         batch = self.fabric.to_device(batch)
         pred = model(batch, padded=True).reshape(-1, set_size, batch["pert_cell_emb"].shape[-1])
-        parts = loss(pred.float(), batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape))
+        parts = loss(pred.float(), batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape),
+                     drugs=batch["set_drug"])
         values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
         _check_finite(values, epoch, step, self.checkpoint_path)
         optimizer.zero_grad(set_to_none=True)

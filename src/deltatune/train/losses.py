@@ -2,7 +2,8 @@
 
 ``total = base * model_loss(pred, target)
         + delta_mse * MSE(pred - ctrl, target - ctrl)
-        + delta_pearson * (1 - corr(pred - ctrl, target - ctrl))``
+        + delta_pearson * (1 - corr(pred - ctrl, target - ctrl))
+        - diversity * Var_drugs(mean predicted delta)``
 
 Note what the algebra says about the delta MSE term: per cell, ``(pred - ctrl) - (target - ctrl)``
 is ``pred - target``, so it equals a plain MSE on expression; only the correlation term changes
@@ -15,6 +16,12 @@ below ``eps`` are masked out), or per cell set on its mean delta over genes (``s
 mean predicted minus mean control profile against the mean real minus mean control profile,
 which is ``pearson_delta`` computed on one cell set. Per-cell deltas are dominated by sampling
 noise of single cells; the set mean averages it out, as the metric does.
+
+The drug-diversity regularizer (design.md 2.6) rewards predictions that tell drugs apart, against
+the collapse onto one shared effect: each drug's mean predicted delta over its sets in the batch,
+then the variance across those drugs per gene, averaged over genes. It is logged as
+``diversity`` (the variance itself, which training pushes up) and enters ``total`` with a minus
+sign; a batch with fewer than two drugs contributes 0.
 """
 
 from __future__ import annotations
@@ -39,6 +46,22 @@ def cell_set_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> 
 def set_mean_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
     """Pearson r over genes between each set's mean deltas, for (B, S, G) deltas; returns (B,)."""
     return cell_set_correlation(pred.mean(dim=1, keepdim=True), true.mean(dim=1, keepdim=True), eps)
+
+
+def drug_diversity(pred_delta: torch.Tensor, drugs: torch.Tensor) -> torch.Tensor:
+    """Variance across drugs of their mean predicted delta, averaged over genes.
+
+    ``pred_delta`` is (B, S, G); ``drugs`` (B,) is each set's drug code. Each drug's mean is over
+    its sets (and their cells), so a drug with many sets in the batch counts once.
+    """
+    codes, inverse = torch.unique(drugs, return_inverse=True)
+    if len(codes) < 2:
+        return pred_delta.sum() * 0.0
+    set_means = pred_delta.mean(dim=1)  # (B, G)
+    sums = torch.zeros(len(codes), set_means.shape[1], dtype=set_means.dtype, device=set_means.device)
+    sums.index_add_(0, inverse, set_means)
+    counts = torch.bincount(inverse, minlength=len(codes)).to(set_means.dtype)
+    return (sums / counts[:, None]).var(dim=0, unbiased=False).mean()
 
 
 def gene_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
@@ -71,8 +94,10 @@ class DeltaAwareLoss(torch.nn.Module):
         self.base_loss = base_loss
         self.weights = weights
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Components and ``total`` for (B, S, G) predictions, targets and paired controls."""
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor,
+                drugs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Components and ``total`` for (B, S, G) predictions, targets and paired controls;
+        ``drugs`` (B,) is each set's drug code, needed when the diversity weight is set."""
         w = self.weights
         pred_delta, true_delta = pred - ctrl, target - ctrl
         if w.pearson_mode == "cell_set":
@@ -87,4 +112,9 @@ class DeltaAwareLoss(torch.nn.Module):
             "delta_pearson": 1.0 - corr,
         }
         parts["total"] = w.base * parts["base"] + w.delta_mse * parts["delta_mse"] + w.delta_pearson * parts["delta_pearson"]
+        if w.diversity:
+            if drugs is None:
+                raise ValueError("the diversity regularizer needs each set's drug code")
+            parts["diversity"] = drug_diversity(pred_delta, drugs)
+            parts["total"] = parts["total"] - w.diversity * parts["diversity"]
         return parts

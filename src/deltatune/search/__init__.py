@@ -1,0 +1,7 @@
+"""The hyper-parameter search: trials scored on the validation perturbations, and the choice.
+
+:mod:`.validation` gives the view of the split a trial sees (validation perturbations in the
+place of the test ones, the test perturbations in none); :mod:`.selection` summarizes a trial's
+scores and chooses the best trial. The trials themselves are the workflow's own finetune, infer
+and evaluate commands run on that view (``deltatune trial``).
+"""

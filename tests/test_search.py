@@ -1,0 +1,123 @@
+"""The hyper-parameter search: trials as jobs on the validation perturbations, the test split unread."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from conftest import snakemake, write_config
+
+from deltatune.errors import InputDataError, SettingsError
+from deltatune.files import write_h5ad
+from deltatune.search.selection import choose, trial_record
+from deltatune.search.validation import validation_view
+from deltatune.settings import from_mapping
+from deltatune.settings.search import DESIGN_SPACE, SearchSettings, trials, with_overrides
+
+TRIALS = 3
+SEARCH = {"start": "lora_random", "trials": TRIALS, "seed": 0,
+          "parameters": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"values": [2, 4]}}}
+
+
+def test_random_trials_are_seeded_draws_inside_the_ranges():
+    search = from_mapping(SearchSettings, {"start": "s", "trials": 20}, "search")
+    drawn = trials(search)
+    assert drawn == trials(search) and drawn != trials(from_mapping(SearchSettings, {"start": "s", "trials": 20, "seed": 1}, "search"))
+    assert set(drawn[0]) == set(DESIGN_SPACE)
+    assert all(1e-4 <= t["lr"] <= 1e-3 and t["lora.rank"] in (4, 8, 16) and 0.5 <= t["loss.base"] <= 1.0 for t in drawn)
+    grid = trials(from_mapping(SearchSettings, {"start": "s", "method": "grid", "parameters": {
+        "lora.rank": {"values": [4, 8]}, "adaptation": {"values": ["lora", "full"]}}}, "search"))
+    assert grid == [{"adaptation": a, "lora.rank": r} for a in ("lora", "full") for r in (4, 8)]
+    with pytest.raises(SettingsError, match="a grid search needs 'values'"):
+        from_mapping(SearchSettings, {"start": "s", "method": "grid", "parameters": {"lr": {"low": 1, "high": 2}}}, "search")
+
+
+def test_overrides_set_nested_settings_without_touching_the_stage():
+    stage = {"lr": 1e-3, "loss": {"base": 1.0, "delta_mse": 0.5}}
+    tuned = with_overrides(stage, {"lr": 2e-4, "loss.delta_mse": 0.1, "lora.rank": 16})
+    assert tuned == {"lr": 2e-4, "loss": {"base": 1.0, "delta_mse": 0.1}, "lora": {"rank": 16}}
+    assert stage == {"lr": 1e-3, "loss": {"base": 1.0, "delta_mse": 0.5}}
+
+
+def test_the_validation_view_swaps_val_and_test():
+    split = pd.DataFrame({"perturbation": list("abcd"), "split": ["train", "val", "test", "test"]})
+    assert validation_view(split)["split"].tolist() == ["train", "test", "val", "val"]
+    with pytest.raises(InputDataError, match="val_fraction"):
+        validation_view(split.assign(split=["train", "test", "test", "test"]))
+
+
+def test_the_best_trial_is_chosen_and_ties_go_to_the_first():
+    scores = [pd.DataFrame({"perturbation": ["p", "q"], "pearson_delta_matched": v}) for v in ([0.1, 0.3], [0.4, 0.2], [0.3, 0.3])]
+    records = [trial_record(k, {"lr": k}, s, "pearson_delta_matched") for k, s in enumerate(scores)]
+    best, table = choose(records)
+    assert best["trial"] == 1 and table["chosen"].tolist() == [False, True, False]
+    best, _ = choose([{**records[2], "trial": 3}, records[2]])  # the same score: the earlier trial
+    assert best["trial"] == 2
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, tiny_config) -> Path:
+    """The tiny workflow with a search, a fully fine-tuned stage and the two extras, run to the end."""
+    config = copy.deepcopy(tiny_config)
+    config["preprocess"]["split"]["val_fraction"] = 0.3
+    config["stages"]["full"] = {"extends": "lora_random", "pairing": "batch", "adaptation": "full"}
+    config["stages"]["extras"] = {"extends": "lora_random", "pairing": "batch", "dose_interpolation": {"points": 1},
+                                  "loss": {"diversity": 1.0}}
+    config["search"] = SEARCH
+    workdir = tmp_path_factory.mktemp("search")
+    write_config(workdir, config)
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return workdir
+
+
+def _records(workdir: Path) -> tuple[list[dict], dict]:
+    search = workdir / "results" / "tiny" / "search"
+    return ([json.loads((search / "trials" / f"trial{k}.json").read_text()) for k in range(TRIALS)],
+            json.loads((search / "chosen.json").read_text()))
+
+
+def test_a_search_never_reads_the_test_perturbations(searched, tmp_path):
+    """Every test cell's expression replaced by noise: the same trial scores, the same choice."""
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(searched, poisoned, ignore=shutil.ignore_patterns(".snakemake"))
+    data = poisoned / "results" / "tiny" / "data"
+    target = ad.read_h5ad(data / "target_line.h5ad")
+    split = pd.read_csv(data / "split.tsv", sep="\t")
+    test = target.obs["drugname_drugconc"].astype(str).isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
+    assert test.sum() > 0 and split["split"].eq("val").any()
+    X = target.X.toarray()
+    X[test] = np.random.default_rng(0).uniform(0, 5, (test.sum(), X.shape[1]))
+    target.X = sp.csr_matrix(X.astype(np.float32))
+    write_h5ad(target, data / "target_line.h5ad")
+    shutil.rmtree(poisoned / "results" / "tiny" / "search")
+    done = snakemake(poisoned, "--until", "choose")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "rule trial" in done.stdout + done.stderr, "the trials ran again on the poisoned data"
+    clean, chosen = _records(searched)
+    dirty, dirty_chosen = _records(poisoned)
+    assert dirty == clean and dirty_chosen == chosen
+
+
+def test_the_winner_trains_as_tuned_beside_the_fixed_stages(searched):
+    report = searched / "results" / "tiny" / "report"
+    summary = pd.read_csv(report / "summary.csv").set_index("stage")
+    assert {"lora_random", "full", "extras", "tuned"} <= set(summary.index)
+    _, chosen = _records(searched)
+    assert json.loads(summary.loc["tuned", "chosen_setting"]) == chosen["overrides"]
+    tuned = json.loads((searched / "results" / "tiny" / "models" / "tuned" / "rep0" / "summary.json").read_text())
+    assert tuned["settings"]["lr"] == chosen["overrides"]["lr"] and tuned["settings"]["lora"]["rank"] == chosen["overrides"]["lora.rank"]
+    record = json.loads((report / "provenance.json").read_text())
+    assert record["search"]["chosen"]["overrides"] == chosen["overrides"] and len(record["search"]["trials"]) == TRIALS
+    assert (report / "figures" / "search_scores.png").exists() and "Hyper-parameter search" in (report / "report.html").read_text()
+    full = json.loads((searched / "results" / "tiny" / "models" / "full" / "rep0" / "summary.json").read_text())
+    extras = json.loads((searched / "results" / "tiny" / "models" / "extras" / "rep0" / "summary.json").read_text())
+    assert full["parameters"]["trainable"] == full["parameters"]["total"]
+    assert extras["parameters"]["interpolated_cells"] > 0 and "diversity" in extras["final_loss"]
