@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,11 +186,6 @@ def _infer_args(run: Path, base: Path, adapter: Path | None, out: Path) -> list[
             "--columns", json.dumps(COLUMNS), "--out", str(out), *(["--adapter", str(adapter)] if adapter else [])]
 
 
-def _copy_tree(source: Path, target: Path) -> Path:
-    subprocess.run(["cp", "-r", str(source), str(target)], check=True)
-    return target
-
-
 def _other_base(finished_run: Path, tmp_path: Path) -> Path:
     """A base model like the run's but of another size, saved as a run directory."""
     from deltatune.model.checkpoint import load_base_model, save_base_model
@@ -207,11 +203,11 @@ def _other_base(finished_run: Path, tmp_path: Path) -> Path:
 def _model_cases(finished_run: Path, tmp_path: Path) -> dict:
     results = finished_run / "results" / "tiny"
     base, adapter = results / "models" / "base", results / "models" / "lora_random" / "rep0"
-    truncated = _copy_tree(base, tmp_path / "truncated_base")
+    truncated = shutil.copytree(base, tmp_path / "truncated_base")
     _truncated(truncated / "checkpoints" / "final.ckpt")
-    corrupt = _copy_tree(base, tmp_path / "corrupt_base")
+    corrupt = shutil.copytree(base, tmp_path / "corrupt_base")
     (corrupt / "checkpoints" / "final.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
-    broken_adapter = _copy_tree(adapter, tmp_path / "broken_adapter")
+    broken_adapter = shutil.copytree(adapter, tmp_path / "broken_adapter")
     _truncated(broken_adapter / "adapter" / "adapter_model.safetensors")
     return {
         "truncated checkpoint": (truncated, None, "final.ckpt"),

@@ -17,10 +17,11 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
-SEARCH = step_settings.search_settings(config, step_settings.resolve_stages(config["stages"]))
-STAGES = step_settings.with_tuned(step_settings.resolve_stages(config["stages"]), SEARCH)
+FIXED_STAGES = step_settings.resolve_stages(config["stages"])
+SEARCH = step_settings.search_settings(config, FIXED_STAGES)
+STAGES = step_settings.with_tuned(FIXED_STAGES, SEARCH)
 TRIAL_VALUES = search_trials(SEARCH) if SEARCH else []  # each search trial's searched values
-TRIALS = step_settings.trial_settings(STAGES, SEARCH) if SEARCH else []  # and its stage settings
+TRIALS = step_settings.trial_settings(STAGES, SEARCH, TRIAL_VALUES) if SEARCH else []  # and its stage settings
 CHECKPOINT = config["base_model"].get("checkpoint")  # a user's ST run directory, or None: pretrain one
 BATCH = config["data"]["columns"].get("batch")  # the plate / batch column, or None
 BASELINES = list(config["baselines"])

@@ -20,7 +20,7 @@ from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
 from .predict import InferenceSettings
 from .report import BootstrapSettings
-from .search import SearchSettings, trials, with_overrides
+from .search import SearchSettings, with_overrides
 from .train import StageSettings, TrainSettings
 
 CHECKPOINT_KEYS = tuple(f.name for f in dataclasses.fields(CheckpointSettings))  # its base_model keys
@@ -85,9 +85,11 @@ def stage_parents(stages: dict[str, dict], search: SearchSettings | None) -> dic
     return parents if search is None else {**parents, TUNED_ROW: search.start}
 
 
-def trial_settings(stages: dict[str, dict], search: SearchSettings) -> list[dict]:
-    """Every trial's stage settings: the start stage (its first replicate's seed) with the trial's values."""
-    return [with_overrides(stage_settings(stages[search.start], 0), values) for values in trials(search)]
+def trial_settings(stages: dict[str, dict], search: SearchSettings, values: list[dict]) -> list[dict]:
+    """Every trial's stage settings: the start stage (its first replicate's seed) with the trial's
+    ``values`` (:func:`deltatune.settings.search.trials`)."""
+    start = stage_settings(stages[search.start], 0)
+    return [with_overrides(start, trial) for trial in values]
 
 
 def replicate_seed(seed: int, replicate: int) -> int:
