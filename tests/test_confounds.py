@@ -12,10 +12,11 @@ import pytest
 from deltatune.data.preprocess import preprocess
 from deltatune.data.simulate import simulate_screen
 from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
+from deltatune.evaluate.reference import training_reference
 from deltatune.evaluate.scores import ceiling_scores, score, score_matched
 from deltatune.pairing.index import build_pairing_index
 from deltatune.predict.baselines import plate_control
-from deltatune.report.tables import full_depth
+from deltatune.report.ceiling import full_depth
 from deltatune.settings import EvaluateSettings, PreprocessSettings, SplitSettings
 
 FAST = EvaluateSettings(profile="anndata")
@@ -32,8 +33,9 @@ def screen(request, screen_spec, columns):
 
 def _pooled_and_matched(target, split, pred, columns) -> tuple[float, float]:
     pair = evaluation_pair(target, pred, split, columns)
-    pooled = score(pair, FAST, threads=1)["pearson_delta"].mean()
-    matched, info = score_matched(pair, threads=1)
+    reference = training_reference(target, split, columns, pair.var_names)
+    pooled = score(pair, reference, FAST, threads=1)["pearson_delta"].mean()
+    matched, info = score_matched(pair, reference, threads=1)
     assert info["batches"] >= 2
     return pooled, matched["pearson_delta_matched"].mean()
 
@@ -71,9 +73,10 @@ def test_ceiling_from_real_cells_beats_a_noisy_truth(screen, columns):
     """The ceiling takes the real cells only (no prediction exists in its signature or CLI)."""
     _, target, split = screen
     real = real_test_cells(target, split, columns)
-    halves = ceiling_scores(real, columns, FAST, threads=1, seed=0)
-    pd.testing.assert_frame_equal(halves, ceiling_scores(real, columns, FAST, threads=1, seed=0))
-    assert not halves.equals(ceiling_scores(real, columns, FAST, threads=1, seed=1)), "the split depends on the seed"
+    reference = training_reference(target, split, columns, real.var_names)
+    halves = ceiling_scores(real, reference, columns, FAST, threads=1, seed=0)
+    pd.testing.assert_frame_equal(halves, ceiling_scores(real, reference, columns, FAST, threads=1, seed=0))
+    assert not halves.equals(ceiling_scores(real, reference, columns, FAST, threads=1, seed=1)), "the split depends on the seed"
     ceiling = full_depth(halves.drop(columns="perturbation").mean())
     noisy = _noisy_truth(target, split, columns, sd=2.0)
     pooled, matched = _pooled_and_matched(target, split, noisy, columns)

@@ -10,6 +10,7 @@ import torch
 from deltatune.data.splits import cells_of_split
 from deltatune.errors import InputDataError, SettingsError
 from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
+from deltatune.evaluate.reference import training_reference
 from deltatune.evaluate.scores import score
 from deltatune.model.st import BaseModel, build_st_model
 from deltatune.pairing.index import build_pairing_index
@@ -111,18 +112,23 @@ def test_plate_without_controls_falls_back_to_global_mean(preprocessed, columns)
     assert np.allclose(inputs[:], target.X[is_control].toarray().mean(axis=0), atol=1e-5)
 
 
+def _score(pair, split, settings: EvaluateSettings):
+    """cell-eval's scores of ``pair`` (Systema's reference from its target's training cells)."""
+    return score(pair, training_reference(pair.target, split, pair.columns, pair.var_names), settings, threads=1)
+
+
 def test_cell_eval_scores_an_aligned_pair(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
     pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     shuffled = pred[np.random.default_rng(0).permutation(pred.n_obs)].copy()
     pair = evaluation_pair(target, shuffled, split, columns)
     assert list(shuffled.obs_names[pair.positions]) == list(pair.obs.index)
-    results = score(pair, EvaluateSettings(), threads=1)
+    results = _score(pair, split, EvaluateSettings())
     n_test = split["split"].eq("test").sum()
     assert len(results) == n_test and np.isfinite(results["pearson_delta"]).all()
 
     truth = real_test_cells(target, split, columns)
-    perfect = score(evaluation_pair(target, truth, split, columns), EvaluateSettings(), threads=1)
+    perfect = _score(evaluation_pair(target, truth, split, columns), split, EvaluateSettings())
     assert np.allclose(perfect["pearson_delta"], 1.0)
 
 
@@ -137,8 +143,8 @@ def test_full_profile_adds_de_metrics(base, preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
     pred = predict(base.model, base, target, split, columns, _plates(target, columns))
     pair = evaluation_pair(target, pred, split, columns)
-    fast = score(pair, EvaluateSettings(profile="anndata"), threads=1)
-    full = score(pair, EvaluateSettings(profile="full"), threads=1)
+    fast = _score(pair, split, EvaluateSettings(profile="anndata"))
+    full = _score(pair, split, EvaluateSettings(profile="full"))
     assert {"overlap_at_N", "de_spearman_sig"} <= set(full.columns) - set(fast.columns)
     assert np.allclose(full.set_index("perturbation")["pearson_delta"], fast.set_index("perturbation")["pearson_delta"])
 
@@ -156,7 +162,7 @@ def test_the_cell_cap_changes_only_the_cell_level_metrics(base, preprocessed, co
     labels = real.obs[columns.perturbation].astype(str)
     assert (labels == columns.control).sum() == 10 and labels[labels != columns.control].value_counts().max() == 3
     assert cell_sample(pair, capped)[0].obs_names.equals(real.obs_names), "the sample is seeded"
-    every, sampled = (score(pair, s, threads=1).set_index("perturbation") for s in (uncapped, capped))
+    every, sampled = (_score(pair, split, s).set_index("perturbation") for s in (uncapped, capped))
     means = every.columns.drop(["pearson_edistance", "clustering_agreement"])
     pd.testing.assert_frame_equal(every[means], sampled[means])
     assert not np.isclose(every["pearson_edistance"].iloc[0], sampled["pearson_edistance"].iloc[0])

@@ -80,6 +80,7 @@ def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(ow
     summary = pd.read_csv(own_run / "report" / "summary.csv")
     assert summary["stage"].tolist() == [
         "base", *STAGES, "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling",
+        "noise_free_bound",
     ]
     assert np.isfinite(summary[["pearson_delta", "pearson_delta_matched"]]).all().all()
     assert not (own_run / "models" / "base").exists(), "the checkpoint replaces pretraining"
@@ -145,6 +146,7 @@ def test_a_single_line_file_without_any_batch_column_runs(tmp_path, st_run):
     summary = pd.read_csv(report / "summary.csv")
     assert summary["stage"].tolist() == [
         "base", "lora_random", "lora_celltype_delta", "baseline_mean_delta", "baseline_plate_control", "ceiling",
+        "noise_free_bound",
     ]
     assert np.isfinite(summary["pearson_delta"]).all()
     assert not any(column.endswith("_matched") for column in summary.columns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -161,6 +162,11 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
          "'many' is not of type 'integer'"),
         ("config value out of range (workflow)", lambda c: c["preprocess"]["split"].update(test_fraction=1.5),
          "1.5 is greater than or equal to the maximum of 1"),
+        ("misspelled search parameter (workflow)",
+         lambda c: c.update(search={"start": "lora_random", "parameters": {"lora.rnak": {"values": [2, 4]}}}),
+         "search.parameters.lora.rnak: 2 does not fit stage 'lora_random'"),
+        ("list element of the wrong type (workflow)", lambda c: c["data"]["simulate"].update(doses_um=[0.1, "a"]),
+         "'a' is not of type 'number'"),
     ],
 )
 def test_a_bad_config_value_stops_the_workflow_before_any_job(case, mutate, expected, tmp_path, tiny_config):
@@ -172,7 +178,8 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case, mutate, expe
     assert done.returncode != 0 and expected in printed, printed[-2000:]
     assert "Traceback" not in printed and not (tmp_path / "results").exists()
     line = next(line for line in printed.splitlines() if expected in line)
-    record("Bad inputs", case, "snakemake (config validation)", line.strip(), "exit 1 before any job; nothing written")
+    step = "snakemake (search settings)" if "search" in case else "snakemake (config validation)"
+    record("Bad inputs", case, step, line.strip(), "exit 1 before any job; nothing written")
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,14 +294,22 @@ def test_a_perturbation_with_one_cell_and_a_plate_without_controls_train_and_pre
 # Faults: killed jobs, a second run in the same folder, a read-only or full output directory
 
 
-LONG_RULES = {  # rule: (its log, relative to results/tiny/logs, and its output the kill must leave absent)
-    "preprocess": ("preprocess.log", "data/target_line.h5ad"),
-    "pretrain": ("pretrain.log", "models/base"),
-    "finetune": ("finetune/lora_random/rep0.log", "models/lora_random/rep0"),
-    "infer": ("infer/lora_random/rep0.log", "predictions/lora_random/rep0.h5ad"),
-    "evaluate": ("evaluate/lora_random/rep0.log", "metrics/lora_random/rep0.tsv"),
-    "report": ("report.log", "report/summary.csv"),
-}
+# Each kill: what it waits for under results/tiny (the job's log: the job has started; a
+# checkpoint: training is under way; a temporary sibling of the output: the file is being
+# written), the output that must not exist after it, and what the case is called.
+KILLS = (
+    ("preprocess", "logs/preprocess.log", "data/target_line.h5ad", "SIGKILL during preprocess"),
+    ("pretrain", "logs/pretrain.log", "models/base", "SIGKILL during pretrain"),
+    ("finetune", "logs/finetune/lora_random/rep0.log", "models/lora_random/rep0", "SIGKILL during finetune"),
+    ("finetune", "work/lora_random/rep0/last.ckpt", "models/lora_random/rep0",
+     "SIGKILL during finetune, after its first checkpoint"),
+    ("infer", "logs/infer/lora_random/rep0.log", "predictions/lora_random/rep0.h5ad", "SIGKILL during infer"),
+    ("infer", "predictions/lora_random/.rep0.h5ad.*.tmp.h5ad", "predictions/lora_random/rep0.h5ad",
+     "SIGKILL during infer, while it writes the prediction"),
+    ("evaluate", "logs/evaluate/lora_random/rep0.log", "metrics/lora_random/rep0.tsv", "SIGKILL during evaluate"),
+    ("report", "logs/report.log", "report/summary.csv", "SIGKILL during report"),
+)
+ATTEMPTS = 5  # a job can finish inside the polling interval; then its output is removed and it runs again
 
 
 def _snakemake_process(workdir: Path, *args: str) -> subprocess.Popen:
@@ -305,12 +320,20 @@ def _snakemake_process(workdir: Path, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _wait_for(path: Path, run: subprocess.Popen, timeout: float = 600) -> None:
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists (its last part may be a glob pattern)."""
+    return path.parent.is_dir() and any(path.parent.glob(path.name))
+
+
+def _wait_for(path: Path, run: subprocess.Popen, timeout: float = 600) -> bool:
+    """Wait until ``path`` exists; False if the run ends first."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert run.poll() is None, f"the run ended before {path.name} appeared"
+    while not _exists(path):
+        if run.poll() is not None:
+            return False
         assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
+        time.sleep(0.001)
+    return True
 
 
 def _output_names(results: Path) -> set[Path]:
@@ -318,40 +341,69 @@ def _output_names(results: Path) -> set[Path]:
     return {p for p in results.rglob("*") if not p.name.startswith(".")}
 
 
-@pytest.fixture(scope="module")
-def killed_run(tmp_path_factory, tiny_config) -> Path:
-    """The tiny config from scratch, SIGKILLed once inside each long rule and resumed each time."""
-    workdir = tmp_path_factory.mktemp("killed")
+def _killed_config(tiny_config: dict) -> dict:
+    """The tiny config with one replicate, and a stage long enough (and checkpointed often enough)
+    to be killed between its checkpoints."""
     config = copy.deepcopy(tiny_config)
     config["replicates"] = 1
-    write_config(workdir, config)
-    results, logs = workdir / "results" / "tiny", workdir / "results" / "tiny" / "logs"
-    for rule, (log, output) in LONG_RULES.items():
+    config["stages"]["lora_random"] |= {"epochs": 20, "checkpoint_every": 5}
+    return config
+
+
+def _kill_inside(workdir: Path, results: Path, wait: str, output: str) -> None:
+    """Start the workflow, SIGKILL it once ``wait`` exists, and check that ``output`` does not;
+    when the job finished first (inside the polling interval), remove its output and try again."""
+    for _ in range(ATTEMPTS):
         run = _snakemake_process(workdir, "--rerun-incomplete")
-        _wait_for(logs / log, run)  # the job has started: its shell opened the log
+        started = _wait_for(results / wait, run)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-        assert not (results / output).exists(), f"{rule} finished before the kill: the test must kill it inside"
-        record("Faults", f"SIGKILL during {rule}", rule, "(killed)",
-               "no file under the output's name; `snakemake --unlock`, then `--rerun-incomplete`, completed it")
+        assert started, f"the run ended before {wait} appeared"
         assert snakemake(workdir, "--unlock").returncode == 0
+        if not (results / output).exists():
+            return
+        (shutil.rmtree if (results / output).is_dir() else Path.unlink)(results / output)
+    pytest.fail(f"{output} was finished before every one of {ATTEMPTS} kills")
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, tiny_config) -> Path:
+    """The tiny config from scratch, SIGKILLed once at each point of :data:`KILLS` and resumed each time."""
+    workdir = tmp_path_factory.mktemp("killed")
+    write_config(workdir, _killed_config(tiny_config))
+    results = workdir / "results" / "tiny"
+    for rule, wait, output, case in KILLS:
+        _kill_inside(workdir, results, wait, output)
+        outcome = "no file under the output's name; `snakemake --unlock`, then `--rerun-incomplete`, completed it"
+        if wait.endswith("last.ckpt"):
+            outcome = "no stage folder; the rerun resumed from the checkpoint (its log: resuming from last.ckpt)"
+        elif "tmp" in wait:
+            outcome = ("only a hidden temporary file, removed by the rerun; no file under the output's name; "
+                       "the rerun completed it")
+        record("Faults", case, rule, "(killed)", outcome)
     done = snakemake(workdir, "--rerun-incomplete")
     assert done.returncode == 0, done.stderr[-4000:]
     return workdir
 
 
+def test_a_stage_killed_after_a_checkpoint_resumes_from_it_and_no_temporary_file_is_left(killed_run):
+    results = killed_run / "results" / "tiny"
+    log = (results / "logs" / "finetune" / "lora_random" / "rep0.log").read_text()
+    assert re.search(r"resuming from \S+last\.ckpt at step [1-9]", log), log[-2000:]
+    assert not list(results.rglob(".*.tmp*")), "every temporary file of a killed write was removed"
+
+
 def test_killed_jobs_leave_nothing_half_written_and_rerun_to_the_same_results(killed_run, tmp_path, tiny_config):
-    """The run killed six times ends byte-identical to an undisturbed run of the same config."""
+    """The run killed at every point of :data:`KILLS` ends byte-identical to an undisturbed run of
+    the same config."""
     clean = tmp_path / "clean"
-    config = copy.deepcopy(tiny_config)
-    config["replicates"] = 1
-    write_config(clean, config)
+    write_config(clean, _killed_config(tiny_config))
     done = snakemake(clean)
     assert done.returncode == 0, done.stderr[-4000:]
     for name in ("comparison.csv", "summary.csv"):
         a = (killed_run / "results" / "tiny" / "report" / name).read_bytes()
         assert a == (clean / "results" / "tiny" / "report" / name).read_bytes(), name
-    record("Reproducibility", "two runs of the tiny config from scratch (one killed six times)", "all",
+    record("Reproducibility", f"two runs of the tiny config from scratch (one killed {len(KILLS)} times)", "all",
            "(none)", "comparison.csv and summary.csv byte-identical (same machine, same threads)")
 
 
@@ -360,7 +412,7 @@ def test_a_second_run_in_the_same_folder_gets_the_lock_error_and_changes_nothing
     assert snakemake(killed_run, "--forcerun", "report", "-n").returncode == 0
     first = _snakemake_process(killed_run, "--forcerun", "report")
     try:
-        _wait_for(killed_run / ".snakemake" / "locks" / "0.output.lock", first, timeout=120)
+        assert _wait_for(killed_run / ".snakemake" / "locks" / "0.output.lock", first, timeout=120)
         before = {p: p.stat().st_mtime_ns for p in _output_names(results) if p.is_file()}
         second = snakemake(killed_run)
         assert second.returncode != 0 and "LockException" in second.stderr, second.stderr[-2000:]
@@ -417,6 +469,19 @@ def test_an_unwritable_output_directory_gives_one_message_and_keeps_earlier_outp
 
 # --------------------------------------------------------------------------------------------
 # Shareable outputs: a normal write's permissions under the user's umask
+
+
+def test_the_next_write_of_an_output_removes_the_temporaries_a_killed_one_left(tmp_path):
+    stale = [tmp_path / ".summary.csv.k1ll3d.tmp.csv", tmp_path / ".figures.k1ll3d.tmp"]
+    stale[0].write_text("half")
+    stale[1].mkdir()
+    other = tmp_path / ".other.csv.k1ll3d.tmp.csv"  # another output's: not touched
+    other.write_text("half")
+    write_text(tmp_path / "summary.csv", "whole")
+    with atomic_path(tmp_path / "figures", directory=True) as folder:
+        (folder / "a.png").write_bytes(b"png")
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert (tmp_path / "summary.csv").read_text() == "whole" and (tmp_path / "figures" / "a.png").exists()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

@@ -160,7 +160,7 @@ def test_full_depth_is_cell_evals_own_correction():
     import polars as pl
     from cell_eval._evaluator import SB_METRICS, _spearman_brown_correct
 
-    from deltatune.report.tables import SPEARMAN_BROWN_METRICS, full_depth
+    from deltatune.report.ceiling import SPEARMAN_BROWN_METRICS, full_depth
 
     assert SPEARMAN_BROWN_METRICS == SB_METRICS
     names = sorted(SB_METRICS) + ["mse", "pearson_edistance", "clustering_agreement"]
@@ -229,7 +229,7 @@ def test_the_first_table_fits_the_page_in_chromium(finished_run, tmp_path):
         right, viewport, scroll = map(int, match.groups())
         assert viewport == width
         assert right <= viewport and scroll <= viewport, (width, right, scroll)
-        assert "perturbed-mean-centred" in done.stdout.split("</table>")[0], "the lead table shows the new scores"
+        assert "Systema" in done.stdout.split("</table>")[0], "the lead table shows the new scores"
     shot = tmp_path / "report.png"
     subprocess.run([*chromium, "--window-size=1400,900", f"--screenshot={shot}", probe.as_uri()],
                    capture_output=True, timeout=120, check=True)
@@ -288,3 +288,19 @@ def test_report_warns_when_the_no_effect_floor_beats_a_model():
     warning = _plate_warning(summary, rows)
     assert "Plate confounding" in warning and "<code>base</code>" in warning and "lora_a" not in warning
     assert _plate_warning(summary.assign(pearson_delta=[0.55, 0.6, 0.5, 0.9]), rows) == ""
+
+
+def test_report_warns_above_the_noise_free_bound_and_says_which_scores_were_set_to_zero():
+    from deltatune.report.html import _above_bound_warning, _no_signal_note
+
+    rows = roles.with_bound(roles.row_roles([], ["baseline_plate_control"]))
+    summary = pd.DataFrame({"stage": list(rows), "pearson_delta": [0.95, 0.5, 0.8, 0.9],
+                            "no_signal_pearson_delta_matched": [0.0, 1.0, np.nan, np.nan]})
+    warning = _above_bound_warning(summary, rows)
+    assert "Above the noise-free bound" in warning and "<code>base</code> on pearson_delta (0.950 &gt; 0.900)" in warning
+    assert "ceiling" not in warning.split("would:")[1].split(".")[0], "the ceiling row is real data, not a prediction"
+    assert _above_bound_warning(summary.assign(pearson_delta=[0.85, 0.5, 0.8, 0.9]), rows) == ""
+    note = _no_signal_note(summary)
+    assert "<code>baseline_plate_control</code> pearson_delta_matched (100% of test perturbations)" in note
+    assert "<code>base</code>" not in note
+    assert _no_signal_note(summary.assign(no_signal_pearson_delta_matched=0.0)) == ""

@@ -116,6 +116,9 @@ def test_the_winner_trains_as_tuned_beside_the_fixed_stages(searched):
     assert tuned["settings"]["lr"] == chosen["overrides"]["lr"] and tuned["settings"]["lora"]["rank"] == chosen["overrides"]["lora.rank"]
     record = json.loads((report / "provenance.json").read_text())
     assert record["search"]["chosen"]["overrides"] == chosen["overrides"] and len(record["search"]["trials"]) == TRIALS
+    provenance_tuned = record["config"]["stages"]["tuned"]  # the settings tuned trained with, not its start's
+    assert provenance_tuned["lr"] == chosen["overrides"]["lr"] and provenance_tuned["lora"]["rank"] == chosen["overrides"]["lora.rank"]
+    assert provenance_tuned == {**tuned["settings"], "seed": provenance_tuned["seed"]}
     assert (report / "figures" / "search_scores.png").exists() and "Hyper-parameter search" in (report / "report.html").read_text()
     full = json.loads((searched / "results" / "tiny" / "models" / "full" / "rep0" / "summary.json").read_text())
     extras = json.loads((searched / "results" / "tiny" / "models" / "extras" / "rep0" / "summary.json").read_text())

@@ -159,3 +159,44 @@ def test_settings_import_no_heavy_library():
             "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("cls", "values", "message"), [
+    (ScreenSpec, {"doses_um": ["a"]}, "data.simulate.doses_um[0]: expected a number, got 'a'"),
+    (ScreenSpec, {"plates_per_drug": [1]}, "data.simulate.plates_per_drug: expected a list of 2"),
+    (ScreenSpec, {"plates_per_drug": [1, 2.5]}, "data.simulate.plates_per_drug[1]: expected an integer, got 2.5"),
+    (LoraSettings, {"rank_scale": {"basal_encoder": "half"}}, "rank_scale.basal_encoder: expected a number"),
+], ids=["tuple element", "tuple length", "pair element", "mapping value"])
+def test_list_and_mapping_elements_are_type_checked(cls, values, message):
+    where = "data.simulate" if cls is ScreenSpec else "stages.s.lora"
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        from_mapping(cls, values, where)
+
+
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"lora.rnak": {"values": [4]}}, "search.parameters.lora.rnak: 4 does not fit stage 's': stages.s.lora: unknown"),
+    ({"lr": {"values": ["fast"]}}, "search.parameters.lr: 'fast' does not fit stage 's': stages.s.lr: expected a number"),
+    ({"lora.rank": {"low": 2.0, "high": 8}}, "search.parameters.lora.rank: 2.0 does not fit stage 's'"),
+    ({"lr.base": {"values": [1]}}, "search.parameters.lr.base: 1 does not fit stage 's'"),
+], ids=["misspelled path", "value of the wrong type", "float range of an integer", "a setting as a section"])
+def test_search_paths_and_values_are_checked_when_the_workflow_is_parsed(parameters, message):
+    from deltatune.settings.workflow import search_settings
+
+    stages = {"s": {"pairing": "batch", "lr": 1e-3, "lora": {"rank": 8}}}
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        search_settings({"search": {"start": "s", "parameters": parameters}}, stages)
+    assert search_settings({"search": {"start": "s", "parameters": {"lora.rank": {"low": 2, "high": 8}}}}, stages)
+
+
+def test_integer_ranges_draw_integers():
+    from deltatune.settings.search import trials
+
+    drawn = trials(SearchSettings(start="s", trials=20, parameters={"lora.rank": {"low": 4, "high": 16}}))
+    assert all(isinstance(t["lora.rank"], int) and 4 <= t["lora.rank"] <= 16 for t in drawn)
+
+
+def test_the_search_chooses_among_the_catalogues_searchable_scores():
+    from deltatune.evaluate.metrics import SCORES
+    from deltatune.settings.search import METRICS
+
+    assert set(METRICS) == {s.name for s in SCORES if s.searchable}

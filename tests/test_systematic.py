@@ -1,7 +1,8 @@
 """The scores for what every perturbation shares, on screens built so the answer is known.
 
-Every test perturbation's real effect is a shared part (the same for all) plus its own part; the
-"predictions" below reproduce one or the other, and each score must tell them apart.
+Every perturbation's real effect is a shared part (the same for all) plus its own part; 8
+perturbations are training perturbations (they make Systema's reference), 12 are scored. The
+"predictions" below reproduce one part or the other, and each score must tell them apart.
 """
 
 from __future__ import annotations
@@ -14,43 +15,30 @@ import pytest
 from deltatune.evaluate import (
     DELTA_CORRELATION_PREDICTED,
     DELTA_CORRELATION_REAL,
+    MATCHED,
+    MODE_COLLAPSE,
     PERTURBED_MEAN,
     PERTURBED_MEAN_MATCHED,
     PRIMARY_METRIC,
 )
+from deltatune.evaluate.metrics import no_signal
 from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.evaluate.reference import training_reference
 from deltatune.evaluate.scores import score, score_matched
-from deltatune.settings import Columns, EvaluateSettings
+from deltatune.settings import EvaluateSettings
+from screens import COLUMNS, N_GENES, N_TRAIN, TEST, shared_and_own
 
-COLUMNS = Columns(perturbation="pert", control="ctrl", cell_type="line", batch="plate", drug=None, dose=None)
 FAST = EvaluateSettings(profile="anndata")
-N_GENES, N_PERTS, PLATES, CELLS = 400, 12, 2, 40
+CELLS = 40
 
 
 @pytest.fixture(scope="module")
 def screen():
-    """Controls and 12 perturbations on two plates with different offsets; effects = shared + own."""
-    rng = np.random.default_rng(0)
-    baseline = rng.uniform(5.0, 6.0, N_GENES)  # every value stays in log1p range
-    offsets = rng.normal(0.0, 0.3, (PLATES, N_GENES))
-    shared = rng.normal(0.0, 1.0, N_GENES)
-    own = rng.normal(0.0, 0.8, (N_PERTS, N_GENES))
-    labels, plates, means = [], [], []
-    for plate in range(PLATES):
-        for p in range(-1, N_PERTS):  # -1: the plate's controls
-            effect = 0.0 if p < 0 else shared + own[p]
-            labels += ["ctrl" if p < 0 else f"p{p:02d}"] * CELLS
-            plates += [f"plate{plate}"] * CELLS
-            means.append(np.tile(baseline + offsets[plate] + effect, (CELLS, 1)))
-    X = np.vstack(means) + rng.normal(0.0, 0.3, (len(labels), N_GENES))
-    obs = pd.DataFrame({"pert": labels, "plate": plates, "line": "c"}, index=[f"cell{i}" for i in range(len(labels))])
-    real = ad.AnnData(X=np.clip(X, 0.0, None).astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)]))
-    split = pd.DataFrame({"perturbation": [f"p{p:02d}" for p in range(N_PERTS)], "split": "test"})
-    return real, split, shared, own
+    return shared_and_own(cells=CELLS, controls=CELLS, noise=0.3)
 
 
 def _predict(real: ad.AnnData, effects: dict[str, np.ndarray], seed: int = 1) -> ad.AnnData:
-    """Each cell as its plate's control mean plus ``effects[label]``, with per-cell noise."""
+    """Each test cell as its plate's control mean plus ``effects[label]``, with per-cell noise."""
     obs = real.obs
     pred = real.copy()
     rng = np.random.default_rng(seed)
@@ -63,46 +51,123 @@ def _predict(real: ad.AnnData, effects: dict[str, np.ndarray], seed: int = 1) ->
     return pred
 
 
-def _scores(real, split, pred) -> pd.Series:
+def _tables(real, split, pred) -> tuple[pd.DataFrame, pd.DataFrame]:
     pair = evaluation_pair(real, pred, split, COLUMNS)
-    pooled = score(pair, FAST, threads=1)
-    matched, _ = score_matched(pair, threads=1)
+    reference = training_reference(real, split, COLUMNS, pair.var_names)
+    matched, _ = score_matched(pair, reference, threads=1)
+    return score(pair, reference, FAST, threads=1), matched
+
+
+def _scores(real, split, pred) -> pd.Series:
+    pooled, matched = _tables(real, split, pred)
     return pooled.merge(matched, on="perturbation").drop(columns="perturbation").mean()
 
 
-def test_a_prediction_of_only_the_shared_effect_scores_high_pooled_and_zero_centred(screen):
-    real, split, shared, own = screen
-    systematic = _scores(real, split, _predict(real, {f"p{p:02d}": shared for p in range(N_PERTS)}))
+def _centroid(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return X[mask].astype(np.float64).mean(axis=0)
+
+
+def test_systemas_score_is_its_formula_computed_independently(screen):
+    """numpy, outside the package: the reference is the unweighted mean of the training
+    perturbations' centroids (per plate for the matched score, weighted by cells over plates)."""
+    real, split, shared, own = screen[:4]
+    pred = _predict(real, {label: shared + 0.5 * own[int(label[1:])] for label in TEST})
+    pooled, matched = (t.set_index("perturbation") for t in _tables(real, split, pred))
+    labels, plates = real.obs["pert"].to_numpy(), real.obs["plate"].to_numpy()
+    train = [f"p{p:02d}" for p in range(N_TRAIN)]
+
+    def systema(on: np.ndarray, label: str) -> float:
+        reference = np.mean([_centroid(real.X, on & (labels == t)) for t in train], axis=0)
+        y = _centroid(pred.X, on & (labels == label)) - reference
+        r = _centroid(real.X, on & (labels == label)) - reference
+        return float(np.corrcoef(y, r)[0, 1])
+
+    everywhere = np.ones(real.n_obs, dtype=bool)
+    for label in TEST:
+        assert pooled.loc[label, PERTURBED_MEAN] == pytest.approx(systema(everywhere, label), abs=1e-6)
+        per_plate = [systema(plates == plate, label) for plate in ("plate0", "plate1")]
+        assert matched.loc[label, PERTURBED_MEAN_MATCHED] == pytest.approx(np.mean(per_plate), abs=1e-6)
+
+
+def test_a_wrong_shared_response_scores_lower_and_a_shared_one_alone_scores_low(screen):
+    """Subtracting each side's own mean over the test perturbations (the formula this score had
+    before) cancels any shared component, right or wrong; Systema's training reference does not."""
+    real, split, shared, own = screen[:4]
+    right = _scores(real, split, _predict(real, {label: shared + own[int(label[1:])] for label in TEST}))
+    wrong = _scores(real, split, _predict(real, {label: -shared + own[int(label[1:])] for label in TEST}))
+    assert right[PERTURBED_MEAN] > 0.9 and right[PERTURBED_MEAN_MATCHED] > 0.9, "the score can be high"
+    assert wrong[PERTURBED_MEAN] < right[PERTURBED_MEAN] - 0.3
+    assert wrong[PERTURBED_MEAN_MATCHED] < right[PERTURBED_MEAN_MATCHED] - 0.3
+
+    systematic = _scores(real, split, _predict(real, {label: shared for label in TEST}))
     assert systematic[PRIMARY_METRIC] > 0.7, "the shared part alone looks like a good model against controls"
-    assert abs(systematic[PERTURBED_MEAN]) < 0.15 and abs(systematic[PERTURBED_MEAN_MATCHED]) < 0.15
-
-    specific = _scores(real, split, _predict(real, {f"p{p:02d}": shared + own[p] for p in range(N_PERTS)}))
-    assert specific[PERTURBED_MEAN] > 0.9 and specific[PERTURBED_MEAN_MATCHED] > 0.9, "the score can be high"
+    assert systematic[PERTURBED_MEAN] < 0.5 and systematic[PERTURBED_MEAN_MATCHED] < 0.5
 
 
-def test_one_effect_for_every_perturbation_shows_a_collapse_ratio_well_above_one(screen):
-    real, split, shared, own = screen
-    collapsed = _scores(real, split, _predict(real, {f"p{p:02d}": shared + own[0] for p in range(N_PERTS)}))
-    ratio = collapsed[DELTA_CORRELATION_PREDICTED] / collapsed[DELTA_CORRELATION_REAL]
-    assert collapsed[DELTA_CORRELATION_PREDICTED] > 0.99 and ratio > 1.4
+def test_the_collapse_measure_tells_collapsed_distinct_and_no_effect_predictions_apart(screen):
+    real, split, shared, own = screen[:4]
+    distinct = _scores(real, split, _predict(real, {label: shared + own[int(label[1:])] for label in TEST}))
+    collapsed = _scores(real, split, _predict(real, {label: shared + own[0] for label in TEST}))
+    nothing = _scores(real, split, _predict(real, {label: np.zeros(N_GENES) for label in TEST}, seed=2))
+    assert distinct[MODE_COLLAPSE] == pytest.approx(0.0, abs=0.05)
+    assert collapsed[DELTA_CORRELATION_PREDICTED] > 0.99
+    assert collapsed[MODE_COLLAPSE] == pytest.approx(1.0 - collapsed[DELTA_CORRELATION_REAL], abs=0.01)
+    assert collapsed[MODE_COLLAPSE] > distinct[MODE_COLLAPSE] + 0.3
+    # a no-effect prediction (noise around the control mean) is as uncorrelated as noise: not collapsed
+    assert abs(nothing[DELTA_CORRELATION_PREDICTED]) < 0.05 and nothing[MODE_COLLAPSE] < 0.0
 
-    distinct = _scores(real, split, _predict(real, {f"p{p:02d}": shared + own[p] for p in range(N_PERTS)}))
-    assert distinct[DELTA_CORRELATION_PREDICTED] / distinct[DELTA_CORRELATION_REAL] == pytest.approx(1.0, abs=0.05)
+
+@pytest.fixture(scope="module")
+def large_wells():
+    """Wells of 10,000 to 10,011 cells on each plate (20 genes): the scale at which float32 means
+    of identical rows stop agreeing."""
+    rng = np.random.default_rng(3)
+    labels, plates = [], []
+    for plate in ("plate0", "plate1"):
+        sizes = {"ctrl": 12_000, **{f"p{p:02d}": 10_000 + p for p in range(6)}}
+        for label, n in sizes.items():
+            labels += [label] * n
+            plates += [plate] * n
+    obs = pd.DataFrame({"pert": labels, "plate": plates, "line": "c"}, index=[f"cell{i}" for i in range(len(labels))])
+    X = rng.uniform(0.0, 6.0, (len(labels), 20)).astype(np.float32)
+    real = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(20)]))
+    split = pd.DataFrame({"perturbation": [f"p{p:02d}" for p in range(6)], "split": ["train"] * 2 + ["test"] * 4})
+    return real, split
 
 
-def test_an_identical_prediction_for_every_perturbation_scores_zero_not_rounding_noise(screen):
-    """Adding one effect to one plate's controls gives every perturbation the same mean up to
-    float32 rounding: 0 (it explains no difference between perturbations), not a random number."""
-    real, split, shared, _ = screen
-    rank = real.obs.groupby("pert", observed=True).cumcount().to_numpy()
-    size = real.obs["pert"].map(lambda label: 2 * CELLS if label == "ctrl" else 2 * CELLS - 3 * int(label[1:]) - 1)
-    real = real[rank < size.to_numpy()].copy()  # counts differ, so float32 means round differently
+def test_a_prediction_of_each_plates_control_mean_scores_zero_at_well_sizes_of_ten_thousand(large_wells):
+    """The floor: every test cell is its plate's control mean (float32, as the pairing index
+    stores it). Its delta against the plate's controls is rounding only, so its plate-matched
+    correlations are 0 and marked, not a correlation of rounding noise."""
+    real, split = large_wells
     pred = real.copy()
     obs = real.obs
-    on_plate = (obs["plate"] == "plate0").to_numpy()
-    treated = (obs["pert"] != "ctrl").to_numpy()
-    pred.X[treated] = real.X[on_plate & ~treated].mean(axis=0) + shared  # every cell the same profile
+    for plate in ("plate0", "plate1"):
+        on_plate = (obs["plate"] == plate).to_numpy()
+        controls = on_plate & (obs["pert"] == "ctrl").to_numpy()
+        pred.X[on_plate & ~controls] = real.X[controls].astype(np.float64).mean(axis=0).astype(np.float32)
+    _, matched = (t.set_index("perturbation") for t in _tables(real, split, pred))
+    assert (matched[MATCHED] == 0.0).all() and (matched[no_signal(MATCHED)] == 1.0).all()
+    assert (matched[no_signal(PERTURBED_MEAN_MATCHED)] == 0.0).all(), "the reference is not the control mean"
+
+    same = real.copy()  # one profile for every test cell of a plate, equal to the plate's reference
+    for plate in ("plate0", "plate1"):
+        on_plate = (obs["plate"] == plate).to_numpy()
+        train = on_plate & obs["pert"].isin(["p00", "p01"]).to_numpy()
+        centroids = [real.X[train & (obs["pert"] == t).to_numpy()].astype(np.float64).mean(axis=0) for t in ("p00", "p01")]
+        tested = on_plate & obs["pert"].isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
+        same.X[tested] = np.mean(centroids, axis=0).astype(np.float32)
+    _, matched = (t.set_index("perturbation") for t in _tables(real, split, same))
+    assert (matched[PERTURBED_MEAN_MATCHED] == 0.0).all() and (matched[no_signal(PERTURBED_MEAN_MATCHED)] == 1.0).all()
+
+
+def test_a_plate_without_training_perturbations_falls_back_to_the_pooled_reference(screen):
+    real, split, shared, own = screen[:4]
+    drop = (real.obs["plate"] == "plate1").to_numpy() & real.obs["pert"].isin([f"p{p:02d}" for p in range(N_TRAIN)]).to_numpy()
+    real = real[~drop].copy()
+    pred = _predict(real, {label: shared + own[int(label[1:])] for label in TEST})
     pair = evaluation_pair(real, pred, split, COLUMNS)
-    table = score(pair, FAST, threads=1)
-    assert (table[PERTURBED_MEAN] == 0.0).all()
-    assert np.isfinite(table[PRIMARY_METRIC]).all()
+    reference = training_reference(real, split, COLUMNS, pair.var_names)
+    _, info = score_matched(pair, reference, threads=1)
+    assert info["reference_fallback_plates"] == ["plate1"]
+    assert np.array_equal(reference.of_plate("plate1"), reference.pooled)

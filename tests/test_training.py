@@ -95,7 +95,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, co
 
 def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, columns, tmp_path):
     """Test cells whose expression is NaN change nothing: a stage never reads them, nor does inference."""
-    from deltatune.data.readers import read_cells
+    from deltatune.data.readers import UnreadRowError, read_cells
     from deltatune.data.splits import cells_of_split, training_cells
     from deltatune.files import write_h5ad
     from deltatune.pairing.groups import control_mask
@@ -112,7 +112,8 @@ def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, c
         path = tmp_path / f"{name}.h5ad"
         write_h5ad(data, path)
         read = read_cells(path, lambda obs: training_cells(obs, columns, split))
-        assert read.X[np.flatnonzero(test)].nnz == 0, "no test cell's expression is read"
+        with pytest.raises(UnreadRowError, match="not read from the file"):  # never a row of zeros
+            read.X[np.flatnonzero(test)]
         index = build_pairing_index(read.obs, columns, SETTINGS.pairing)
         result = finetune_stage(new_base(), read, split, columns, Trainer(SETTINGS, tmp_path / name, "fp"), index)
         plates = build_pairing_index(read.obs, columns, "batch").with_means(read.X)
@@ -122,3 +123,6 @@ def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, c
     (clean_history, clean_pred), (history, pred) = outcomes
     assert history.equals(clean_history) and np.isfinite(history["total"]).all()
     assert np.array_equal(pred, clean_pred) and np.isfinite(pred).all()
+    everything = build_pairing_index(controls_only.obs, columns, SETTINGS.pairing)  # its perturbed rows were not read
+    with pytest.raises(UnreadRowError, match="training asked for"):
+        finetune_stage(new_base(), controls_only, split, columns, Trainer(SETTINGS, tmp_path / "unread", "fp"), everything)

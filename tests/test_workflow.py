@@ -35,16 +35,21 @@ def test_every_output_is_written(finished_run):
     summary = pd.read_csv(results / "report" / "summary.csv")
     assert summary["stage"].tolist() == [
         "base", "lora_random", "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling",
+        "noise_free_bound",
     ]
     assert np.isfinite(summary[["pearson_delta", "pearson_delta_matched"]]).all().all()
-    assert summary["n_replicates"].tolist() == [2, 2, 1, 1, 1, 3]
-    floor_to_ceiling = summary.set_index("stage")["pearson_delta_floor_to_ceiling"]
-    assert floor_to_ceiling["baseline_plate_control"] == 0 and floor_to_ceiling["ceiling"] == 1
+    assert summary["n_replicates"].tolist() == [2, 2, 1, 1, 1, 3, 3]
+    by_stage = summary.set_index("stage")
+    for metric in ("pearson_delta", "pearson_delta_matched", "pearson_delta_perturbed_mean"):
+        position = by_stage[f"{metric}_floor_to_bound"]
+        assert position["baseline_plate_control"] == 0 and position["noise_free_bound"] == 1
+        assert by_stage.loc["noise_free_bound", metric] > by_stage.loc["ceiling", metric]
+    assert by_stage.loc["baseline_plate_control", "no_signal_pearson_delta_matched"] == 1.0
     assert (summary["pearson_delta_ci_low"] <= summary["pearson_delta"]).all()
     assert (summary["pearson_delta"] <= summary["pearson_delta_ci_high"]).all()
     comparison = pd.read_csv(results / "report" / "comparison.csv")
     assert list(comparison.columns) == ["stage", "replicate", "perturbation", "metric", "value"]
-    for stage, n_rep in zip(summary["stage"], summary["n_replicates"], strict=True):
+    for stage, n_rep in zip(summary["stage"][:-1], summary["n_replicates"][:-1], strict=True):
         for rep in range(n_rep):
             assert stage == "ceiling" or (results / "predictions" / stage / f"rep{rep}.h5ad").exists()
             metrics = pd.read_csv(results / "metrics" / stage / f"rep{rep}.tsv", sep="\t")

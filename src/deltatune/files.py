@@ -1,7 +1,9 @@
 """Writing outputs atomically: to a temporary sibling, then renamed into place.
 
 A job killed half-way must never leave a file that looks complete, because Snakemake (and the
-user) would take it for a finished result. The temporary file is created private (``mkstemp``
+user) would take it for a finished result; the hidden temporary it leaves instead is removed
+when the output is next written, so a results folder does not collect them. The temporary
+file is created private (``mkstemp``
 and ``mkdtemp`` use 0600 and 0700), so before the rename it gets the mode a plain write would
 have given under the user's umask: a results folder in a shared project directory stays
 readable by the group. A file system that refuses the write (read-only, full) stops the step
@@ -10,6 +12,7 @@ with one message naming the file; nothing is left under the output's name.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -34,6 +37,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     prefix = f".{target.name}."
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(target.parent, prefix, ".tmp" + ("" if directory else target.suffix))
         if directory:
             tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
         else:
@@ -56,6 +60,15 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
             raise OutputError(f"cannot write {target}: {_reason(err)}") from err
         raise
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove the temporaries a killed write of the same output left in ``folder``."""
+    for stale in folder.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _reason(err: OSError) -> str:

@@ -11,6 +11,18 @@ from . import _args
 log = logging.getLogger("deltatune")
 
 
+def _reference(path: str, split, columns, genes):
+    """Systema's reference of the target line, its training cells streamed from ``path``."""
+    from ..data.readers import open_backed
+    from ..evaluate.reference import training_reference
+
+    backed = open_backed(path)
+    try:
+        return training_reference(backed, split, columns, genes)
+    finally:
+        backed.file.close()
+
+
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     _args.data_arguments(p)
     p.add_argument("--predicted", required=True)
@@ -33,7 +45,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     target = read_cells(args.data, lambda obs: scored_cells(obs, cols, split))  # test cells and controls only
     prediction = open_backed(args.predicted)  # read a chunk of rows at a time
     try:
-        scores, matching = score_prediction(evaluation_pair(target, prediction, split, cols), settings, args.threads)
+        pair = evaluation_pair(target, prediction, split, cols)
+        reference = _reference(args.data, split, cols, pair.var_names)
+        scores, matching = score_prediction(pair, reference, settings, args.threads)
     finally:
         prediction.file.close()
     log.info("plate-matched scores: %s", json.dumps(matching))
@@ -58,9 +72,10 @@ def run_ceiling(args: argparse.Namespace) -> None:
     from ..settings import EvaluateSettings, from_json
 
     settings = from_json(EvaluateSettings, args.settings, "evaluation")
-    cols = _args.columns(args)
-    real = real_test_cells(read_h5ad(args.data), read_split(args.split), cols)
-    write_tsv(ceiling_scores(real, cols, settings, args.threads, args.seed), args.out)
+    cols, split = _args.columns(args), read_split(args.split)
+    real = real_test_cells(read_h5ad(args.data), split, cols)
+    reference = _reference(args.data, split, cols, real.var_names)
+    write_tsv(ceiling_scores(real, reference, cols, settings, args.threads, args.seed), args.out)
 
 
 def register(sub) -> None:

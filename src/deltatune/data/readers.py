@@ -93,12 +93,47 @@ def _dense_or_csc_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int) ->
     return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
 
 
+class UnreadRowError(LookupError):
+    """A step asked for a row it did not read: a bug in the step, never a row of zeros."""
+
+
+class PartlyRead(sp.csr_matrix):
+    """The rows of a file as CSR, of which only those marked in ``read`` hold their expression.
+
+    Rows never read are stored empty so that row numbers stay the file's; indexing one is an
+    :class:`UnreadRowError`, so a step that picks a wrong row fails instead of reading zeros.
+    What indexing returns is checked and then free of the mark.
+    """
+
+    def __init__(self, *args, read: np.ndarray | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read = read
+
+    def __getitem__(self, key):
+        if self.read is not None:
+            rows = key[0] if isinstance(key, tuple) else key
+            check_read(self, rows)
+        return super().__getitem__(key)
+
+
+def check_read(X, rows, what: str = "a step") -> None:
+    """Raise :class:`UnreadRowError` if any of ``rows`` (an index of any form numpy takes) of a
+    :class:`PartlyRead` ``X`` was not read; any other ``X`` holds every row."""
+    read = getattr(X, "read", None)
+    if read is None or np.all(read[rows]):
+        return
+    positions = np.arange(len(read))[rows].reshape(-1)
+    unread = positions[~read[positions]]
+    raise UnreadRowError(f"{what} asked for {len(unread)} row(s) that were not read from the file "
+                         f"(e.g. row {int(unread[0])})")
+
+
 def read_cells(path: str | Path, select: Callable[[pd.DataFrame], np.ndarray]) -> ad.AnnData:
     """Every cell of a file with its obs, and expression only for the cells ``select(obs)`` marks.
 
-    The other cells keep their place, with empty rows in X, so that row numbers (and the pairing
-    indexes built on them) stay valid: a step that needs only the training cells and the
-    controls never reads, nor holds, the test cells' expression.
+    The other cells keep their place, with rows that cannot be read (:class:`PartlyRead`), so
+    that row numbers (and the pairing indexes built on them) stay valid: a step that needs only
+    the training cells and the controls never reads, nor holds, the test cells' expression.
     """
     backed = open_backed(path)
     try:
@@ -107,7 +142,9 @@ def read_cells(path: str | Path, select: Callable[[pd.DataFrame], np.ndarray]) -
         counts = np.zeros(backed.n_obs, dtype=np.int64)
         counts[keep] = np.diff(part.X.indptr)
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        X = sp.csr_matrix((part.X.data, part.X.indices, indptr), shape=(backed.n_obs, backed.n_vars))
+        read = np.zeros(backed.n_obs, dtype=bool)
+        read[keep] = True
+        X = PartlyRead((part.X.data, part.X.indices, indptr), shape=(backed.n_obs, backed.n_vars), read=read)
         return ad.AnnData(X=X, obs=backed.obs.copy(), var=backed.var.copy(), uns=dict(backed.uns))
     finally:
         backed.file.close()

@@ -6,9 +6,11 @@ sample of cells. Pooled over all controls, a drug's real delta contains the offs
 it sits on. The plate-matched scores run cell-eval once per plate, on that plate's perturbation
 means against that plate's own control mean, and average the delta metrics over plates with
 cell-count weights. Beside them, each side gets the scores for what every perturbation shares
-(:mod:`.systematic`): cell-eval's ``pearson_delta`` against the mean perturbation instead of the
-controls, and the mean correlation between perturbations' deltas. The noise ceiling is cell-eval's
-own split-half estimate on the real cells, and the same split for the perturbed-mean score.
+(:mod:`.systematic`): cell-eval's ``pearson_delta`` against Systema's reference (the training
+perturbations' mean centroid, :mod:`.reference`) instead of the controls, and the correlation
+between perturbations' deltas. A correlation whose predicted vector has no signal scores 0 and
+is marked (:func:`.systematic.without_signal`). The noise ceiling is cell-eval's own split-half
+estimate on the real cells, and the same split for Systema's score.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import pandas as pd
 
 from ..errors import SettingsError
 from ..settings import Columns, EvaluateSettings
-from . import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC
+from .metrics import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC, no_signal
 from .pairs import Bulk, Pair, bulk_pair, cell_sample, for_cell_eval, split_half_bulk
-from .systematic import centred_on_perturbed_mean, delta_correlations
+from .reference import Reference
+from .systematic import centred_on_reference, delta_correlations, labels_without_signal
 
 PROFILES_WITHOUT_DE = ("anndata",)
 # cell-eval's AnnData metrics that read cells: energy distance (distances between cells), and the
@@ -61,15 +64,25 @@ def _compute(real: ad.AnnData, pred: ad.AnnData, columns: Columns, profile: str,
     return results.to_pandas()
 
 
-def _perturbed_mean_score(bulk: Bulk, columns: Columns, threads: int) -> pd.DataFrame:
-    """cell-eval's ``pearson_delta`` of ``bulk``'s perturbations against each side's mean perturbation."""
+def _zero_without_signal(table: pd.DataFrame, metric: str, labels: np.ndarray) -> pd.DataFrame:
+    """``table`` with ``metric`` set to 0 for the perturbations in ``labels`` (their prediction has
+    no signal to correlate), which its ``no_signal_`` column marks."""
+    if metric not in table:
+        return table
+    flat = table["perturbation"].isin(set(labels)).to_numpy()
+    table.loc[flat, metric] = 0.0
+    return table.assign(**{no_signal(metric): flat.astype(np.float64)})
+
+
+def _systema_score(bulk: Bulk, reference: np.ndarray, columns: Columns, threads: int) -> pd.DataFrame:
+    """cell-eval's ``pearson_delta`` of ``bulk``'s perturbations against ``reference`` on both
+    sides: Systema's centred score (:mod:`.systematic`)."""
     _, anndata = _metric_names()
-    real, pred, flat = centred_on_perturbed_mean(bulk, columns)
+    real, pred, flat = centred_on_reference(bulk, reference, columns)
     skip = [m for m in anndata if m != PRIMARY_METRIC]
     table = _compute(real, pred, columns, "anndata", skip, threads, skip_de=True)
     table = table[["perturbation", PRIMARY_METRIC]].rename(columns={PRIMARY_METRIC: PERTURBED_MEAN})
-    table.loc[table["perturbation"].isin(flat), PERTURBED_MEAN] = 0.0  # no deviation from the mean: explains none
-    return table
+    return _zero_without_signal(table, PERTURBED_MEAN, flat)
 
 
 def _merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -79,16 +92,17 @@ def _merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return scores
 
 
-def score(pair: Pair, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
-    """Per-perturbation cell-eval metrics of ``settings.profile`` against pooled controls, then the
-    perturbed-mean score and the delta correlations (one row per perturbation)."""
+def score(pair: Pair, reference: Reference, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
+    """Per-perturbation cell-eval metrics of ``settings.profile`` against pooled controls, then
+    Systema's score against the pooled ``reference`` and the delta correlations (one row per
+    perturbation)."""
     de, anndata = _metric_names()
     columns = pair.columns
     bulk = bulk_pair(pair, [columns.perturbation])
     parts = []
     if settings.profile != "de":
-        parts.append(_compute(bulk.real, bulk.pred, columns, settings.profile, [*de, *CELL_METRICS], threads,
-                              skip_de=True))
+        table = _compute(bulk.real, bulk.pred, columns, settings.profile, [*de, *CELL_METRICS], threads, skip_de=True)
+        parts.append(_zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns)))
     if settings.profile in PROFILES_WITH_CELL_METRICS:
         real, pred = cell_sample(pair, settings)
         skip = [m for m in anndata if m not in CELL_METRICS]
@@ -97,7 +111,8 @@ def score(pair: Pair, settings: EvaluateSettings, threads: int) -> pd.DataFrame:
     scores = _merge(parts)
     order = {name: i for i, name in enumerate([*de, *anndata])}  # cell-eval's own column order
     scores = scores[["perturbation", *sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))]]
-    return _merge([scores, _perturbed_mean_score(bulk, columns, threads), delta_correlations(bulk, columns)])
+    systema = _systema_score(bulk, reference.pooled, columns, threads)
+    return _merge([scores, systema, delta_correlations(bulk, columns)])
 
 
 def usable_batches(batch: np.ndarray, labels: np.ndarray, n_cells: np.ndarray, control: str) -> tuple[list[str], dict]:
@@ -121,66 +136,72 @@ def usable_batches(batch: np.ndarray, labels: np.ndarray, n_cells: np.ndarray, c
     return sorted(usable), info
 
 
-def _plate_average(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Each delta metric averaged over plates, weighted by the perturbation's cells in each."""
+def _plate_average(parts: list[pd.DataFrame], metrics: list[str]) -> pd.DataFrame:
+    """Each of ``metrics`` averaged over plates, weighted by the perturbation's cells in each."""
     scores = pd.concat(parts, ignore_index=True)
-    metrics = [c for c in scores.columns if "delta" in c]
     weighted = scores[metrics].mul(scores["weight"], axis=0).assign(perturbation=scores["perturbation"])
     matched = weighted.groupby("perturbation")[metrics].sum().div(scores.groupby("perturbation")["weight"].sum(), axis=0)
     return matched.add_suffix(MATCHED_SUFFIX).reset_index()
 
 
 def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame, dict]:
-    """``score_plate(plate's bulk)`` on every usable plate of a (plate, perturbation) ``bulk``,
-    averaged over plates; and the plates used and skipped."""
+    """``score_plate(plate, plate's bulk)`` on every usable plate of a (plate, perturbation)
+    ``bulk``, averaged over plates; and the plates used and skipped."""
     labels = bulk.keys[columns.perturbation].to_numpy()
     plates, info = usable_batches(bulk.keys[columns.batch].to_numpy(), labels, bulk.keys["n_cells"].to_numpy(),
                                   columns.control)
     parts = []
     for plate in plates:
         rows = (bulk.keys[columns.batch] == plate).to_numpy()
-        table = score_plate(bulk.rows(rows))
+        table = score_plate(plate, bulk.rows(rows))
         weights = pd.Series(bulk.keys["n_cells"].to_numpy()[rows], index=labels[rows])
         parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
-    return _plate_average(parts), info
+    if not parts:  # no plate has its own controls and two test perturbations: no matched score
+        return pd.DataFrame({"perturbation": pd.Series(dtype=str)}), info
+    return _plate_average(parts, [c for c in parts[0].columns if c not in ("perturbation", "weight")]), info
 
 
-def _matched_metrics(columns: Columns, threads: int):
-    """The per-plate scorer: cell-eval's delta metrics against the plate's control mean, and the
-    perturbed-mean score over the plate's perturbations."""
-    _, anndata = _metric_names()
-    skip = [m for m in anndata if "delta" not in m]
-
-    def score_plate(plate: Bulk) -> pd.DataFrame:
-        table = _compute(plate.real, plate.pred, columns, "anndata", skip, threads, skip_de=True)
-        return table.merge(_perturbed_mean_score(plate, columns, threads), on="perturbation", how="left")
-
-    return score_plate
-
-
-def score_matched(pair: Pair, threads: int) -> tuple[pd.DataFrame, dict]:
+def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.DataFrame, dict]:
     """Plate-matched delta metrics per perturbation, and the batches skipped.
 
     cell-eval runs on every usable plate alone: its perturbations' means against its own control
-    mean (the prediction carries the same real controls), and against their own mean.
+    mean (the prediction carries the same real controls), and against the plate's own Systema
+    reference (the pooled one where the plate has no training perturbation, counted).
     """
     columns = pair.columns
     if not columns.batch:
         raise SettingsError("plate-matched scores need data.columns.batch")
-    return _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, _matched_metrics(columns, threads))
+    _, anndata = _metric_names()
+    skip = [m for m in anndata if "delta" not in m]
+
+    scored = []
+
+    def score_plate(plate: str, bulk: Bulk) -> pd.DataFrame:
+        scored.append(plate)
+        table = _compute(bulk.real, bulk.pred, columns, "anndata", skip, threads, skip_de=True)
+        table = _zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns))
+        return table.merge(_systema_score(bulk, reference.of_plate(plate), columns, threads), on="perturbation", how="left")
+
+    matched, info = _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, score_plate)
+    return matched, info | {"reference_fallback_plates": reference.fallbacks(scored)}
 
 
-def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSettings, threads: int, seed: int) -> pd.DataFrame:
+def ceiling_scores(real: ad.AnnData, reference: Reference, columns: Columns, settings: EvaluateSettings,
+                   threads: int, seed: int) -> pd.DataFrame:
     """cell-eval's split-half scores of the real cells against themselves, pooled and plate-matched,
-    and the perturbed-mean score of the same kind of split.
+    and Systema's score of the same kind of split against the same references as the predictions.
 
-    Half-depth values per perturbation; the report maps their means to full depth with
-    cell-eval's Spearman-Brown correction.
+    Half-depth values per perturbation; the report maps them to full depth with cell-eval's
+    Spearman-Brown correction, and derives the bound for a noise-free prediction from them.
     """
+    def systema(plate: str | None, halves: Bulk) -> pd.DataFrame:
+        ref = reference.pooled if plate is None else reference.of_plate(plate)
+        return _systema_score(halves, ref, columns, threads)[["perturbation", PERTURBED_MEAN]]
+
     pooled = _compute(real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE,
                       ceiling_seed=seed)
-    halves = split_half_bulk(real, [columns.perturbation], seed)
-    pooled = pooled.merge(_perturbed_mean_score(halves, columns, threads), on="perturbation", how="left")
+    pooled = pooled.merge(systema(None, split_half_bulk(real, [columns.perturbation], seed)), on="perturbation",
+                          how="left")
     if not columns.batch:
         return pooled
     batch = real.obs[columns.batch].astype(str).to_numpy()
@@ -192,19 +213,21 @@ def ceiling_scores(real: ad.AnnData, columns: Columns, settings: EvaluateSetting
         table = _compute(cells, cells, columns, "anndata", [], threads, skip_de=True, ceiling_seed=seed)
         weights = cells.obs[columns.perturbation].astype(str).value_counts()
         parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
-    matched = _plate_average(parts)
-    plate_halves = split_half_bulk(real, [columns.batch, columns.perturbation], seed)
-    centred, _ = _each_plate(plate_halves, columns, lambda plate: _perturbed_mean_score(plate, columns, threads))
+    if not parts:  # no plate to score on its own (as for the predictions)
+        return pooled
+    matched = _plate_average(parts, [c for c in parts[0].columns if "delta" in c])
+    centred, _ = _each_plate(split_half_bulk(real, [columns.batch, columns.perturbation], seed), columns, systema)
     return pooled.merge(matched.merge(centred, on="perturbation", how="outer"), on="perturbation", how="left")
 
 
-def score_prediction(pair: Pair, settings: EvaluateSettings, threads: int) -> tuple[pd.DataFrame, dict]:
+def score_prediction(pair: Pair, reference: Reference, settings: EvaluateSettings,
+                     threads: int) -> tuple[pd.DataFrame, dict]:
     """Per-perturbation pooled scores, joined by the plate-matched ones when the data has plates.
 
     Returns the table (one row per test perturbation) and what plate matching used and skipped.
     """
-    scores = score(pair, settings, threads)
+    scores = score(pair, reference, settings, threads)
     if not pair.columns.batch:
         return scores, {"batches": 0}
-    matched, matching = score_matched(pair, threads)
+    matched, matching = score_matched(pair, reference, threads)
     return scores.merge(matched, on="perturbation", how="left"), matching

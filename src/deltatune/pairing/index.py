@@ -110,7 +110,7 @@ class PairingIndex:
         codes[self.controls] = np.repeat(np.arange(len(self.count)), self.count)
         means = group_means(X, codes, len(self.count))
         overall = np.nansum(means * self.count[:, None], axis=0) / self.count.sum()
-        return replace(self, means=means, overall=overall.astype(np.float32))
+        return replace(self, means=means.astype(np.float32), overall=overall.astype(np.float32))
 
     def mean_rows(self) -> np.ndarray:
         """Row of :meth:`mean_table` for each perturbed cell: its group, or the overall mean."""

@@ -1,9 +1,15 @@
-"""Mean expression per group of rows, in one sparse product.
+"""Mean expression per group of rows, accumulated in float64.
 
 Inference feeds the model the mean control profile of a perturbed cell's plate (design 2.5), and
-training can do the same (design 2.1 B). The means of all groups are one product of a
-row-normalized indicator matrix with the expression matrix: no loop over groups or cells, and no
-copy of the selected rows.
+training can do the same (design 2.1 B); evaluation compares the means of predicted and real
+cells. The means of all groups are a product of a row-normalized indicator matrix with the
+expression matrix: no loop over groups or cells, and no copy of the selected rows.
+
+The sums run in float64. A float32 sum over a well of 10,000 cells is off by about 1e-4 of its
+size; two predictions that are the same profile for every cell would then differ between
+perturbations by that much, and a correlation of those differences is a random number. In
+float64 the same means agree to about 1e-12. Rows are taken a block at a time
+(:data:`BLOCK_VALUES`), so the float64 copy is never larger than a block.
 """
 
 from __future__ import annotations
@@ -11,34 +17,36 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+BLOCK_VALUES = 1 << 24  # matrix entries converted to float64 at a time (128 MB dense)
 
-def group_means(X, codes: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
-    """Mean row of ``X`` per group code, as a dense (n_groups, n_genes) float32 array.
+
+def group_means(X, codes: np.ndarray, n_groups: int, counts: np.ndarray | None = None,
+                dtype: type = np.float64) -> np.ndarray:
+    """Mean row of ``X`` per group code, as a dense (n_groups, n_genes) array of ``dtype``.
 
     ``X`` is dense or sparse with one row per entry of ``codes``; rows with a negative code are
     left out, and groups without rows get NaN. ``counts`` (each group's size in a larger matrix
     that ``X`` is a block of rows of) turns the result into the block's share of those means:
-    summed over the blocks, the means of the whole.
+    summed over the blocks, the means of the whole. The sums are float64 whatever ``dtype``.
     """
-    rows = np.flatnonzero(codes >= 0)
-    in_block = np.bincount(codes[rows], minlength=n_groups)
-    counts = in_block if counts is None else counts
-    # Build the CSR arrays directly, with 32-bit indices where they fit and X's float type:
-    # scipy multiplies with the widest index and value types of its operands, so a 64-bit
-    # indicator would copy all of X to 64 bits first.
-    value_dtype = np.result_type(X.dtype, np.float32)
-    index_dtype = np.int32 if max(len(codes), len(rows)) < np.iinfo(np.int32).max else np.int64
-    rows = rows[np.argsort(codes[rows], kind="stable")]
-    indicator = sp.csr_matrix(
-        (
-            (1.0 / counts[codes[rows]]).astype(value_dtype),
-            rows.astype(index_dtype),
-            np.concatenate([[0], np.cumsum(in_block)]).astype(index_dtype),
-        ),
-        shape=(n_groups, len(codes)),
-    )
-    means = indicator @ X
-    means = means.toarray() if sp.issparse(means) else np.asarray(means)
-    means = means.astype(np.float32)
+    codes = np.asarray(codes, dtype=np.int64)
+    in_block = np.bincount(codes[codes >= 0], minlength=n_groups)
+    counts = in_block if counts is None else np.asarray(counts)
+    weights = np.zeros(len(codes), dtype=np.float64)
+    used = codes >= 0
+    weights[used] = 1.0 / counts[codes[used]]
+    means = np.zeros((n_groups, X.shape[1]), dtype=np.float64)
+    step = max(1, BLOCK_VALUES // max(1, X.shape[1]))
+    for start in range(0, len(codes), step):
+        rows = np.flatnonzero(used[start : start + step])
+        if len(rows) == 0:
+            continue
+        block = X[start + rows]  # only the rows that count: others may not even have been read
+        block = block.astype(np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+        indicator = sp.csr_matrix(
+            (weights[start + rows], (codes[start + rows], np.arange(len(rows)))), shape=(n_groups, len(rows))
+        )
+        product = indicator @ block
+        means += product.toarray() if sp.issparse(product) else np.asarray(product)
     means[counts == 0] = np.nan
-    return means
+    return means.astype(dtype, copy=False)

@@ -22,6 +22,7 @@ from ..evaluate.pairs import real_test_cells
 from ..files import atomic_path, write_json, write_text
 from ..pairing.groups import control_mask
 from ..settings import BootstrapSettings, Columns, from_mapping
+from ..settings.search import with_overrides
 from ..settings.workflow import effective_config, seeds
 from . import figures, provenance
 from .html import render
@@ -40,7 +41,8 @@ FIGURE_CAPTIONS = {
     "stage_scores": f"{PRIMARY_METRIC} by stage against pooled controls (circles) and each plate's own controls "
                     "(squares): mean over test perturbations and seeds, bootstrap interval, and each seed's pooled "
                     "mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines; green: noise "
-                    "ceiling. Dotted line: the zero-effect floor; dashed: the ceiling (pooled).",
+                    "ceiling (another replicate) and noise-free bound (the true effect). Dotted line: the "
+                    "zero-effect floor; dashed: the ceiling; dash-dotted: the bound (pooled).",
     "stage_vs_base": f"Per test perturbation, {PRIMARY_METRIC} of each stage and baseline (mean over seeds) "
                      "against the untuned base model; points above the diagonal improved.",
     "predicted_vs_real": "Predicted against real perturbation effect (mean minus control mean) per gene, for the "
@@ -99,14 +101,17 @@ def _example_effects(manifest: Manifest, columns: Columns):
 def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_dir: str | Path) -> pd.DataFrame:
     """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html and provenance.json."""
     out = Path(out_dir)
+    chosen = json.loads(Path(manifest.search["chosen"]).read_text()) if manifest.search else None
+    if chosen is not None:  # tuned trained with the chosen trial's values laid over the search's start stage
+        stages = {**stages, roles.TUNED_ROW: with_overrides(stages[roles.TUNED_ROW], chosen["overrides"])}
     effective = effective_config(config, stages)
     columns = from_mapping(Columns, config["data"]["columns"], "data.columns")
     bootstrap = from_mapping(BootstrapSettings, effective["report"], "report.bootstrap")
-    rows_roles = manifest.roles
+    rows_roles = roles.with_bound(manifest.roles)
     # the ceiling's half-depth scores stay out of per-perturbation figures
-    scored = {row: role for row, role in rows_roles.items() if role != roles.CEILING}
+    scored = {row: role for row, role in rows_roles.items() if role not in roles.FROM_REAL_DATA}
 
-    comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in rows_roles})
+    comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in manifest.roles})
     summary = summarize(comparison, rows_roles, bootstrap, manifest.parents)
     stage_info = {s: [json.loads((Path(d) / "summary.json").read_text()) for d in dirs] for s, dirs in manifest.stages.items()}
     histories = {s: [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in dirs] for s, dirs in manifest.stages.items()}
@@ -131,9 +136,7 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
         figs["dose_scores"] = figures.dose_scores(tables["by_dose"], scored)
     if histories:
         figs["training_curves"] = figures.training_curves(histories)
-    chosen = None
-    if manifest.search:
-        chosen = json.loads(Path(manifest.search["chosen"]).read_text())
+    if chosen is not None:
         tables["search"] = pd.read_csv(manifest.search["trials"], sep="\t")
         figs["search_scores"] = figures.search_scores(tables["search"], chosen["metric"])
         summary[CHOSEN_SETTING] = summary["stage"].map({roles.TUNED_ROW: json.dumps(chosen["overrides"], sort_keys=True)})

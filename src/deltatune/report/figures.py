@@ -23,6 +23,7 @@ COLORS = {
     roles.BASELINE: "#c2582b",
     roles.FLOOR: "#c2582b",
     roles.CEILING: "#2e8b57",
+    roles.BOUND: "#2e8b57",
 }
 LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson", "diversity")
 
@@ -54,12 +55,12 @@ def stage_scores(summary: pd.DataFrame, comparison: pd.DataFrame, rows_roles: di
             ax.errorbar(mean, yi + offset, xerr=err, fmt=marker, color=COLORS[rows_roles[row["stage"]]], capsize=3, ms=6,
                         mfc="white" if marker == "s" else None)
         ax.plot([], [], marker, color="#444444", mfc="white" if marker == "s" else None, label=label)
-    for stage in (s for s in stages if rows_roles[s] != roles.CEILING):
+    for stage in (s for s in stages if rows_roles[s] not in roles.FROM_REAL_DATA):
         reps = per_rep.loc[stage].to_numpy()
         ax.scatter(reps, np.full(len(reps), y[stages.index(stage)] + 0.15), s=12, color=COLORS[rows_roles[stage]],
                    alpha=0.6, marker="|")
     by_stage = summary.set_index("stage")
-    for role, style in ((roles.FLOOR, ":"), (roles.CEILING, "--")):
+    for role, style in ((roles.FLOOR, ":"), (roles.CEILING, "--"), (roles.BOUND, "-.")):
         row = roles.row_of(rows_roles, role)
         if row in by_stage.index:
             ax.axvline(by_stage.loc[row, PRIMARY_METRIC], color=COLORS[role], ls=style, lw=1)
@@ -74,7 +75,7 @@ def stage_vs_base(comparison: pd.DataFrame, rows_roles: dict[str, str]) -> bytes
     """Per-perturbation ``pearson_delta`` of every stage and baseline against the base model."""
     per_pert = _scores(comparison).groupby(["stage", "perturbation"])["value"].mean().unstack("stage")
     base = roles.row_of(rows_roles, roles.BASE)
-    others = [s for s, role in rows_roles.items() if role not in (roles.BASE, roles.CEILING)]
+    others = [s for s, role in rows_roles.items() if role != roles.BASE and role not in roles.FROM_REAL_DATA]
     ncols = min(3, len(others))
     nrows = -(-len(others) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.2 * nrows), squeeze=False)
@@ -128,7 +129,7 @@ def dose_scores(table: pd.DataFrame, rows_roles: dict[str, str]) -> bytes:
     """Mean ``pearson_delta`` per dose, one line per stage and baseline."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     cmap = plt.get_cmap("viridis")
-    stages = [s for s, role in rows_roles.items() if role != roles.CEILING]
+    stages = [s for s, role in rows_roles.items() if role not in roles.FROM_REAL_DATA]
     trained = [s for s in stages if rows_roles[s] == roles.STAGE]
     for stage in stages:
         rows = table[table["stage"] == stage].sort_values("dose")

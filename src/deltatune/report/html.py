@@ -9,16 +9,17 @@ import json
 import pandas as pd
 
 from .. import roles
-from ..evaluate import (
+from ..evaluate.metrics import (
+    CORRELATIONS,
     DELTA_CORRELATION_PREDICTED,
     DELTA_CORRELATION_REAL,
-    DISCRIMINATION,
     MATCHED,
-    PERTURBED_MEAN,
-    PERTURBED_MEAN_MATCHED,
+    MODE_COLLAPSE,
     PRIMARY_METRIC,
+    SCORES,
+    no_signal,
 )
-from .tables import COLLAPSE_RATIO, INTERVAL_NOTE, SCORE_METRICS, p_suffix
+from .tables import INTERVAL_NOTE, p_suffix, position_column
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
@@ -37,44 +38,40 @@ table.lead td{vertical-align:top}
 table.lead .ci{display:block;font-size:.85em;color:#555;white-space:nowrap}
 """
 
-# The lead table: the scores that survive confounding, each with its interval (headers by metric).
-LEAD_SCORES = {
-    PRIMARY_METRIC: "pearson_delta<br>pooled",
-    MATCHED: "pearson_delta<br>plate-matched",
-    PERTURBED_MEAN: "perturbed-mean-centred<br>pooled",
-    PERTURBED_MEAN_MATCHED: "perturbed-mean-centred<br>plate-matched",
-    DISCRIMINATION: "discrimination<br>(cell-eval, L1)",
-}
 FEW = "\u2020"  # marks an interval over too few test perturbations
 THREE_NUMBERS = (
     "<p><b>How to read the scores.</b> The <i>pooled</i> score (cell-eval's <code>pearson_delta</code>) "
     "compares each drug's cells with all control cells, so a drug's real effect also contains the offsets of "
     "the plates it happened to sit on; the <i>plate-matched</i> score compares it with its own plates' "
     "controls only, so it rewards drug effects and not plate structure. The <i>floor</i> "
-    "(<code>baseline_plate_control</code>, which predicts no drug effect at all) and the <i>ceiling</i> (half "
-    "of the real cells predicting the other half) show what a score of nothing and the best possible score "
-    "look like on these data; <code>_floor_to_ceiling</code> places every stage between them (0 = floor, "
-    "1 = ceiling).</p>"
+    "(<code>baseline_plate_control</code>, which predicts no drug effect at all) shows what a score of nothing "
+    "looks like on these data. Two rows come from the real cells alone: the <i>ceiling</i> (half of the real "
+    "cells predicting the other half, mapped to full depth: how well another replicate of this screen would "
+    "score) and the <i>noise-free bound</i> (the square root of that reliability, per perturbation: what the "
+    "true effect itself would score against these noisy data). A prediction has no noise of its own, so it can "
+    "pass the ceiling but not the bound; <code>_floor_to_bound</code> places every row between floor (0) and "
+    "bound (1).</p>"
 )
 SYSTEMATIC = (
     "<p><b>What every perturbation shares.</b> A delta against controls also rewards the part of the effect "
-    "that all perturbations share. The <i>perturbed-mean-centred</i> score (Systema, Vi\u00f1as Torn\u00e9 et "
-    "al., Nature Biotechnology 2025) correlates each prediction's deviation from the mean of all predicted test "
-    "perturbations with the real deviation from the mean of all real ones: the shared part cancels, and a "
-    "prediction of only that part scores about 0. <i>Discrimination</i> (cell-eval) asks whether each "
-    "prediction lies closest to its own perturbation's real profile (1 = always, 0.5 = chance). The "
-    "<i>collapse ratio</i> is the mean correlation between predicted deltas of different perturbations over "
-    "the same for the real deltas (both shown below it): near 1 the predictions are as distinct as the data, "
-    "far above 1 they collapse onto one effect. Where the real deltas are nearly uncorrelated the ratio is "
-    "large for any shared predicted effect; read the two correlations.</p>"
+    "that all perturbations share. <i>Systema</i>'s score (Vi\u00f1as Torn\u00e9 et al., Nature Biotechnology "
+    "2025; <code>pearson_delta_perturbed_mean</code>) subtracts one reference from both the predicted and the "
+    "real profile of each test perturbation: the mean of the training perturbations' real centroids (per plate "
+    "for the plate-matched score), and correlates what is left. A prediction whose shared part is wrong keeps "
+    "that error and scores lower. <i>Discrimination</i> (cell-eval) asks whether each prediction lies closest "
+    "to its own perturbation's real profile (1 = always, 0.5 = chance). <i>Mode collapse</i> is the mean "
+    "correlation between the predicted deltas of different perturbations minus the same for the real deltas "
+    "(both shown below it): 0 when the predictions are as distinct as the data, towards 1 when they collapse "
+    "onto one effect.</p>"
 )
 
 NO_BATCH = (
     "<p><b>No batch column.</b> The data has no plate or batch column (<code>data.columns.batch: null</code>), "
     "so every score is against pooled controls and there is no plate-matched score. The <i>floor</i> "
-    "(<code>baseline_plate_control</code>, here the global control mean: no effect at all) and the "
-    "<i>ceiling</i> (half of the real cells predicting the other half) bound what a score can mean; "
-    "<code>_floor_to_ceiling</code> places every stage between them (0 = floor, 1 = ceiling).</p>"
+    "(<code>baseline_plate_control</code>, here the global control mean: no effect at all), the <i>ceiling</i> "
+    "(half of the real cells predicting the other half: another replicate) and the <i>noise-free bound</i> "
+    "(what the true effect would score) bound what a score can mean; <code>_floor_to_bound</code> places every "
+    "row between floor (0) and bound (1).</p>"
 )
 
 
@@ -96,37 +93,30 @@ def _interval(row: pd.Series, metric: str) -> str:
     if pd.isna(value):
         return ""
     interval = "" if pd.isna(low) else f"<span class='ci'>[{low:.3f}, {high:.3f}]{FEW if row[INTERVAL_NOTE] else ''}</span>"
-    return f"{value:.3f}{interval}"
-
-
-def _collapse(row: pd.Series) -> str:
-    """The collapse ratio above its two mean correlations (predicted / real)."""
-    if pd.isna(row.get(COLLAPSE_RATIO)):
-        return ""
-    return (f"{row[COLLAPSE_RATIO]:.2f}<span class='ci'>{row[DELTA_CORRELATION_PREDICTED]:.3f} / "
-            f"{row[DELTA_CORRELATION_REAL]:.3f}</span>")
+    correlations = ""
+    if metric == MODE_COLLAPSE:
+        correlations = (f"<span class='ci'>{row[DELTA_CORRELATION_PREDICTED]:.3f} / "
+                        f"{row[DELTA_CORRELATION_REAL]:.3f}</span>")
+    return f"{value:.3f}{interval}{correlations}"
 
 
 def lead_table(summary: pd.DataFrame) -> str:
-    """The first table: each row's confound-surviving scores with intervals, narrow enough for a page.
+    """The first table: each row's scores of the catalogue with intervals, narrow enough for a page.
 
-    Every number is also in ``summary.csv``; the tests and floor-to-ceiling positions follow in
+    Every number is also in ``summary.csv``; the tests and floor-to-bound positions follow in
     :func:`tests_table`.
     """
-    scores = [m for m in LEAD_SCORES if m in summary]
+    scores = [s for s in SCORES if s.name in summary]
     rows = [
         "<tr>" + f"<td>{html.escape(str(row['stage']))}</td>"
-        + "".join(f"<td>{_interval(row, m)}</td>" for m in scores)
-        + f"<td>{_collapse(row)}</td>"
+        + "".join(f"<td>{_interval(row, s.name)}</td>" for s in scores)
         + f"<td>{int(row['n_perturbations'])}</td></tr>"
         for _, row in summary.iterrows()
     ]
-    head = "".join(f"<th>{LEAD_SCORES[m]}</th>" for m in scores)
-    parts = [
-        "<table class='lead'><thead><tr><th>row</th>", head,
-        "<th>collapse ratio<br>(pred. / real r)</th><th>test<br>perts</th></tr></thead><tbody>", *rows, "</tbody></table>",
-    ]
-    notes = summary.loc[summary[INTERVAL_NOTE].astype(bool), ["stage", INTERVAL_NOTE]]
+    head = "".join(f"<th>{s.label}</th>" for s in scores)
+    parts = ["<table class='lead'><thead><tr><th>row</th>", head, "<th>test<br>perts</th></tr></thead><tbody>", *rows,
+             "</tbody></table>"]
+    notes = summary.loc[summary[INTERVAL_NOTE].fillna("").astype(bool), ["stage", INTERVAL_NOTE]]
     if len(notes):
         stages = ", ".join(f"<code>{html.escape(s)}</code>" for s in notes["stage"])
         parts.append(f"<p class='note'>{FEW} {html.escape(notes[INTERVAL_NOTE].iloc[0])} ({stages}). A bootstrap "
@@ -137,12 +127,51 @@ def lead_table(summary: pd.DataFrame) -> str:
 
 
 def tests_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per row and score: position between floor and ceiling, and the paired tests."""
+    """Per row and score: position between floor and bound (or ceiling), and the paired tests."""
     columns = ["stage"]
-    for metric in SCORE_METRICS:
-        suffix = p_suffix(metric)
-        columns += [f"{metric}_floor_to_ceiling", f"p_vs_base{suffix}", f"p_vs_previous{suffix}"]
+    for score in SCORES:
+        suffix = p_suffix(score.name)
+        columns += [position_column(score), *([f"p_vs_base{suffix}", f"p_vs_previous{suffix}"] if score.tested else [])]
     return summary[[c for c in [*columns, "mse", "n_replicates"] if c in summary]]
+
+
+def _no_signal_note(summary: pd.DataFrame) -> str:
+    """Which rows had correlations scored 0 because their prediction had nothing to correlate."""
+    items = []
+    for metric in (*CORRELATIONS, DELTA_CORRELATION_PREDICTED):
+        column = no_signal(metric)
+        if column not in summary:
+            continue
+        for _, row in summary[summary[column].fillna(0) > 0].iterrows():
+            items.append(f"<code>{html.escape(str(row['stage']))}</code> {html.escape(metric)} "
+                         f"({row[column]:.0%} of test perturbations)")
+    if not items:
+        return ""
+    return ("<p class='note'><b>Scored 0: nothing to correlate.</b> Where a prediction is constant over genes up "
+            "to rounding (the floor against its own plate's controls predicts each plate's control mean, a delta of "
+            "0), a correlation with it is undefined; it is scored 0 (it explains nothing), not computed from "
+            f"rounding noise: {'; '.join(items)}.</p>")
+
+
+def _above_bound_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> str:
+    """A warning for every row that scores above the noise-free bound of a correlation score."""
+    table = summary.set_index("stage")
+    bound = roles.row_of(rows_roles, roles.BOUND)
+    if bound not in table.index:
+        return ""
+    above = [
+        f"<code>{html.escape(stage)}</code> on {html.escape(metric)} ({table.loc[stage, metric]:.3f} &gt; "
+        f"{table.loc[bound, metric]:.3f})"
+        for metric in CORRELATIONS if metric in table
+        for stage in table.index
+        if rows_roles[stage] not in roles.FROM_REAL_DATA and table.loc[stage, metric] > table.loc[bound, metric]
+    ]
+    if not above:
+        return ""
+    return ("<p class='note'><b>Above the noise-free bound.</b> No prediction should score above what the true "
+            f"effect would: {'; '.join(above)}. Such a prediction shares noise with the real data it is scored "
+            "against (the same control cells, a reference from the same plates), or the bound is poorly estimated "
+            "(few cells per perturbation, few ceiling splits: <code>evaluation.ceiling_splits</code>).</p>")
 
 
 def _unseen_note(unseen: list[str]) -> str:
@@ -237,8 +266,10 @@ def render(
         lead_table(summary),
         THREE_NUMBERS if MATCHED in summary else NO_BATCH,
         SYSTEMATIC,
-        "<p>Position between floor and ceiling, and paired tests against <code>base</code> and the previous stage, "
-        "for each score:</p>",
+        _no_signal_note(summary),
+        _above_bound_warning(summary, rows_roles),
+        "<p>Position between floor and bound (ceiling for discrimination), and paired tests against "
+        "<code>base</code> and the stage each stage extends, for each score (raw p-values):</p>",
         _table(tests_table(summary)),
         _plate_warning(summary, rows_roles),
         f"<ul>{findings}</ul>",
@@ -278,7 +309,8 @@ def render(
         parts += [
             (
                 "<p>Plate-matched scores: plates without controls or with a single test perturbation cannot be "
-                "scored on their own and are skipped.</p>"
+                "scored on their own and are skipped; a plate without training perturbations has no Systema "
+                "reference of its own and is scored against the pooled one.</p>"
             ),
             _table(tables["matching"]),
         ]

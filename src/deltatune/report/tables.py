@@ -2,12 +2,13 @@
 
 ``comparison.csv`` is the tidy record (stage, replicate, perturbation, metric, value) of every
 cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, then the
-noise ceiling. For each score of :data:`SCORE_METRICS` (``pearson_delta`` against pooled controls
-and against each plate's own, the same against the mean perturbation, cell-eval's discrimination
-score) it gives the mean, the bootstrap interval over perturbations and seeds, the paired tests
-against ``base`` and against the previous stage, and where the score lies between the zero-effect
-floor (``baseline_plate_control``) and the ceiling; then ``mode_collapse_ratio``, a note where
-too few perturbations make the intervals say little, and the mean of every other metric.
+noise ceiling and the bound for a noise-free prediction (:mod:`.ceiling`). For each score of the
+catalogue (:data:`deltatune.evaluate.metrics.SCORES`) it gives the mean, the bootstrap interval
+over perturbations and seeds, the paired tests against ``base`` and against the stage a stage
+extends, and where the score lies between the zero-effect floor (``baseline_plate_control``) and
+the noise-free bound (correlations: ``_floor_to_bound``) or the replicate ceiling (the others:
+``_floor_to_ceiling``); then a note where too few perturbations make the intervals say little,
+and the mean of every other metric, the ``no_signal_`` shares among them.
 
 The ceiling row holds cell-eval's split-half scores mapped to full depth with cell-eval's own
 Spearman-Brown correction (its interval endpoints too: the correction is monotonic).
@@ -19,36 +20,18 @@ import numpy as np
 import pandas as pd
 
 from .. import roles
-from ..evaluate import (
-    DELTA_CORRELATION_PREDICTED,
-    DELTA_CORRELATION_REAL,
-    DISCRIMINATION,
-    MATCHED,
-    MATCHED_SUFFIX,
-    PERTURBED_MEAN,
-    PERTURBED_MEAN_MATCHED,
-    PRIMARY_METRIC,
-)
+from ..evaluate.metrics import PRIMARY_METRIC, SCORES, Score
 from ..pairing.means import group_means
 from ..settings import BootstrapSettings
+from .ceiling import full_depth, noise_free_bounds
 from .statistics import bootstrap_interval, paired_test, score_matrix
 
-SCORE_METRICS = (PRIMARY_METRIC, MATCHED, PERTURBED_MEAN, PERTURBED_MEAN_MATCHED, DISCRIMINATION)
-COLLAPSE_RATIO = "mode_collapse_ratio"
 # Below this many test perturbations a bootstrap over them has too few units to mean much: with
 # 3, every draw is one of 10 multisets and the interval is about the spread of 3 numbers.
 MIN_PERTURBATIONS = 10
 INTERVAL_NOTE = "interval_note"
-# The metrics whose split-half ceiling cell-eval corrects to full depth (its SB_METRICS, 0.8.2);
-# tests/test_report.py holds this list and the formula against cell-eval's own correction.
-SPEARMAN_BROWN_METRICS = frozenset({
-    "pearson_delta", "discrimination_score_l1", "discrimination_score_l2", "discrimination_score_cosine",
-    "overlap_at_N", "overlap_at_50", "overlap_at_100", "overlap_at_200", "overlap_at_500",
-    "precision_at_N", "precision_at_50", "precision_at_100", "precision_at_200", "precision_at_500",
-    "de_spearman_sig", "de_spearman_lfc_sig", "de_direction_match", "de_sig_genes_recall", "pr_auc", "roc_auc",
-})
-# The perturbed-mean score is a Pearson correlation of deltas like pearson_delta: the same correction.
-CORRECTED_METRICS = SPEARMAN_BROWN_METRICS | {PERTURBED_MEAN}
+TO_BOUND = "_floor_to_bound"  # position of a correlation between the floor and the noise-free bound
+TO_CEILING = "_floor_to_ceiling"  # position of another score between the floor and the replicate ceiling
 
 
 def p_suffix(metric: str) -> str:
@@ -57,25 +40,18 @@ def p_suffix(metric: str) -> str:
     return "" if metric == PRIMARY_METRIC else "_" + metric.removeprefix(PRIMARY_METRIC + "_")
 
 
+def position_column(score: Score) -> str | None:
+    """The summary column placing rows between floor and bound (or ceiling); None without one."""
+    if score.correlation:
+        return score.name + TO_BOUND
+    return score.name + TO_CEILING if score.ceiling else None
+
+
 def interval_note(n_perturbations: int) -> str:
     """What to tell a reader beside an interval over ``n_perturbations`` units ("" when enough)."""
     if n_perturbations >= MIN_PERTURBATIONS:
         return ""
     return f"only {n_perturbations} test perturbations (< {MIN_PERTURBATIONS}): the interval says little"
-
-
-def full_depth(means: pd.Series) -> pd.Series:
-    """Half-depth split-half means mapped to full depth, as cell-eval's ``compute_ceiling`` does.
-
-    The Spearman-Brown prophecy ``2r / (1 + r)`` (the reliability of a test of doubled length)
-    for the metrics in :data:`CORRECTED_METRICS` (pooled or ``_matched``) where ``r > 0``;
-    every other value (errors, counts, a non-positive reliability) has no defensible ceiling and
-    becomes NaN, as in cell-eval.
-    """
-    r = means.to_numpy(dtype=np.float64)
-    corrected = np.array([m.removesuffix(MATCHED_SUFFIX) in CORRECTED_METRICS for m in means.index]) & (r > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return pd.Series(np.where(corrected, 2.0 * r / (1.0 + r), np.nan), index=means.index)
 
 
 def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
@@ -91,61 +67,76 @@ def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
     return tidy[["stage", "replicate", "perturbation", "metric", "value"]]
 
 
+def _counts(comparison: pd.DataFrame, stage: str) -> dict:
+    rows = comparison[comparison["stage"] == stage]
+    n_perturbations = rows["perturbation"].nunique()
+    return {"n_replicates": rows["replicate"].nunique(), "n_perturbations": n_perturbations,
+            INTERVAL_NOTE: interval_note(n_perturbations)}
+
+
+def _bound_row(comparison: pd.DataFrame, name: str, ceiling: str, scores: list[Score],
+               bootstrap: BootstrapSettings) -> dict:
+    """The noise-free bound of every correlation score, from the ceiling's half-depth scores."""
+    row = {"stage": name}
+    for score in (s for s in scores if s.correlation):
+        bounds = noise_free_bounds(score_matrix(comparison, ceiling, score.name))
+        low, high = bootstrap_interval(bounds.to_numpy()[None, :], bootstrap)
+        row |= {score.name: float(bounds.mean()), f"{score.name}_ci_low": low, f"{score.name}_ci_high": high}
+    return row | _counts(comparison, ceiling)
+
+
+def _row(comparison: pd.DataFrame, means: pd.Series, stage: str, role: str, scores: list[Score],
+         bootstrap: BootstrapSettings, base: str, previous: str | None) -> dict:
+    """A stage, baseline or ceiling row: each score's mean, interval and tests, then the rest."""
+    row = {"stage": stage}
+    for score in scores:
+        matrix = score_matrix(comparison, stage, score.name)
+        low, high = bootstrap_interval(matrix.to_numpy(), bootstrap) if matrix.notna().any(axis=None) else (np.nan, np.nan)
+        if role == roles.CEILING:
+            low, high = full_depth(pd.Series([low, high], index=[score.name] * 2)).to_numpy()
+        row |= {score.name: means[score.name], f"{score.name}_ci_low": low, f"{score.name}_ci_high": high}
+        if score.tested:
+            suffix = p_suffix(score.name)
+            testable = role not in (roles.BASE, roles.CEILING)
+            row |= {
+                f"p_vs_base{suffix}": paired_test(matrix, score_matrix(comparison, base, score.name)) if testable else np.nan,
+                f"p_vs_previous{suffix}": paired_test(matrix, score_matrix(comparison, previous, score.name)) if previous else np.nan,
+            }
+    return row | {"previous_stage": previous, **_counts(comparison, stage),
+                  **means.drop([s.name for s in scores]).to_dict()}
+
+
 def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: BootstrapSettings,
               parents: dict[str, str]) -> pd.DataFrame:
-    """One row per report row (``rows_roles``: row -> role, in report order) with intervals,
-    tests and the floor-to-ceiling position.
+    """One row per report row (``rows_roles``: row -> role, in report order, the bound included:
+    :func:`deltatune.roles.with_bound`) with intervals, tests and positions.
 
     ``p_vs_previous`` compares each fine-tuned stage with ``parents[stage]``: the stage it
     extends, so that each test isolates the one change the stage makes (``base`` for a stage that
-    extends none; the search's start stage for ``tuned``); baselines, ``base`` and the ceiling
-    have none. Every p-value is a paired test over the same test
-    perturbations. ``mode_collapse_ratio`` is the mean correlation between predicted deltas over
-    the same for the real ones (:mod:`deltatune.evaluate.systematic`).
+    extends none; the search's start stage for ``tuned``); baselines, ``base``, the ceiling and
+    the bound have none. Every p-value is a paired test over the same test perturbations.
     """
     means = comparison.groupby(["stage", "metric"])["value"].mean().unstack("metric")
-    metrics = [m for m in SCORE_METRICS if m in means.columns]
-    stages = list(rows_roles)
-    base = roles.row_of(rows_roles, roles.BASE)
+    scores = [s for s in SCORES if s.name in means.columns]
+    base, ceiling = roles.row_of(rows_roles, roles.BASE), roles.row_of(rows_roles, roles.CEILING)
     rows = []
-    for stage in stages:
-        role = rows_roles[stage]
+    for stage, role in rows_roles.items():
+        if role == roles.BOUND:
+            rows.append(_bound_row(comparison, stage, ceiling, scores, bootstrap))
+            continue
+        stage_means = full_depth(means.loc[stage]) if role == roles.CEILING else means.loc[stage]
         previous = parents.get(stage) if role == roles.STAGE else None
-        row = {"stage": stage}
-        is_ceiling = role == roles.CEILING
-        stage_means = full_depth(means.loc[stage]) if is_ceiling else means.loc[stage]
-        for metric in metrics:
-            suffix = p_suffix(metric)
-            scores = score_matrix(comparison, stage, metric)
-            low, high = bootstrap_interval(scores.to_numpy(), bootstrap)
-            if is_ceiling:
-                low, high = full_depth(pd.Series({metric: low})).iloc[0], full_depth(pd.Series({metric: high})).iloc[0]
-            testable = role not in (roles.BASE, roles.CEILING)
-            row |= {
-                metric: stage_means[metric],
-                f"{metric}_ci_low": low,
-                f"{metric}_ci_high": high,
-                f"p_vs_base{suffix}": paired_test(scores, score_matrix(comparison, base, metric)) if testable else np.nan,
-                f"p_vs_previous{suffix}": paired_test(scores, score_matrix(comparison, previous, metric)) if previous else np.nan,
-            }
-        n_perturbations = comparison.loc[comparison["stage"] == stage, "perturbation"].nunique()
-        row |= {
-            COLLAPSE_RATIO: stage_means.get(DELTA_CORRELATION_PREDICTED, np.nan) / stage_means.get(DELTA_CORRELATION_REAL, np.nan),
-            "previous_stage": previous,
-            "n_replicates": comparison.loc[comparison["stage"] == stage, "replicate"].nunique(),
-            "n_perturbations": n_perturbations,
-            INTERVAL_NOTE: interval_note(n_perturbations),
-            **stage_means.drop(metrics).to_dict(),
-        }
-        rows.append(row)
+        rows.append(_row(comparison, stage_means, stage, role, scores, bootstrap, base, previous))
     summary = pd.DataFrame(rows)
     by_stage = summary.set_index("stage")
-    floor_row, ceiling_row = roles.row_of(rows_roles, roles.FLOOR), roles.row_of(rows_roles, roles.CEILING)
-    if floor_row and ceiling_row:
-        for metric in metrics:
-            floor, ceiling = by_stage.loc[floor_row, metric], by_stage.loc[ceiling_row, metric]
-            summary.insert(summary.columns.get_loc(f"{metric}_ci_high") + 1, f"{metric}_floor_to_ceiling",
-                           (summary[metric] - floor) / (ceiling - floor))
+    floor = roles.row_of(rows_roles, roles.FLOOR)
+    for score in scores:
+        column = position_column(score)
+        top = roles.row_of(rows_roles, roles.BOUND if score.correlation else roles.CEILING)
+        if column and floor in by_stage.index and top in by_stage.index:
+            low, high = by_stage.loc[floor, score.name], by_stage.loc[top, score.name]
+            summary.insert(summary.columns.get_loc(f"{score.name}_ci_high") + 1, column,
+                           (summary[score.name] - low) / (high - low))
     return summary
 
 
@@ -200,11 +191,13 @@ def pairing_table(stage_summaries: dict[str, list[dict]], inference: dict[str, d
 
 
 def matching_table(matching: dict[str, dict]) -> pd.DataFrame:
-    """Plate-matched scoring per stage: plates scored, plates skipped (no controls or one drug), cells lost."""
+    """Plate-matched scoring per stage: plates scored, plates skipped (no controls or one drug), cells
+    lost, and plates scored against the pooled Systema reference (no training perturbation there)."""
     return pd.DataFrame(
         [
             {"stage": stage, "plates_scored": info["batches"], "plates_skipped": len(info.get("skipped_batches", [])),
-             "test_cells_skipped": info.get("skipped_cells", 0)}
+             "test_cells_skipped": info.get("skipped_cells", 0),
+             "plates_with_pooled_reference": len(info.get("reference_fallback_plates", []))}
             for stage, info in matching.items()
         ]
     )

@@ -71,9 +71,17 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise SettingsError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
-    if origin is dict and not isinstance(value, Mapping):
-        raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+        items = typing.get_args(annotation)
+        if len(items) == 2 and items[1] is Ellipsis:
+            items = (items[0],) * len(value)
+        elif len(items) != len(value):
+            raise SettingsError(f"{where}: expected a list of {len(items)}, got {value!r}")
+        return tuple(_convert(item, kind, f"{where}[{i}]") for i, (item, kind) in enumerate(zip(value, items, strict=True)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+        key_kind, value_kind = typing.get_args(annotation)
+        return {_convert(k, key_kind, f"{where} key {k!r}"): _convert(v, value_kind, f"{where}.{k}") for k, v in value.items()}
     if annotation in _SCALARS:
         name, types_ = _SCALARS[annotation]
         if not isinstance(value, types_) or (annotation is not bool and isinstance(value, bool)):

@@ -20,7 +20,8 @@ METHODS = ("random", "grid")
 METRICS = ("pearson_delta_matched", "pearson_delta", "pearson_delta_perturbed_mean_matched",
            "pearson_delta_perturbed_mean")
 # The design's ranges (design.md 2.7): a parameter is a stage setting's dotted path, with either
-# ``values`` to choose from or a ``low``-``high`` range (sampled on a log scale with ``log``).
+# ``values`` to choose from or a ``low``-``high`` range (sampled on a log scale with ``log``;
+# integers when both ends are integers).
 DESIGN_SPACE = {
     "lr": {"low": 1e-4, "high": 1e-3, "log": True},
     "lora.rank": {"values": [4, 8, 16]},
@@ -67,12 +68,13 @@ def _round(value: float) -> float:
 
 
 def _draw(space: dict[str, Any], rng: random.Random) -> Any:
+    """A value of ``values``, or a number in ``low``-``high``: an integer when both ends are."""
     if "values" in space:
         return rng.choice(space["values"])
     low, high = float(space["low"]), float(space["high"])
-    if space.get("log"):
-        return _round(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return _round(rng.uniform(low, high))
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if space.get("log") else rng.uniform(low, high)
+    integers = all(isinstance(space[end], int) and not isinstance(space[end], bool) for end in ("low", "high"))
+    return round(value) if integers else _round(value)
 
 
 def trials(settings: SearchSettings) -> list[dict[str, Any]]:
@@ -93,6 +95,8 @@ def with_overrides(stage: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         node = merged
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"{path}: '{key}' is a setting, not a section of settings")
         node[leaf] = value
     return merged
 

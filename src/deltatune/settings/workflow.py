@@ -69,7 +69,20 @@ def search_settings(config: dict, stages: dict[str, dict]) -> SearchSettings | N
         raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(stages)})")
     if TUNED_ROW in stages:
         raise SettingsError(f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search")
+    check_search_space(search, stages[search.start])
     return search
+
+
+def check_search_space(search: SearchSettings, start: dict) -> None:
+    """Every searched setting, at each of its values (or both ends of its range), laid over the
+    start stage must give valid stage settings: a misspelled path or a value of the wrong type
+    stops the workflow while it is parsed, not inside every trial job."""
+    for name, space in search.parameters.items():
+        for value in space["values"] if "values" in space else (space["low"], space["high"]):
+            try:
+                from_mapping(StageSettings, with_overrides(start, {name: value}), f"stages.{search.start}")
+            except SettingsError as err:
+                raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{search.start}': {err}") from None
 
 
 def with_tuned(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, dict]:

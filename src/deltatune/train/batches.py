@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..data.readers import dense_rows
+from ..data.readers import check_read, dense_rows
 from ..errors import InputDataError, SettingsError
 from ..model.cellsets import make_cell_sets
 from ..pairing.groups import group_codes
@@ -67,6 +67,8 @@ class CellSetBatches:
         if len(index.perturbed) == 0:
             raise InputDataError("no perturbed cells to train on")
         index.check_rows_of(adata.obs_names, "the training data")
+        check_read(adata.X, index.perturbed if control_input == "mean" else np.r_[index.perturbed, index.controls],
+                   "training")
         self.index = index
         self.X, self.row_of = _smaller_form(sp.csr_matrix(adata.X, dtype=np.float32))
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
@@ -122,7 +124,8 @@ class CellSetBatches:
 
 def _smaller_form(X: sp.csr_matrix) -> tuple[sp.csr_matrix | torch.Tensor, np.ndarray | None]:
     """``X`` as it is (CSR), or, when smaller, the dense rows that store anything with each row's
-    place among them (rows storing nothing, such as cells never read, share one zero row)."""
+    place among them (rows storing nothing share one zero row; rows never read are never asked
+    for, :func:`deltatune.data.readers.check_read`)."""
     stored = np.flatnonzero(np.diff(X.indptr))
     if (len(stored) + 1) * X.shape[1] * 4 > X.data.nbytes + X.indices.nbytes + X.indptr.nbytes:
         return X, None

@@ -9,8 +9,13 @@ screens space doses by factors, e.g. 0.1, 1, 10 uM): at fraction ``t`` of the wa
 where ``mean_lo`` and ``mean_hi`` are the two doses' mean profiles **on that plate**, so no
 plate's offset is mixed into another's. The targets are cells, as ST trains on sets of cells: the
 plate's cells of the two doses mixed pairwise with the same weights (``min(n_lo, n_hi)`` of
-them), then shifted so that their mean is exactly the interpolated profile; their spread is that
-of real cells of the neighbouring doses.
+them), then rescaled per gene so that their mean is exactly the interpolated profile. A convex
+mix of non-negative cells, rescaled by a ratio rather than shifted, stays non-negative, as log1p
+expression must; the spread is that of real cells of the neighbouring doses.
+
+**Never a held-out dose.** An intermediate dose that equals a dose the drug was measured at (a
+dose held out for validation or test: 0.1 and 10 uM have 1 uM halfway) is dropped, so no
+synthetic training target stands in for a measured condition that is scored.
 
 **What the model is given for an intermediate dose.** A one-hot label has no "between": the
 intermediate dose's perturbation input is the same mix of the two neighbouring doses' inputs,
@@ -76,8 +81,20 @@ def _fractions(points: int) -> np.ndarray:
     return np.arange(1, points + 1, dtype=np.float64) / (points + 1)
 
 
-def interpolated_targets(adata: ad.AnnData, columns: Columns, points: int) -> DoseTargets:
-    """The interpolated mean profiles of ``adata``'s perturbed cells (all of them are used)."""
+def _on_measured_doses(targets: pd.DataFrame, measured: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """Which ``targets`` rows sit on a dose their drug was measured at (in ``measured``'s obs)."""
+    doses = measured[[columns.drug, columns.dose]].assign(
+        **{columns.dose: pd.to_numeric(measured[columns.dose], errors="coerce")}).dropna().drop_duplicates()
+    pairs = targets[[columns.drug, columns.dose]].reset_index(names="row").merge(
+        doses.astype({columns.drug: str}), on=columns.drug, suffixes=("", "_measured"))
+    same = np.isclose(pairs[columns.dose], pairs[f"{columns.dose}_measured"], rtol=1e-6, atol=0.0)
+    return np.isin(np.arange(len(targets)), pairs.loc[same, "row"].to_numpy())
+
+
+def interpolated_targets(adata: ad.AnnData, columns: Columns, points: int,
+                         measured: pd.DataFrame | None = None) -> DoseTargets:
+    """The interpolated mean profiles of ``adata``'s perturbed cells (all of them are used), less
+    those on a dose their drug was measured at in ``measured`` (an obs table: the whole line)."""
     codes, keys, lower, upper = _neighbours(columns, adata.obs)
     means = group_means(adata.X, codes, len(keys))
     t = np.tile(_fractions(points), len(lower))
@@ -86,8 +103,17 @@ def interpolated_targets(adata: ad.AnnData, columns: Columns, points: int) -> Do
     table = keys.iloc[lo].reset_index(drop=True).assign(
         **{columns.dose: np.exp((1 - t) * np.log(d_lo) + t * np.log(d_hi))}, dose_low=d_lo, dose_high=d_hi, t=t,
     )
+    keep = np.ones(len(table), dtype=bool) if measured is None else ~_on_measured_doses(table, measured, columns)
     profiles = (1 - t)[:, None] * means[lo] + t[:, None] * means[hi]
-    return DoseTargets(table, profiles.astype(np.float32), lo, hi, codes)
+    return DoseTargets(table[keep].reset_index(drop=True), profiles[keep].astype(np.float32), lo[keep], hi[keep], codes)
+
+
+def _with_mean(cells: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Non-negative ``cells`` rescaled per gene to average ``mean`` (a gene that is 0 in every cell
+    takes the mean's value)."""
+    current = cells.mean(axis=0)
+    scale = np.divide(mean, current, out=np.zeros_like(current), where=current > 0)
+    return np.where(current > 0, cells * scale, mean).astype(np.float32)
 
 
 def with_interpolated_doses(
@@ -101,7 +127,7 @@ def with_interpolated_doses(
     added cell a perturbed row of ``rows`` it is paired like (same plate and cell type).
     """
     train = adata[rows]
-    targets = interpolated_targets(train, columns, points)
+    targets = interpolated_targets(train, columns, points, measured=adata.obs)
     rng = np.random.default_rng(seed)
     members = pd.Series(np.arange(len(rows))).groupby(targets.groups).apply(np.asarray)  # positions per group
     X = sp.csr_matrix(train.X, dtype=np.float32)
@@ -110,7 +136,7 @@ def with_interpolated_doses(
         n = min(len(members[lo]), len(members[hi]))
         a, b = rng.permutation(members[lo])[:n], rng.permutation(members[hi])[:n]
         mixed = (1 - t) * dense_rows(X[a]) + t * dense_rows(X[b])
-        blocks.append(mixed - mixed.mean(axis=0) + targets.means[k])
+        blocks.append(_with_mean(mixed, targets.means[k]))
         like.append(rows[a])
         code_lo, code_hi = codes[rows[a[0]]], codes[rows[b[0]]]
         new_inputs.append((1 - t) * inputs[code_lo] + t * inputs[code_hi])

@@ -3,7 +3,7 @@
 ``total = base * model_loss(pred, target)
         + delta_mse * MSE(pred - ctrl, target - ctrl)
         + delta_pearson * (1 - corr(pred - ctrl, target - ctrl))
-        - diversity * Var_drugs(mean predicted delta)``
+        - diversity * min(1, Var_drugs(mean predicted delta) / Var_drugs(mean real delta))``
 
 Note what the algebra says about the delta MSE term: per cell, ``(pred - ctrl) - (target - ctrl)``
 is ``pred - target``, so it equals a plain MSE on expression; only the correlation term changes
@@ -18,10 +18,15 @@ which is ``pearson_delta`` computed on one cell set. Per-cell deltas are dominat
 noise of single cells; the set mean averages it out, as the metric does.
 
 The drug-diversity regularizer (design.md 2.6) rewards predictions that tell drugs apart, against
-the collapse onto one shared effect: each drug's mean predicted delta over its sets in the batch,
-then the variance across those drugs per gene, averaged over genes. It is logged as
-``diversity`` (the variance itself, which training pushes up) and enters ``total`` with a minus
-sign; a batch with fewer than two drugs contributes 0.
+the collapse onto one shared effect. The spread of a batch's deltas is each drug's mean delta over
+its sets in the batch, then the variance across those drugs per gene, averaged over genes. The
+reward is the predicted spread as a share of the real spread of the same batch, capped at 1: it
+pulls collapsed predictions apart up to the spread the data show and not beyond, so that a large
+weight cannot buy loss by inflating effects without bound, as an uncapped variance could. The
+real spread includes the
+sets' sampling noise, so the cap errs on the generous side. It is logged as
+``diversity`` (the reward, in [0, 1]) and enters ``total`` with a minus sign; a batch with fewer than two drugs, or
+without real spread, contributes 0.
 """
 
 from __future__ import annotations
@@ -48,20 +53,30 @@ def set_mean_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> 
     return cell_set_correlation(pred.mean(dim=1, keepdim=True), true.mean(dim=1, keepdim=True), eps)
 
 
-def drug_diversity(pred_delta: torch.Tensor, drugs: torch.Tensor) -> torch.Tensor:
-    """Variance across drugs of their mean predicted delta, averaged over genes.
+def drug_spread(delta: torch.Tensor, drugs: torch.Tensor) -> torch.Tensor:
+    """Variance across drugs of their mean delta, averaged over genes.
 
-    ``pred_delta`` is (B, S, G); ``drugs`` (B,) is each set's drug code. Each drug's mean is over
-    its sets (and their cells), so a drug with many sets in the batch counts once.
+    ``delta`` is (B, S, G); ``drugs`` (B,) is each set's drug code. Each drug's mean is over its
+    sets (and their cells), so a drug with many sets in the batch counts once.
     """
     codes, inverse = torch.unique(drugs, return_inverse=True)
     if len(codes) < 2:
-        return pred_delta.sum() * 0.0
-    set_means = pred_delta.mean(dim=1)  # (B, G)
+        return delta.sum() * 0.0
+    set_means = delta.mean(dim=1)  # (B, G)
     sums = torch.zeros(len(codes), set_means.shape[1], dtype=set_means.dtype, device=set_means.device)
     sums.index_add_(0, inverse, set_means)
     counts = torch.bincount(inverse, minlength=len(codes)).to(set_means.dtype)
     return (sums / counts[:, None]).var(dim=0, unbiased=False).mean()
+
+
+def diversity_reward(pred_delta: torch.Tensor, true_delta: torch.Tensor, drugs: torch.Tensor,
+                     eps: float) -> torch.Tensor:
+    """The predicted spread across drugs as a share of the real one, capped at 1 (no gradient
+    beyond); 0 without real spread."""
+    real = drug_spread(true_delta, drugs).detach()
+    if float(real) <= eps:
+        return pred_delta.sum() * 0.0
+    return torch.clamp(drug_spread(pred_delta, drugs) / real, max=1.0)
 
 
 def gene_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
@@ -115,6 +130,6 @@ class DeltaAwareLoss(torch.nn.Module):
         if w.diversity:
             if drugs is None:
                 raise ValueError("the diversity regularizer needs each set's drug code")
-            parts["diversity"] = drug_diversity(pred_delta, drugs)
+            parts["diversity"] = diversity_reward(pred_delta, true_delta, drugs, w.eps)
             parts["total"] = parts["total"] - w.diversity * parts["diversity"]
         return parts
