@@ -6,8 +6,10 @@ Builds a target line (test and training perturbations plus controls, 2,000 genes
 prediction for its test perturbations, then times, alternately and in one run, each as a fresh
 process on two threads:
 
-* ``rule_s``: ``deltatune evaluate`` as the rule calls it (reads the target line and the
-  prediction, aligns them, runs cell-eval, writes the per-perturbation table);
+* ``rule_s``: ``deltatune evaluate`` as the rule calls it (reads the target line, the prediction
+  and Systema's reference, which the ``reference`` rule writes once per run and is made here
+  before timing; aligns them, runs cell-eval pooled and per plate, writes the per-perturbation
+  table);
 * ``cell_eval_s``: cell-eval's ``MetricsEvaluator`` with the same profile on the already aligned
   pair, read from two .h5ad files (import, read, compute, write: nothing of deltatune);
 * ``ratio_vs_cell_eval``: median rule time over median cell-eval time (target at most 1.1).
@@ -112,11 +114,14 @@ def main() -> None:
         real.write_h5ad(work / "real.h5ad", compression="gzip")
         pred.write_h5ad(work / "pred.h5ad", compression="gzip")
 
+        deltatune = str(Path(sys.executable).parent / "deltatune")
+        data = ["--data", str(work / "target.h5ad"), "--split", str(work / "split.tsv"),
+                "--columns", json.dumps(to_dict(columns))]
+        subprocess.run([deltatune, "reference", *data, "--out", str(work / "reference.npz")], check=True)
         rule = [
-            str(Path(sys.executable).parent / "deltatune"), "evaluate", "--data", str(work / "target.h5ad"),
-            "--split", str(work / "split.tsv"), "--predicted", str(work / "prediction.h5ad"),
-            "--columns", json.dumps(to_dict(columns)), "--settings", '{"profile": "anndata"}',
-            "--out", str(work / "rule.tsv"), "--threads", str(THREADS),
+            deltatune, "evaluate", *data, "--reference", str(work / "reference.npz"),
+            "--predicted", str(work / "prediction.h5ad"), "--settings", '{"profile": "anndata"}',
+            "--out", str(work / "rule.tsv"), "--out-matching", str(work / "matching.json"), "--threads", str(THREADS),
         ]
         alone = [
             sys.executable, "-c", CELL_EVAL_ALONE, str(work / "real.h5ad"), str(work / "pred.h5ad"),
@@ -141,6 +146,8 @@ def main() -> None:
         "ratio_vs_cell_eval": round(float(np.median(rule_s) / np.median(alone_s)), 3),
         "same_scores": bool(same),
         "runs_s": {"rule": [round(t, 2) for t in rule_s], "cell_eval": [round(t, 2) for t in alone_s]},
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                 text=True, check=True).stdout.strip(),
         "machine": describe(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

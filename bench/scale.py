@@ -131,7 +131,10 @@ def main() -> None:
     step("infer", "infer", "--data", "target.h5ad", "--split", "split.tsv", "--base", "base", "--adapter", "stage",
          "--pairing", "pairing.npz", "--columns", COLUMNS, "--out", "prediction.h5ad", *threads,
          "--accelerator", "cpu")
-    step("evaluate", "evaluate", "--data", "target.h5ad", "--split", "split.tsv", "--predicted", "prediction.h5ad",
+    step("reference", "reference", "--data", "target.h5ad", "--split", "split.tsv", "--columns", COLUMNS,
+         "--out", "reference.npz")
+    step("evaluate", "evaluate", "--data", "target.h5ad", "--split", "split.tsv", "--reference", "reference.npz",
+         "--predicted", "prediction.h5ad",
          "--columns", COLUMNS, "--settings", json.dumps({"profile": "anndata"}), "--out", "metrics.tsv",
          "--out-matching", "matching.json", *threads)
 

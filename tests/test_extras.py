@@ -107,6 +107,9 @@ def test_no_interpolated_dose_lands_on_a_held_out_dose():
     assert len(halfway.keys) == 0, "1 uM is measured (held out): no synthetic target there"
     thirds = interpolated_targets(adata[rows], COLUMNS, points=2, measured=adata.obs)
     assert thirds.keys["dose"].to_numpy() == pytest.approx([10 ** (-1 / 3), 10 ** (1 / 3)])
+    codes = np.r_[np.zeros(6), np.ones(4), np.full(3, 2)].astype(np.int64)
+    extended, _, _, like = with_interpolated_doses(adata, rows, COLUMNS, codes, torch.eye(3), 1, seed=0)
+    assert extended.n_obs == adata.n_obs and len(like) == 0, "training adds no cell at the held-out dose"
 
 
 def test_the_diversity_reward_is_the_spread_share_capped_at_one_and_subtracted():

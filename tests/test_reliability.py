@@ -353,9 +353,12 @@ def _killed_config(tiny_config: dict) -> dict:
 def _kill_inside(workdir: Path, results: Path, wait: str, output: str) -> None:
     """Start the workflow, SIGKILL it once ``wait`` exists, and check that ``output`` does not;
     when the job finished first (inside the polling interval), remove its output and try again."""
+    watched = results / wait
     for _ in range(ATTEMPTS):
+        for earlier in watched.parent.glob(watched.name) if watched.parent.is_dir() else []:
+            earlier.unlink()  # what an earlier attempt left must not trigger this one's kill
         run = _snakemake_process(workdir, "--rerun-incomplete")
-        started = _wait_for(results / wait, run)
+        started = _wait_for(watched, run)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
         assert started, f"the run ended before {wait} appeared"
@@ -472,15 +475,22 @@ def test_an_unwritable_output_directory_gives_one_message_and_keeps_earlier_outp
 
 
 def test_the_next_write_of_an_output_removes_the_temporaries_a_killed_one_left(tmp_path):
-    stale = [tmp_path / ".summary.csv.k1ll3d.tmp.csv", tmp_path / ".figures.k1ll3d.tmp"]
+    from deltatune.files import HOST
+
+    gone = 2**22 + 12345  # above Linux's default pid_max: no such process
+    stale = [tmp_path / f".summary.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv", tmp_path / f".figures.{HOST}-{gone}.k1ll3d_x.tmp"]
     stale[0].write_text("half")
     stale[1].mkdir()
-    other = tmp_path / ".other.csv.k1ll3d.tmp.csv"  # another output's: not touched
-    other.write_text("half")
+    kept = [tmp_path / f".summary.csv.{HOST}-{os.getpid()}.w0rk1ng_.tmp.csv",  # its writer is alive
+            tmp_path / f".summary.csv.otherhost-{gone}.w0rk1ng_.tmp.csv",  # another host's: cannot tell
+            tmp_path / f".other.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv",  # another output's
+            tmp_path / ".figures.old.tmp"]  # not a temporary of ours
+    for path in kept:
+        path.write_text("keep")
     write_text(tmp_path / "summary.csv", "whole")
     with atomic_path(tmp_path / "figures", directory=True) as folder:
         (folder / "a.png").write_bytes(b"png")
-    assert not any(p.exists() for p in stale) and other.exists()
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     assert (tmp_path / "summary.csv").read_text() == "whole" and (tmp_path / "figures" / "a.png").exists()
 
 

@@ -176,23 +176,21 @@ def test_list_and_mapping_elements_are_type_checked(cls, values, message):
 @pytest.mark.parametrize(("parameters", "message"), [
     ({"lora.rnak": {"values": [4]}}, "search.parameters.lora.rnak: 4 does not fit stage 's': stages.s.lora: unknown"),
     ({"lr": {"values": ["fast"]}}, "search.parameters.lr: 'fast' does not fit stage 's': stages.s.lr: expected a number"),
-    ({"lora.rank": {"low": 2.0, "high": 8}}, "search.parameters.lora.rank: 2.0 does not fit stage 's'"),
+    ({"lora.rank": {"low": 2, "high": 8}}, "search.parameters.lora.rank: 7.07 does not fit stage 's': stages.s.lora.rank: expected an integer"),
     ({"lr.base": {"values": [1]}}, "search.parameters.lr.base: 1 does not fit stage 's'"),
-], ids=["misspelled path", "value of the wrong type", "float range of an integer", "a setting as a section"])
+    ({"lr": {"low": "small", "high": 1e-3}}, "search.parameters.lr: give 'values' (a list) or numbers"),
+], ids=["misspelled path", "value of the wrong type", "a range over an integer setting", "a setting as a section",
+        "a range of words"])
 def test_search_paths_and_values_are_checked_when_the_workflow_is_parsed(parameters, message):
-    from deltatune.settings.workflow import search_settings
+    from deltatune.settings.search import trials
+    from deltatune.settings.workflow import search_settings, trial_settings
 
     stages = {"s": {"pairing": "batch", "lr": 1e-3, "lora": {"rank": 8}}}
     with pytest.raises(SettingsError, match=re.escape(message)):
-        search_settings({"search": {"start": "s", "parameters": parameters}}, stages)
-    assert search_settings({"search": {"start": "s", "parameters": {"lora.rank": {"low": 2, "high": 8}}}}, stages)
-
-
-def test_integer_ranges_draw_integers():
-    from deltatune.settings.search import trials
-
-    drawn = trials(SearchSettings(start="s", trials=20, parameters={"lora.rank": {"low": 4, "high": 16}}))
-    assert all(isinstance(t["lora.rank"], int) and 4 <= t["lora.rank"] <= 16 for t in drawn)
+        search = search_settings({"search": {"start": "s", "parameters": parameters}}, stages)
+        trial_settings(stages, search, trials(search))  # what common.smk does with the drawn values
+    fine = search_settings({"search": {"start": "s", "parameters": {"lora.rank": {"values": [2, 8]}}}}, stages)
+    assert trial_settings(stages, fine, trials(fine))
 
 
 def test_the_search_chooses_among_the_catalogues_searchable_scores():

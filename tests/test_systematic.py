@@ -68,16 +68,23 @@ def _centroid(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def test_systemas_score_is_its_formula_computed_independently(screen):
-    """numpy, outside the package: the reference is the unweighted mean of the training
-    perturbations' centroids (per plate for the matched score, weighted by cells over plates)."""
+    """numpy, outside the package, on an unbalanced screen (wells of 10 to 40 cells; p00 only on
+    plate0): the reference is the unweighted mean over the training perturbations of each one's
+    centroid over all its cells (per plate: over the plate's training perturbations and their cells
+    there), and the matched score averages plates weighted by the perturbation's cells."""
     real, split, shared, own = screen[:4]
+    rng = np.random.default_rng(7)
+    keep = rng.random(real.n_obs) < rng.uniform(0.25, 1.0, real.n_obs // CELLS).repeat(CELLS)
+    keep &= ~((real.obs["pert"] == "p00") & (real.obs["plate"] == "plate1")).to_numpy()
+    keep |= (real.obs["pert"] == "ctrl").to_numpy()
+    real = real[keep].copy()
     pred = _predict(real, {label: shared + 0.5 * own[int(label[1:])] for label in TEST})
     pooled, matched = (t.set_index("perturbation") for t in _tables(real, split, pred))
     labels, plates = real.obs["pert"].to_numpy(), real.obs["plate"].to_numpy()
     train = [f"p{p:02d}" for p in range(N_TRAIN)]
 
     def systema(on: np.ndarray, label: str) -> float:
-        reference = np.mean([_centroid(real.X, on & (labels == t)) for t in train], axis=0)
+        reference = np.mean([_centroid(real.X, on & (labels == t)) for t in train if (on & (labels == t)).any()], axis=0)
         y = _centroid(pred.X, on & (labels == label)) - reference
         r = _centroid(real.X, on & (labels == label)) - reference
         return float(np.corrcoef(y, r)[0, 1])
@@ -85,8 +92,10 @@ def test_systemas_score_is_its_formula_computed_independently(screen):
     everywhere = np.ones(real.n_obs, dtype=bool)
     for label in TEST:
         assert pooled.loc[label, PERTURBED_MEAN] == pytest.approx(systema(everywhere, label), abs=1e-6)
-        per_plate = [systema(plates == plate, label) for plate in ("plate0", "plate1")]
-        assert matched.loc[label, PERTURBED_MEAN_MATCHED] == pytest.approx(np.mean(per_plate), abs=1e-6)
+        on = {plate: plates == plate for plate in ("plate0", "plate1")}
+        cells = [int((on[plate] & (labels == label)).sum()) for plate in on]
+        per_plate = [systema(on[plate], label) for plate in on]
+        assert matched.loc[label, PERTURBED_MEAN_MATCHED] == pytest.approx(np.average(per_plate, weights=cells), abs=1e-6)
 
 
 def test_a_wrong_shared_response_scores_lower_and_a_shared_one_alone_scores_low(screen):
@@ -146,9 +155,13 @@ def test_a_prediction_of_each_plates_control_mean_scores_zero_at_well_sizes_of_t
         on_plate = (obs["plate"] == plate).to_numpy()
         controls = on_plate & (obs["pert"] == "ctrl").to_numpy()
         pred.X[on_plate & ~controls] = real.X[controls].astype(np.float64).mean(axis=0).astype(np.float32)
-    _, matched = (t.set_index("perturbation") for t in _tables(real, split, pred))
+    pooled, matched = (t.set_index("perturbation") for t in _tables(real, split, pred))
     assert (matched[MATCHED] == 0.0).all() and (matched[no_signal(MATCHED)] == 1.0).all()
     assert (matched[no_signal(PERTURBED_MEAN_MATCHED)] == 0.0).all(), "the reference is not the control mean"
+    # the plates hold the same numbers of cells of everything, so pooled too the prediction is the controls' mean
+    assert (pooled[PRIMARY_METRIC] == 0.0).all() and (pooled[no_signal(PRIMARY_METRIC)] == 1.0).all()
+    assert (pooled[DELTA_CORRELATION_PREDICTED] == 0.0).all()
+    assert (pooled[no_signal(DELTA_CORRELATION_PREDICTED)] == 1.0).all()
 
     same = real.copy()  # one profile for every test cell of a plate, equal to the plate's reference
     for plate in ("plate0", "plate1"):

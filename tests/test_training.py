@@ -1,5 +1,7 @@
 """The training loop: deterministic, resumable, and stopped by a non-finite loss."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from deltatune.errors import NonFiniteLossError, SettingsError
 from deltatune.pairing.index import build_pairing_index
 from deltatune.settings import StageSettings
+from deltatune.settings.train import DoseInterpolation
 from deltatune.train.finetune import finetune_stage
 from deltatune.train.loop import Trainer
 
@@ -124,5 +127,10 @@ def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, c
     assert history.equals(clean_history) and np.isfinite(history["total"]).all()
     assert np.array_equal(pred, clean_pred) and np.isfinite(pred).all()
     everything = build_pairing_index(controls_only.obs, columns, SETTINGS.pairing)  # its perturbed rows were not read
-    with pytest.raises(UnreadRowError, match="training asked for"):
+    with pytest.raises(UnreadRowError, match="asked for"):
         finetune_stage(new_base(), controls_only, split, columns, Trainer(SETTINGS, tmp_path / "unread", "fp"), everything)
+    no_controls = read_cells(path, lambda obs: cells_of_split(obs, columns, split, "train"))  # controls not read
+    interpolating = replace(SETTINGS, dose_interpolation=DoseInterpolation(points=1))
+    with pytest.raises(UnreadRowError, match="training asked for"):  # the added cells keep the others unreadable
+        finetune_stage(new_base(), no_controls, split, columns, Trainer(interpolating, tmp_path / "interp", "fp"),
+                       build_pairing_index(no_controls.obs, columns, SETTINGS.pairing))

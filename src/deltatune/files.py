@@ -1,22 +1,23 @@
 """Writing outputs atomically: to a temporary sibling, then renamed into place.
 
 A job killed half-way must never leave a file that looks complete, because Snakemake (and the
-user) would take it for a finished result; the hidden temporary it leaves instead is removed
-when the output is next written, so a results folder does not collect them. The temporary
-file is created private (``mkstemp``
-and ``mkdtemp`` use 0600 and 0700), so before the rename it gets the mode a plain write would
-have given under the user's umask: a results folder in a shared project directory stays
-readable by the group. A file system that refuses the write (read-only, full) stops the step
+user) would take it for a finished result. The hidden temporary it leaves instead names the
+host and process that wrote it; the next write of the same output removes those of processes
+on this host that are gone, so a results folder does not collect them, and leaves any whose
+writer may still be alive (another host's, a running process's). The temporary file is
+created private (``mkstemp`` and ``mkdtemp`` use 0600 and 0700), so before the rename it gets
+the mode a plain write would have given under the user's umask: a results folder in a shared
+project directory stays readable by the group. A file system that refuses the write (read-only, full) stops the step
 with one message naming the file; nothing is left under the output's name.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+
+HOST = socket.gethostname().split(".")[0]  # names a temporary's writer, with its process id
 
 
 @contextmanager
@@ -34,14 +37,15 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     replaces any existing directory at ``path``.
     """
     target = Path(path)
-    prefix = f".{target.name}."
+    prefix = f".{target.name}.{HOST}-{os.getpid()}."
+    suffix = ".tmp" if directory else ".tmp" + target.suffix
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(target.parent, prefix, ".tmp" + ("" if directory else target.suffix))
+        _remove_stale(target.parent, target.name, suffix)
         if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + target.suffix, dir=target.parent)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as err:
@@ -62,13 +66,28 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         raise
 
 
-def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
-    """Remove the temporaries a killed write of the same output left in ``folder``."""
-    for stale in folder.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _remove_stale(folder: Path, name: str, suffix: str) -> None:
+    """Remove the temporaries of output ``name`` in ``folder`` whose writer, on this host, is gone."""
+    stale = re.compile(rf"\.{re.escape(name)}\.(?P<host>[^.]+)-(?P<pid>\d+)\.\w{{8}}{re.escape(suffix)}")
+    for entry in folder.iterdir():
+        found = stale.fullmatch(entry.name)
+        if not found or found["host"] != HOST or _alive(int(found["pid"])):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
         else:
-            stale.unlink(missing_ok=True)
+            entry.unlink(missing_ok=True)
 
 
 def _reason(err: OSError) -> str:

@@ -37,6 +37,7 @@ DEMANDS = {
     "choose": Demand(1000, 0, 5, 0),  # the trials' small records
     "infer": Demand(4000, 8, 30, 30),  # the controls' CSR and the dense prediction
     "baseline": Demand(2000, 8, 15, 15),  # the same without a model
+    "reference": Demand(2000, 1, 15, 30),  # the training cells a chunk at a time; the reference is small
     "evaluate": Demand(4000, 10, 30, 60),  # real and predicted cells dense, and cell-eval's copies
     "ceiling": Demand(4000, 10, 30, 60),  # the real cells and their two halves
     "report": Demand(4000, 1, 30, 10),  # one prediction at a time, and the tables

@@ -9,6 +9,7 @@ rule trial:
         base=get_base_model(),
         pairing=pairing_index("target_line", STAGES[SEARCH.start]["pairing"]),
         plates=get_inference_pairing(),
+        reference=f"{RESULTS}/data/reference.npz",
     output:
         f"{RESULTS}/search/trials/trial{{trial}}.json",
     log:
@@ -33,7 +34,7 @@ rule trial:
     shell:
         "deltatune trial --data {input.data} --split {input.split} --base {input.base} "
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
-        "--pairing {input.pairing} --plates {input.plates} --columns {params.columns:q} "
+        "--pairing {input.pairing} --plates {input.plates} --reference {input.reference} --columns {params.columns:q} "
         "--settings {params.settings:q} --overrides {params.overrides:q} --inference {params.inference:q} "
         "--evaluation {params.evaluation:q} --metric {params.metric} --trial {wildcards.trial} --out {output} "
         "--threads {threads} --accelerator {params.accelerator} 2> {log}"

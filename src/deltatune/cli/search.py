@@ -20,6 +20,7 @@ def _trial_arguments(p: argparse.ArgumentParser) -> None:
     _args.base_arguments(p)
     p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--plates", required=True, help="plate pairing index of --data (inference's control means)")
+    p.add_argument("--reference", required=True, help="Systema's reference of --data (.npz, rule reference)")
     p.add_argument("--settings", required=True, help="JSON: the trial's StageSettings (start stage + overrides)")
     p.add_argument("--overrides", required=True, help="JSON: the trial's searched values (dotted setting paths)")
     p.add_argument("--inference", default="{}", help="JSON: InferenceSettings (inference)")
@@ -53,7 +54,8 @@ def run_trial(args: argparse.Namespace) -> None:
              "--settings", args.settings, "--out", str(work / "stage"), "--work-dir", str(work / "checkpoints")],
             ["infer", *shared, *model, "--adapter", str(work / "stage"), "--pairing", args.plates,
              "--settings", args.inference, "--out", str(work / "prediction.h5ad")],
-            ["evaluate", *shared, "--predicted", str(work / "prediction.h5ad"), "--settings", args.evaluation,
+            ["evaluate", *shared, "--reference", args.reference, "--predicted", str(work / "prediction.h5ad"),
+             "--settings", args.evaluation,
              "--out", str(work / "scores.tsv"), "--out-matching", str(work / "matching.json")],
         ]
         for step in steps:

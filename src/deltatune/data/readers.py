@@ -116,6 +116,12 @@ class PartlyRead(sp.csr_matrix):
         return super().__getitem__(key)
 
 
+def rows_read(X) -> np.ndarray:
+    """Which rows of ``X`` hold their expression: a :class:`PartlyRead`'s mark, else every row."""
+    read = getattr(X, "read", None)
+    return np.ones(X.shape[0], dtype=bool) if read is None else read
+
+
 def check_read(X, rows, what: str = "a step") -> None:
     """Raise :class:`UnreadRowError` if any of ``rows`` (an index of any form numpy takes) of a
     :class:`PartlyRead` ``X`` was not read; any other ``X`` holds every row."""

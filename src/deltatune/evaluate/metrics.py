@@ -58,7 +58,8 @@ SCORES = (
           "mean than to the others' (1 always, 0.5 chance)", correlation=False),
     Score(MODE_COLLAPSE, "mode collapse<br>(pred. \u2212 real r)",
           "mean correlation of a predicted delta with the other perturbations' minus the same for the real deltas: "
-          "0 as distinct as the data, towards 1 collapsed onto one effect", correlation=False, ceiling=False,
+          "0 as distinct as the data; collapsed onto one effect, 1 minus the real correlation", correlation=False,
+          ceiling=False,
           tested=False),
 )
 SCORE_NAMES = tuple(s.name for s in SCORES)

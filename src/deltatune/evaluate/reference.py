@@ -13,12 +13,14 @@ cells, all plates) and per plate (the training perturbations measured on the pla
 cells there), so that the plate-matched score subtracts a reference of the same plate. A plate
 with no training perturbation falls back to the pooled reference; :meth:`Reference.fallbacks`
 counts such plates. The training cells are streamed a chunk of rows at a time and their sums
-kept in float64: no test cell is read, and memory holds one chunk.
+kept in float64, so memory holds one chunk. The ``reference`` rule computes it once per run;
+every evaluation, ceiling and search trial reads the file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -27,6 +29,7 @@ import pandas as pd
 from ..data.readers import read_rows
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
+from ..files import atomic_path
 from ..pairing.groups import group_codes
 from ..pairing.means import group_means
 from ..settings import Columns
@@ -55,6 +58,30 @@ class Reference:
         """Which of ``plates`` use the pooled reference."""
         return sorted(str(p) for p in plates if str(p) not in self.plates)
 
+    def save(self, path: str | Path) -> None:
+        plates = list(self.plates)
+        arrays = {
+            "genes": np.array(list(self.genes), dtype=str),
+            "pooled": self.pooled,
+            "n_perturbations": np.array(self.n_perturbations),
+            "plates": np.array(plates, dtype=str),
+            "plate_means": np.array([self.plates[p] for p in plates]).reshape(len(plates), len(self.genes)),
+        }
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, genes: pd.Index) -> Reference:
+        """A reference written by :meth:`save`, which must be over ``genes`` (those scored)."""
+        if not Path(path).exists():
+            raise InputDataError(f"Systema reference {path} does not exist")
+        with np.load(path, allow_pickle=False) as z:
+            if list(z["genes"]) != list(genes):
+                raise InputDataError(f"Systema reference {path} was computed over other genes than the data's: "
+                                     "rebuild it (rule reference)")
+            plates = dict(zip(map(str, z["plates"]), z["plate_means"], strict=True))
+            return cls(pd.Index(genes), z["pooled"], int(z["n_perturbations"]), plates)
+
 
 def _rows(adata: ad.AnnData, rows: np.ndarray):
     """Expression of ``rows`` (sorted), read from disk when ``adata`` is backed."""
@@ -72,6 +99,8 @@ def training_reference(adata: ad.AnnData, split: pd.DataFrame, columns: Columns,
     codes, keys = group_codes(obs, [*by, columns.perturbation])
     counts = np.bincount(codes, minlength=len(keys))
     positions = adata.var_names.get_indexer(genes)
+    if (positions < 0).any():
+        raise InputDataError(f"the target line lacks {int((positions < 0).sum())} of the genes to score")
     centroids = np.zeros((len(keys), len(genes)))
     for start in range(0, len(rows), CHUNK_ROWS):
         part = slice(start, start + CHUNK_ROWS)

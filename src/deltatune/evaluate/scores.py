@@ -144,9 +144,9 @@ def _plate_average(parts: list[pd.DataFrame], metrics: list[str]) -> pd.DataFram
     return matched.add_suffix(MATCHED_SUFFIX).reset_index()
 
 
-def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame, dict]:
+def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame, dict, list[str]]:
     """``score_plate(plate, plate's bulk)`` on every usable plate of a (plate, perturbation)
-    ``bulk``, averaged over plates; and the plates used and skipped."""
+    ``bulk``, averaged over plates; what was skipped; and the plates scored."""
     labels = bulk.keys[columns.perturbation].to_numpy()
     plates, info = usable_batches(bulk.keys[columns.batch].to_numpy(), labels, bulk.keys["n_cells"].to_numpy(),
                                   columns.control)
@@ -157,8 +157,8 @@ def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame
         weights = pd.Series(bulk.keys["n_cells"].to_numpy()[rows], index=labels[rows])
         parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
     if not parts:  # no plate has its own controls and two test perturbations: no matched score
-        return pd.DataFrame({"perturbation": pd.Series(dtype=str)}), info
-    return _plate_average(parts, [c for c in parts[0].columns if c not in ("perturbation", "weight")]), info
+        return pd.DataFrame({"perturbation": pd.Series(dtype=str)}), info, plates
+    return _plate_average(parts, [c for c in parts[0].columns if c not in ("perturbation", "weight")]), info, plates
 
 
 def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.DataFrame, dict]:
@@ -174,15 +174,12 @@ def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.Da
     _, anndata = _metric_names()
     skip = [m for m in anndata if "delta" not in m]
 
-    scored = []
-
     def score_plate(plate: str, bulk: Bulk) -> pd.DataFrame:
-        scored.append(plate)
         table = _compute(bulk.real, bulk.pred, columns, "anndata", skip, threads, skip_de=True)
         table = _zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns))
         return table.merge(_systema_score(bulk, reference.of_plate(plate), columns, threads), on="perturbation", how="left")
 
-    matched, info = _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, score_plate)
+    matched, info, scored = _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, score_plate)
     return matched, info | {"reference_fallback_plates": reference.fallbacks(scored)}
 
 
@@ -216,7 +213,7 @@ def ceiling_scores(real: ad.AnnData, reference: Reference, columns: Columns, set
     if not parts:  # no plate to score on its own (as for the predictions)
         return pooled
     matched = _plate_average(parts, [c for c in parts[0].columns if "delta" in c])
-    centred, _ = _each_plate(split_half_bulk(real, [columns.batch, columns.perturbation], seed), columns, systema)
+    centred, *_ = _each_plate(split_half_bulk(real, [columns.batch, columns.perturbation], seed), columns, systema)
     return pooled.merge(matched.merge(centred, on="perturbation", how="outer"), on="perturbation", how="left")
 
 

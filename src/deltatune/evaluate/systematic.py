@@ -34,8 +34,8 @@ profile), far below :data:`ROUNDING`, whatever the number of cells.
 correlation of about 0.9). :func:`delta_correlations` gives, per perturbation, the mean Pearson
 correlation of its delta (mean minus control mean) with every other test perturbation's, on the
 predicted and on the real side, and ``mode_collapse``, their difference. It lies in [-2, 2]: 0
-when the predicted effects are as distinct as the real ones, towards 1 when they collapse onto
-one effect while the real ones are unrelated. (A ratio of the two divides by the real mean
+when the predicted effects are as distinct as the real ones; predictions collapsed onto one
+effect score 1 minus the real mean correlation (near 1 when the real effects are unrelated). (A ratio of the two divides by the real mean
 correlation, which is near 0 exactly when collapse matters most.) A delta without signal
 correlates with nothing: 0.
 """

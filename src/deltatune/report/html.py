@@ -49,8 +49,8 @@ THREE_NUMBERS = (
     "cells predicting the other half, mapped to full depth: how well another replicate of this screen would "
     "score) and the <i>noise-free bound</i> (the square root of that reliability, per perturbation: what the "
     "true effect itself would score against these noisy data). A prediction has no noise of its own, so it can "
-    "pass the ceiling but not the bound; <code>_floor_to_bound</code> places every row between floor (0) and "
-    "bound (1).</p>"
+    "pass the ceiling; only noise it shares with the data (the same control cells) can lift it above the "
+    "bound. <code>_floor_to_bound</code> places every row between floor (0) and bound (1).</p>"
 )
 SYSTEMATIC = (
     "<p><b>What every perturbation shares.</b> A delta against controls also rewards the part of the effect "
@@ -61,8 +61,8 @@ SYSTEMATIC = (
     "that error and scores lower. <i>Discrimination</i> (cell-eval) asks whether each prediction lies closest "
     "to its own perturbation's real profile (1 = always, 0.5 = chance). <i>Mode collapse</i> is the mean "
     "correlation between the predicted deltas of different perturbations minus the same for the real deltas "
-    "(both shown below it): 0 when the predictions are as distinct as the data, towards 1 when they collapse "
-    "onto one effect.</p>"
+    "(both shown below it): 0 when the predictions are as distinct as the data; collapsed onto one effect, "
+    "a prediction scores 1 minus the real correlation.</p>"
 )
 
 NO_BATCH = (
@@ -131,7 +131,8 @@ def tests_table(summary: pd.DataFrame) -> pd.DataFrame:
     columns = ["stage"]
     for score in SCORES:
         suffix = p_suffix(score.name)
-        columns += [position_column(score), *([f"p_vs_base{suffix}", f"p_vs_previous{suffix}"] if score.tested else [])]
+        columns += [c for c in [position_column(score)] if c]
+        columns += [f"p_vs_base{suffix}", f"p_vs_previous{suffix}"] if score.tested else []
     return summary[[c for c in [*columns, "mse", "n_replicates"] if c in summary]]
 
 
@@ -145,12 +146,13 @@ def _no_signal_note(summary: pd.DataFrame) -> str:
         for _, row in summary[summary[column].fillna(0) > 0].iterrows():
             items.append(f"<code>{html.escape(str(row['stage']))}</code> {html.escape(metric)} "
                          f"({row[column]:.0%} of test perturbations)")
+    weighting = " (for a plate-matched score, weighted by cells over plates)" if any("matched" in i for i in items) else ""
     if not items:
         return ""
     return ("<p class='note'><b>Scored 0: nothing to correlate.</b> Where a prediction is constant over genes up "
             "to rounding (the floor against its own plate's controls predicts each plate's control mean, a delta of "
             "0), a correlation with it is undefined; it is scored 0 (it explains nothing), not computed from "
-            f"rounding noise: {'; '.join(items)}.</p>")
+            f"rounding noise: {'; '.join(items)}{weighting}.</p>")
 
 
 def _above_bound_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> str:

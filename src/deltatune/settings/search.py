@@ -20,8 +20,8 @@ METHODS = ("random", "grid")
 METRICS = ("pearson_delta_matched", "pearson_delta", "pearson_delta_perturbed_mean_matched",
            "pearson_delta_perturbed_mean")
 # The design's ranges (design.md 2.7): a parameter is a stage setting's dotted path, with either
-# ``values`` to choose from or a ``low``-``high`` range (sampled on a log scale with ``log``;
-# integers when both ends are integers).
+# ``values`` to choose from or a ``low``-``high`` range of numbers (sampled on a log scale with
+# ``log``; an integer setting takes ``values``).
 DESIGN_SPACE = {
     "lr": {"low": 1e-4, "high": 1e-3, "log": True},
     "lora.rank": {"values": [4, 8, 16]},
@@ -55,10 +55,12 @@ class SearchSettings(Settings):
         if self.trials < 1 or not self.parameters:
             raise SettingsError("trials, parameters: needs at least one trial and one parameter")
         for name, space in self.parameters.items():
+            numbers = all(isinstance(space.get(end), (int, float)) and not isinstance(space.get(end), bool)
+                          for end in ("low", "high"))
             if not (set(space) <= {"values"} and space.get("values")) and not (
-                set(space) <= {"low", "high", "log"} and {"low", "high"} <= set(space) and space["low"] <= space["high"]
+                set(space) <= {"low", "high", "log"} and numbers and space["low"] <= space["high"]
             ):
-                raise SettingsError(f"parameters.{name}: give 'values' (a list) or 'low' <= 'high' (and 'log')")
+                raise SettingsError(f"parameters.{name}: give 'values' (a list) or numbers 'low' <= 'high' (and 'log')")
             if self.method == "grid" and "values" not in space:
                 raise SettingsError(f"parameters.{name}: a grid search needs 'values'")
 
@@ -68,13 +70,12 @@ def _round(value: float) -> float:
 
 
 def _draw(space: dict[str, Any], rng: random.Random) -> Any:
-    """A value of ``values``, or a number in ``low``-``high``: an integer when both ends are."""
     if "values" in space:
         return rng.choice(space["values"])
     low, high = float(space["low"]), float(space["high"])
-    value = math.exp(rng.uniform(math.log(low), math.log(high))) if space.get("log") else rng.uniform(low, high)
-    integers = all(isinstance(space[end], int) and not isinstance(space[end], bool) for end in ("low", "high"))
-    return round(value) if integers else _round(value)
+    if space.get("log"):
+        return _round(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return _round(rng.uniform(low, high))
 
 
 def trials(settings: SearchSettings) -> list[dict[str, Any]]:

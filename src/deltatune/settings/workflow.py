@@ -69,20 +69,20 @@ def search_settings(config: dict, stages: dict[str, dict]) -> SearchSettings | N
         raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(stages)})")
     if TUNED_ROW in stages:
         raise SettingsError(f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search")
-    check_search_space(search, stages[search.start])
+    for name, space in search.parameters.items():
+        for value in space["values"] if "values" in space else (space["low"], space["high"]):
+            _check_override(stages[search.start], search.start, name, value)
     return search
 
 
-def check_search_space(search: SearchSettings, start: dict) -> None:
-    """Every searched setting, at each of its values (or both ends of its range), laid over the
-    start stage must give valid stage settings: a misspelled path or a value of the wrong type
-    stops the workflow while it is parsed, not inside every trial job."""
-    for name, space in search.parameters.items():
-        for value in space["values"] if "values" in space else (space["low"], space["high"]):
-            try:
-                from_mapping(StageSettings, with_overrides(start, {name: value}), f"stages.{search.start}")
-            except SettingsError as err:
-                raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{search.start}': {err}") from None
+def _check_override(stage: dict, stage_name: str, name: str, value: Any) -> None:
+    """``stage`` with the searched setting ``name`` at ``value`` must be valid stage settings: a
+    misspelled path or a value of the wrong type stops the workflow while it is parsed, not
+    inside every trial job."""
+    try:
+        from_mapping(StageSettings, with_overrides(stage, {name: value}), f"stages.{stage_name}")
+    except SettingsError as err:
+        raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{stage_name}': {err}") from None
 
 
 def with_tuned(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, dict]:
@@ -102,6 +102,9 @@ def trial_settings(stages: dict[str, dict], search: SearchSettings, values: list
     """Every trial's stage settings: the start stage (its first replicate's seed) with the trial's
     ``values`` (:func:`deltatune.settings.search.trials`)."""
     start = stage_settings(stages[search.start], 0)
+    for trial in values:  # drawn from a range, a value can still be of the wrong type (a float rank)
+        for name, value in trial.items():
+            _check_override(start, search.start, name, value)
     return [with_overrides(start, trial) for trial in values]
 
 

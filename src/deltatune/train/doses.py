@@ -11,7 +11,8 @@ plate's offset is mixed into another's. The targets are cells, as ST trains on s
 plate's cells of the two doses mixed pairwise with the same weights (``min(n_lo, n_hi)`` of
 them), then rescaled per gene so that their mean is exactly the interpolated profile. A convex
 mix of non-negative cells, rescaled by a ratio rather than shifted, stays non-negative, as log1p
-expression must; the spread is that of real cells of the neighbouring doses.
+expression must; the spread is that of the mixed real cells, scaled with their mean (the two
+doses' drawn cells average close to their whole groups, so the ratios are near 1).
 
 **Never a held-out dose.** An intermediate dose that equals a dose the drug was measured at (a
 dose held out for validation or test: 0.1 and 10 uM have 1 uM halfway) is dropped, so no
@@ -35,7 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..data.readers import dense_rows
+from ..data.readers import PartlyRead, dense_rows, rows_read
 from ..errors import SettingsError
 from ..pairing.groups import group_codes
 from ..pairing.means import group_means
@@ -123,8 +124,9 @@ def with_interpolated_doses(
     """``adata`` with interpolated cells appended, built from its perturbed ``rows``.
 
     ``codes`` is each row's row of ``inputs`` (the perturbation inputs). Returns the extended
-    AnnData (column :data:`INTERPOLATED` marks the added cells), codes and inputs, and for every
-    added cell a perturbed row of ``rows`` it is paired like (same plate and cell type).
+    AnnData (column :data:`INTERPOLATED` marks the added cells; rows ``adata`` never read stay
+    unreadable), codes and inputs, and for every added cell a perturbed row of ``rows`` it is
+    paired like (same plate and cell type).
     """
     train = adata[rows]
     targets = interpolated_targets(train, columns, points, measured=adata.obs)
@@ -143,7 +145,7 @@ def with_interpolated_doses(
         new_codes.append(np.full(n, len(inputs) + k, dtype=np.int64))
         labels += [f"{targets.keys.loc[k, columns.drug]} at {targets.keys.loc[k, columns.dose]:.4g} ({INTERPOLATED})"] * n
     if not blocks:
-        return adata.copy(), codes, inputs, np.zeros(0, dtype=np.int64)
+        return adata, codes, inputs, np.zeros(0, dtype=np.int64)
     like = np.concatenate(like)
     obs = adata.obs.iloc[like].copy()
     obs[columns.perturbation] = labels
@@ -151,6 +153,7 @@ def with_interpolated_doses(
     obs.index = [f"{INTERPOLATED}_{i}" for i in range(len(obs))]
     added = ad.AnnData(X=sp.csr_matrix(np.vstack(blocks).astype(np.float32)), obs=obs, var=adata.var)
     extended = ad.concat([adata, added], merge="first")
+    extended.X = PartlyRead(extended.X, read=np.r_[rows_read(adata.X), np.ones(added.n_obs, dtype=bool)])
     extended.obs[INTERPOLATED] = np.r_[np.zeros(adata.n_obs, dtype=bool), np.ones(added.n_obs, dtype=bool)]
     return (extended, np.concatenate([codes, np.concatenate(new_codes)]),
             torch.cat([inputs, torch.stack(new_inputs)]), like)
