@@ -304,3 +304,15 @@ def test_report_warns_above_the_noise_free_bound_and_says_which_scores_were_set_
     assert "<code>baseline_plate_control</code> pearson_delta_matched (100% of test perturbations)" in note
     assert "<code>base</code>" not in note
     assert _no_signal_note(summary.assign(no_signal_pearson_delta_matched=0.0)) == ""
+
+
+def test_the_by_dose_table_holds_every_correlation_score_per_dose():
+    from deltatune.report.tables import by_dose
+
+    rows = [{"stage": "base", "replicate": r, "perturbation": p, "metric": m, "value": v}
+            for r in (0, 1) for p, v in (("a_low", 0.1), ("a_high", 0.5), ("b_low", 0.3))
+            for m, v in (("pearson_delta", v), ("pearson_delta_matched", v / 2), ("mse", 9.0))]
+    table = by_dose(pd.DataFrame(rows), pd.Series({"a_low": 0.1, "b_low": 0.1, "a_high": 1.0})).set_index("dose")
+    assert list(table.columns) == ["stage", "pearson_delta", "pearson_delta_matched", "n_scores"]
+    assert table.loc[0.1, "pearson_delta"] == pytest.approx(0.2) and table.loc[0.1, "pearson_delta_matched"] == pytest.approx(0.1)
+    assert table.loc[0.1, "n_scores"] == 4 and table.loc[1.0, "n_scores"] == 2

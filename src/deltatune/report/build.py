@@ -47,7 +47,8 @@ FIGURE_CAPTIONS = {
                      "against the untuned base model; points above the diagonal improved.",
     "predicted_vs_real": "Predicted against real perturbation effect (mean minus control mean) per gene, for the "
                          f"test perturbations with the largest real effect (replicate 0); r is cell-eval's {PRIMARY_METRIC}.",
-    "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations.",
+    "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations (every correlation score per dose: "
+                   "the table below and by_dose.csv).",
     "training_curves": "Loss components per optimizer step (mean over seeds, smoothed).",
     "search_scores": "Search: each trial's validation score (mean over the validation perturbations; the test "
                      "perturbations are never read) against each searched setting; the star is the chosen trial, "

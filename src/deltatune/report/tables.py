@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import roles
-from ..evaluate.metrics import PRIMARY_METRIC, SCORES, Score
+from ..evaluate.metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
 from ..pairing.means import group_means
 from ..settings import BootstrapSettings
 from .ceiling import full_depth, noise_free_bounds
@@ -141,11 +141,14 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
 
 
 def by_dose(comparison: pd.DataFrame, doses: pd.Series) -> pd.DataFrame:
-    """Mean ``pearson_delta`` per stage and dose (``doses``: perturbation -> dose)."""
-    scores = comparison[comparison["metric"] == PRIMARY_METRIC]
+    """Mean of every correlation score of the catalogue per stage and dose (``doses``:
+    perturbation -> dose), and how many scores (perturbations x seeds) each mean is over."""
+    scores = comparison[comparison["metric"].isin(CORRELATIONS)]
     scores = scores.assign(dose=scores["perturbation"].map(doses)).dropna(subset=["dose"])
-    table = scores.groupby(["stage", "dose"], sort=False)["value"].agg(["mean", "count"]).reset_index()
-    return table.rename(columns={"mean": PRIMARY_METRIC, "count": "n_scores"})
+    grouped = scores.groupby(["stage", "dose", "metric"], sort=False)["value"]
+    table = grouped.mean().unstack("metric")[[m for m in CORRELATIONS if m in set(scores["metric"])]]
+    counts = scores[scores["metric"] == PRIMARY_METRIC].groupby(["stage", "dose"], sort=False).size()
+    return table.assign(n_scores=counts).reset_index().rename_axis(columns=None)
 
 
 def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
