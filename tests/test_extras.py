@@ -163,20 +163,20 @@ def _spread(model, data, batch) -> tuple[float, float]:
 
 
 def test_a_large_diversity_weight_does_not_inflate_the_predicted_spread(new_base, preprocessed, columns, tmp_path):
-    """Trained on the same batches with weights 0, 10 and 100, the predicted spread across drugs on
+    """Trained on the same batches with weights 0 and 100, the predicted spread across drugs on
     a fixed batch stays near the data's (the tiny model's predictions are about as spread as the
     data already, so the reward sits near its cap)."""
     target, split = preprocessed.target, preprocessed.split
     index = build_pairing_index(target.obs, columns, "batch")
     spreads = []
-    for weight in (0.0, 10.0, 100.0):
+    for weight in (0.0, 100.0):
         settings = replace(BASE_STAGE, adaptation="full", epochs=4, lr=1e-2, loss=LossWeights(diversity=weight))
         result = finetune_stage(new_base(), target, split, columns, Trainer(settings, tmp_path / str(weight), "fp"), index)
         data = _fixed_data(new_base, target, split, columns, index)
         batch = next(data.batches(data.plan(seed=123, epoch=0), sets_per_step=8))
         spreads.append(_spread(result.model, data, batch))
         assert ("diversity" in result.history) == (weight > 0)
-    (_, real), _, (large, _) = spreads
+    (_, real), (large, _) = spreads
     assert large < 3 * real, f"spread {large:.3g} against the data's {real:.3g}"
 
 

@@ -23,9 +23,9 @@ cell-eval's own ``pearson_delta`` computes exactly the formula above. The plate-
 uses each plate's own reference.
 
 **No signal, no score.** A correlation needs variation in the predicted vector. Where it is
-constant over genes up to rounding (``y_p - y_ctrl`` of the no-effect floor against its own plate's controls: every
-cell is predicted as that plate's control mean), cell-eval would correlate rounding noise with
-the real delta. deltatune scores such a correlation 0 (it explains nothing) and marks the
+constant over genes up to rounding (``y_p - y_ctrl`` of the no-effect floor against its own
+plate's controls: every cell is predicted as that plate's control mean), cell-eval would
+correlate rounding noise with the real delta. deltatune scores such a correlation 0 (it explains nothing) and marks the
 perturbation in the score's ``no_signal_`` column, which the report reads out. The means are
 float64 sums (:mod:`deltatune.pairing.means`), so the rounding left is float32's (6e-8 of the
 profile), far below :data:`ROUNDING`, whatever the number of cells.
@@ -35,9 +35,9 @@ correlation of about 0.9). :func:`delta_correlations` gives, per perturbation, t
 correlation of its delta (mean minus control mean) with every other test perturbation's, on the
 predicted and on the real side, and ``mode_collapse``, their difference. It lies in [-2, 2]: 0
 when the predicted effects are as distinct as the real ones; predictions collapsed onto one
-effect score 1 minus the real mean correlation (near 1 when the real effects are unrelated). (A ratio of the two divides by the real mean
-correlation, which is near 0 exactly when collapse matters most.) A delta without signal
-correlates with nothing: 0.
+effect score 1 minus the real mean correlation (near 1 when the real effects are unrelated). A
+ratio of the two would divide by the real mean correlation, near 0 exactly when collapse matters
+most. A delta without signal correlates with nothing: 0.
 """
 
 from __future__ import annotations
@@ -68,12 +68,13 @@ def _treated(bulk: Bulk, columns: Columns) -> np.ndarray:
     return (bulk.real.obs[columns.perturbation].astype(str) != columns.control).to_numpy()
 
 
-def labels_without_signal(bulk: Bulk, columns: Columns) -> np.ndarray:
-    """Perturbations of ``bulk`` whose predicted mean equals the predicted control row up to rounding
-    (their ``pearson_delta`` against it has nothing to correlate)."""
+def labels_without_signal(bulk: Bulk, columns: Columns, against: np.ndarray | None = None) -> np.ndarray:
+    """Perturbations of ``bulk`` whose predicted mean equals ``against`` (by default the predicted
+    control row) up to rounding: a correlation of their difference has nothing to work with."""
     treated = _treated(bulk, columns)
     X = np.asarray(bulk.pred.X, dtype=np.float64)
-    flat = without_signal(X[treated] - X[~treated].mean(axis=0), X)
+    row = X[~treated].mean(axis=0) if against is None else against
+    flat = without_signal(X[treated] - row, X[treated])
     return bulk.pred.obs[columns.perturbation].astype(str).to_numpy()[treated][flat]
 
 
@@ -92,9 +93,7 @@ def centred_on_reference(bulk: Bulk, reference: np.ndarray, columns: Columns) ->
         X = np.asarray(adata.X[treated], dtype=np.float64)
         return ad.AnnData(X=np.vstack([X, reference]), obs=obs.copy(), var=adata.var.copy())
 
-    predicted = np.asarray(bulk.pred.X[treated], dtype=np.float64)
-    flat = without_signal(predicted - reference, predicted)
-    return side(bulk.real), side(bulk.pred), labels[flat]
+    return side(bulk.real), side(bulk.pred), labels_without_signal(bulk, columns, against=reference)
 
 
 def _mean_correlation_with_others(deltas: np.ndarray, flat: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..evaluate.metrics import (
     DELTA_CORRELATION_PREDICTED,
     DELTA_CORRELATION_REAL,
     MATCHED,
+    MATCHED_SUFFIX,
     MODE_COLLAPSE,
     PRIMARY_METRIC,
     SCORES,
@@ -138,7 +139,7 @@ def tests_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _no_signal_note(summary: pd.DataFrame) -> str:
     """Which rows had correlations scored 0 because their prediction had nothing to correlate."""
-    items = []
+    items, matched = [], False
     for metric in (*CORRELATIONS, DELTA_CORRELATION_PREDICTED):
         column = no_signal(metric)
         if column not in summary:
@@ -146,7 +147,8 @@ def _no_signal_note(summary: pd.DataFrame) -> str:
         for _, row in summary[summary[column].fillna(0) > 0].iterrows():
             items.append(f"<code>{html.escape(str(row['stage']))}</code> {html.escape(metric)} "
                          f"({row[column]:.0%} of test perturbations)")
-    weighting = " (for a plate-matched score, weighted by cells over plates)" if any("matched" in i for i in items) else ""
+            matched |= metric.endswith(MATCHED_SUFFIX)
+    weighting = " (for a plate-matched score, weighted by cells over plates)" if matched else ""
     if not items:
         return ""
     return ("<p class='note'><b>Scored 0: nothing to correlate.</b> Where a prediction is constant over genes up "
