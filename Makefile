@@ -31,7 +31,11 @@ test: $(STAMP)
 reliability: $(STAMP)
 	$(RUN) python -m pytest tests -m reliability --reliability-table docs/reliability.md
 
+# ruff's checks and formatting with the settings of pyproject.toml ([tool.ruff]), then
+# Snakemake's own lint of the rules. `ruff format .` formats the tree.
 lint: $(STAMP)
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
 	$(RUN) snakemake --lint
 
 # Build containers/Dockerfile with podman on a local Debian base and run the tiny config in it

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from machine import describe
+from machine import commit, describe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,7 @@ def main() -> None:
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         report = clone / "results" / "demo" / "report"
         summary = pd.read_csv(report / "summary.csv")
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        revision = commit(clone)
         if args.keep_report:
             shutil.copytree(report, args.keep_report, dirs_exist_ok=True)
     result = {
@@ -53,7 +51,7 @@ def main() -> None:
         "workflow_s": round(workflow_s, 1),
         "total_s": round(setup_s + workflow_s, 1),
         "peak_rss_mb": round(peak_kib / 1024, 1),
-        "commit": commit,
+        "commit": revision,
         "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4), strict=True)),
         "pearson_delta_ci": {
             row.stage: [round(row.pearson_delta_ci_low, 4), round(row.pearson_delta_ci_high, 4)]

@@ -32,7 +32,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from machine import describe
+from machine import commit, describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from deltatune.data.splits import cells_of_split
@@ -115,17 +115,42 @@ def main() -> None:
         pred.write_h5ad(work / "pred.h5ad", compression="gzip")
 
         deltatune = str(Path(sys.executable).parent / "deltatune")
-        data = ["--data", str(work / "target.h5ad"), "--split", str(work / "split.tsv"),
-                "--columns", json.dumps(to_dict(columns))]
+        data = [
+            "--data",
+            str(work / "target.h5ad"),
+            "--split",
+            str(work / "split.tsv"),
+            "--columns",
+            json.dumps(to_dict(columns)),
+        ]
         subprocess.run([deltatune, "reference", *data, "--out", str(work / "reference.npz")], check=True)
         rule = [
-            deltatune, "evaluate", *data, "--reference", str(work / "reference.npz"),
-            "--predicted", str(work / "prediction.h5ad"), "--settings", '{"profile": "anndata"}',
-            "--out", str(work / "rule.tsv"), "--out-matching", str(work / "matching.json"), "--threads", str(THREADS),
+            deltatune,
+            "evaluate",
+            *data,
+            "--reference",
+            str(work / "reference.npz"),
+            "--predicted",
+            str(work / "prediction.h5ad"),
+            "--settings",
+            '{"profile": "anndata"}',
+            "--out",
+            str(work / "rule.tsv"),
+            "--out-matching",
+            str(work / "matching.json"),
+            "--threads",
+            str(THREADS),
         ]
         alone = [
-            sys.executable, "-c", CELL_EVAL_ALONE, str(work / "real.h5ad"), str(work / "pred.h5ad"),
-            columns.control, columns.perturbation, str(THREADS), str(work / "alone.tsv"),
+            sys.executable,
+            "-c",
+            CELL_EVAL_ALONE,
+            str(work / "real.h5ad"),
+            str(work / "pred.h5ad"),
+            columns.control,
+            columns.perturbation,
+            str(THREADS),
+            str(work / "alone.tsv"),
         ]
         rule_s, alone_s = [], []
         for _ in range(args.repeats):
@@ -146,8 +171,7 @@ def main() -> None:
         "ratio_vs_cell_eval": round(float(np.median(rule_s) / np.median(alone_s)), 3),
         "same_scores": bool(same),
         "runs_s": {"rule": [round(t, 2) for t in rule_s], "cell_eval": [round(t, 2) for t in alone_s]},
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                 text=True, check=True).stdout.strip(),
+        "commit": commit(Path(__file__).parent),
         "machine": describe(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

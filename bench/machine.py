@@ -1,10 +1,12 @@
-"""A description of the machine a benchmark ran on, for bench/results/*.json."""
+"""A description of the machine and the commit a benchmark ran on, for bench/results/*.json."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
 
 
 def _cpu_model() -> str:
@@ -43,3 +45,9 @@ def describe() -> dict:
         "python": platform.python_version(),
         "gpu": _gpu(),
     }
+
+
+def commit(folder: str | Path) -> str:
+    """The commit checked out in ``folder`` (a clone, or this repository)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
+    return done.stdout.strip()

@@ -59,9 +59,15 @@ def make_screen(n_cells: int, rng: np.random.Generator) -> tuple[pd.DataFrame, s
     is_control = rng.random(n_cells) < CONTROL_FRACTION
     obs = pd.DataFrame(
         {
-            columns.perturbation: pd.Categorical(np.where(is_control, N_PERTS, rng.integers(0, N_PERTS, n_cells))).rename_categories(perts[: N_PERTS + 1]),
-            columns.batch: pd.Categorical(rng.integers(0, N_PLATES, n_cells)).rename_categories([f"plate{i}" for i in range(N_PLATES)]),
-            columns.cell_type: pd.Categorical(rng.integers(0, N_LINES, n_cells)).rename_categories([f"line{i}" for i in range(N_LINES)]),
+            columns.perturbation: pd.Categorical(
+                np.where(is_control, N_PERTS, rng.integers(0, N_PERTS, n_cells))
+            ).rename_categories(perts[: N_PERTS + 1]),
+            columns.batch: pd.Categorical(rng.integers(0, N_PLATES, n_cells)).rename_categories(
+                [f"plate{i}" for i in range(N_PLATES)]
+            ),
+            columns.cell_type: pd.Categorical(rng.integers(0, N_LINES, n_cells)).rename_categories(
+                [f"line{i}" for i in range(N_LINES)]
+            ),
         },
         index=pd.RangeIndex(n_cells).astype(str),
     )

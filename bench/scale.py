@@ -29,8 +29,16 @@ import pandas as pd
 from machine import describe
 
 BIN = Path(sys.executable).parent
-COLUMNS = json.dumps({"perturbation": "drugname_drugconc", "control": "[('DMSO_TF', 0.0, 'uM')]",
-                      "cell_type": "cell_line", "batch": "plate", "drug": "drug", "dose": "concentration"})
+COLUMNS = json.dumps(
+    {
+        "perturbation": "drugname_drugconc",
+        "control": "[('DMSO_TF', 0.0, 'uM')]",
+        "cell_type": "cell_line",
+        "batch": "plate",
+        "drug": "drug",
+        "dose": "concentration",
+    }
+)
 SCREEN = {"n_genes": 2000, "n_drugs": 40, "doses_um": [0.1, 1.0, 10.0], "depth": 250.0}
 ARCHITECTURE = {"hidden_dim": 64, "n_layers": 2, "n_heads": 4, "cell_set_len": 16}
 TARGET_STEPS = 200
@@ -48,8 +56,7 @@ class Steps:
     def __call__(self, name: str, command: str, *args: str, record: bool = True) -> None:
         started = time.perf_counter()
         with open(self.work / f"{name}.log", "w") as log:
-            process = subprocess.Popen([str(BIN / "deltatune"), command, *map(str, args)], stderr=log,
-                                       cwd=self.work)
+            process = subprocess.Popen([str(BIN / "deltatune"), command, *map(str, args)], stderr=log, cwd=self.work)
             _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
@@ -75,8 +82,10 @@ def prediction_writes(path: Path, work: Path) -> dict:
         started = time.perf_counter()
         with h5py.File(out, "w") as f:
             f.create_dataset("X", data=X, chunks=(min(len(X), 1024), X.shape[1]), compression=compression)
-        figures |= {f"prediction_{name}_write_s": round(time.perf_counter() - started, 1),
-                    f"prediction_{name}_bytes": out.stat().st_size}
+        figures |= {
+            f"prediction_{name}_write_s": round(time.perf_counter() - started, 1),
+            f"prediction_{name}_bytes": out.stat().st_size,
+        }
         out.unlink()
     return figures
 
@@ -94,49 +103,197 @@ def main() -> None:
     threads = ("--threads", THREADS)
 
     # The base model: a small screen of the same genes and drugs, pretrained briefly (not measured).
-    small = {**SCREEN, "cell_lines": ["b1", "b2"], "plates_per_line": 2, "cells_per_well": 8,
-             "controls_per_plate": 60, "seed": 1}
+    small = {
+        **SCREEN,
+        "cell_lines": ["b1", "b2"],
+        "plates_per_line": 2,
+        "cells_per_well": 8,
+        "controls_per_plate": 60,
+        "seed": 1,
+    }
     step("base_sim", "simulate", "--settings", json.dumps(small), "--out", "small.h5ad", record=False)
-    step("base_pre", "preprocess", "--input", "small.h5ad", "--columns", COLUMNS,
-         "--settings", json.dumps({"target_cell_line": "b2", "n_top_genes": SCREEN["n_genes"]}),
-         "--out-base", "small_base.h5ad", "--out-target", "small_target.h5ad", "--out-split", "small_split.tsv",
-         "--out-summary", "small.json", record=False)
-    step("base_pair", "pair", "--data", "small_base.h5ad", "--columns", COLUMNS, "--strategy", "batch_celltype",
-         "--out", "small_pairing.npz", record=False)
+    step(
+        "base_pre",
+        "preprocess",
+        "--input",
+        "small.h5ad",
+        "--columns",
+        COLUMNS,
+        "--settings",
+        json.dumps({"target_cell_line": "b2", "n_top_genes": SCREEN["n_genes"]}),
+        "--out-base",
+        "small_base.h5ad",
+        "--out-target",
+        "small_target.h5ad",
+        "--out-split",
+        "small_split.tsv",
+        "--out-summary",
+        "small.json",
+        record=False,
+    )
+    step(
+        "base_pair",
+        "pair",
+        "--data",
+        "small_base.h5ad",
+        "--columns",
+        COLUMNS,
+        "--strategy",
+        "batch_celltype",
+        "--out",
+        "small_pairing.npz",
+        record=False,
+    )
     pretrain = {"epochs": 2, "batch_size": 128, "lr": 1e-3, "pairing": "batch_celltype"}
-    step("pretrain", "pretrain", "--data", "small_base.h5ad", "--pairing", "small_pairing.npz", "--columns", COLUMNS,
-         "--architecture", json.dumps(ARCHITECTURE), "--settings", json.dumps(pretrain), "--out", "base",
-         "--work-dir", "work_base", *threads, "--accelerator", "cpu", record=False)
+    step(
+        "pretrain",
+        "pretrain",
+        "--data",
+        "small_base.h5ad",
+        "--pairing",
+        "small_pairing.npz",
+        "--columns",
+        COLUMNS,
+        "--architecture",
+        json.dumps(ARCHITECTURE),
+        "--settings",
+        json.dumps(pretrain),
+        "--out",
+        "base",
+        "--work-dir",
+        "work_base",
+        *threads,
+        "--accelerator",
+        "cpu",
+        record=False,
+    )
 
     # The million-cell screen (two lines: the simulator's lines are equal in size), then the steps.
-    big = {**SCREEN, "cell_lines": ["c37", "c99"], "plates_per_line": 12, "cells_per_well": args.cells_per_well,
-           "controls_per_plate": args.controls_per_plate, "seed": 3}
+    big = {
+        **SCREEN,
+        "cell_lines": ["c37", "c99"],
+        "plates_per_line": 12,
+        "cells_per_well": args.cells_per_well,
+        "controls_per_plate": args.controls_per_plate,
+        "seed": 3,
+    }
     step("simulate", "simulate", "--settings", json.dumps(big), "--out", "screen.h5ad")
-    preprocess = {"target_cell_line": "c37", "n_top_genes": SCREEN["n_genes"], "base_cell_lines": [],
-                  "split": {"val_fraction": 0.1, "test_fraction": 0.3, "seed": 0}}
-    step("preprocess", "preprocess", "--input", "screen.h5ad", "--columns", COLUMNS,
-         "--settings", json.dumps(preprocess), "--out-base", "base_lines.h5ad", "--out-target", "target.h5ad",
-         "--out-split", "split.tsv", "--out-summary", "preprocess.json")
-    step("pair", "pair", "--data", "target.h5ad", "--columns", COLUMNS, "--strategy", "batch",
-         "--out", "pairing.npz")
+    preprocess = {
+        "target_cell_line": "c37",
+        "n_top_genes": SCREEN["n_genes"],
+        "base_cell_lines": [],
+        "split": {"val_fraction": 0.1, "test_fraction": 0.3, "seed": 0},
+    }
+    step(
+        "preprocess",
+        "preprocess",
+        "--input",
+        "screen.h5ad",
+        "--columns",
+        COLUMNS,
+        "--settings",
+        json.dumps(preprocess),
+        "--out-base",
+        "base_lines.h5ad",
+        "--out-target",
+        "target.h5ad",
+        "--out-split",
+        "split.tsv",
+        "--out-summary",
+        "preprocess.json",
+    )
+    step("pair", "pair", "--data", "target.h5ad", "--columns", COLUMNS, "--strategy", "batch", "--out", "pairing.npz")
     split = pd.read_csv(work / "split.tsv", sep="\t")
     train_cells = int(split.loc[split["split"] == "train", "n_cells"].sum())
     set_len = ARCHITECTURE["cell_set_len"]
     batch = set_len * max(1, round(train_cells / set_len / TARGET_STEPS))
-    stage = {"pairing": "batch", "epochs": 1, "batch_size": batch, "lr": 1e-3, "checkpoint_every": 1000,
-             "lora": {"targets": ["backbone_attention"], "rank": 8, "alpha": 16}}
-    step("finetune", "finetune", "--data", "target.h5ad", "--split", "split.tsv", "--base", "base",
-         "--pairing", "pairing.npz", "--columns", COLUMNS, "--stage", "scale", "--settings", json.dumps(stage),
-         "--out", "stage", "--work-dir", "work_stage", *threads, "--accelerator", "cpu")
-    step("infer", "infer", "--data", "target.h5ad", "--split", "split.tsv", "--base", "base", "--adapter", "stage",
-         "--pairing", "pairing.npz", "--columns", COLUMNS, "--out", "prediction.h5ad", *threads,
-         "--accelerator", "cpu")
-    step("reference", "reference", "--data", "target.h5ad", "--split", "split.tsv", "--columns", COLUMNS,
-         "--out", "reference.npz")
-    step("evaluate", "evaluate", "--data", "target.h5ad", "--split", "split.tsv", "--reference", "reference.npz",
-         "--predicted", "prediction.h5ad",
-         "--columns", COLUMNS, "--settings", json.dumps({"profile": "anndata"}), "--out", "metrics.tsv",
-         "--out-matching", "matching.json", *threads)
+    stage = {
+        "pairing": "batch",
+        "epochs": 1,
+        "batch_size": batch,
+        "lr": 1e-3,
+        "checkpoint_every": 1000,
+        "lora": {"targets": ["backbone_attention"], "rank": 8, "alpha": 16},
+    }
+    step(
+        "finetune",
+        "finetune",
+        "--data",
+        "target.h5ad",
+        "--split",
+        "split.tsv",
+        "--base",
+        "base",
+        "--pairing",
+        "pairing.npz",
+        "--columns",
+        COLUMNS,
+        "--stage",
+        "scale",
+        "--settings",
+        json.dumps(stage),
+        "--out",
+        "stage",
+        "--work-dir",
+        "work_stage",
+        *threads,
+        "--accelerator",
+        "cpu",
+    )
+    step(
+        "infer",
+        "infer",
+        "--data",
+        "target.h5ad",
+        "--split",
+        "split.tsv",
+        "--base",
+        "base",
+        "--adapter",
+        "stage",
+        "--pairing",
+        "pairing.npz",
+        "--columns",
+        COLUMNS,
+        "--out",
+        "prediction.h5ad",
+        *threads,
+        "--accelerator",
+        "cpu",
+    )
+    step(
+        "reference",
+        "reference",
+        "--data",
+        "target.h5ad",
+        "--split",
+        "split.tsv",
+        "--columns",
+        COLUMNS,
+        "--out",
+        "reference.npz",
+    )
+    step(
+        "evaluate",
+        "evaluate",
+        "--data",
+        "target.h5ad",
+        "--split",
+        "split.tsv",
+        "--reference",
+        "reference.npz",
+        "--predicted",
+        "prediction.h5ad",
+        "--columns",
+        COLUMNS,
+        "--settings",
+        json.dumps({"profile": "anndata"}),
+        "--out",
+        "metrics.tsv",
+        "--out-matching",
+        "matching.json",
+        *threads,
+    )
 
     summary = json.loads((work / "preprocess.json").read_text())
     stage_summary = json.loads((work / "stage" / "summary.json").read_text())

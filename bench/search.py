@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from machine import describe
+from machine import commit, describe
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "search"
@@ -40,8 +40,7 @@ def main() -> None:
         "workflow_s": round(workflow_s, 1),
         "chosen": {k: chosen[k] for k in ("trial", "overrides", "metric", "score")},
         "pearson_delta_matched": dict(zip(summary["stage"], summary["pearson_delta_matched"].round(4), strict=True)),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                 check=True).stdout.strip(),
+        "commit": commit(REPO),
         "machine": describe(),
     }
     out = REPO / "bench" / "results" / "search.json"

@@ -10,7 +10,12 @@ demo's simulated screen) with the same loss and optimizer, one after the other i
 * ``bare_cells_per_s``: a plain loop of forward, loss, backward and optimizer step over batches
   pre-built as tensors of the same shapes, nothing else;
 * ``ratio_vs_bare``: the first over the second (1.0 means the data path costs nothing);
+* ``peak_gpu_bytes``: on a GPU, the most memory torch allocated during a stage's training
+  (``torch.cuda.max_memory_allocated``);
 * ``peak_rss_mb``: the process's peak resident memory.
+
+Both LoRA adapters (``adaptation="lora"``, a stage's default) and full fine-tuning (``"full"``)
+can be measured.
 
 Writes bench/results/train.json.
 """
@@ -44,6 +49,7 @@ from deltatune.settings import (
     PreprocessSettings,
     ScreenSpec,
     StageSettings,
+    to_dict,
 )
 from deltatune.train.batches import CellSetBatches
 from deltatune.train.loop import Trainer
@@ -56,8 +62,9 @@ BATCH_CELLS = 128
 REPEATS = 3
 
 
-def stage_data(columns: Columns, arch: Architecture, spec: ScreenSpec, n_top_genes: int):
-    """A simulated target line, its train cells' pairing index, and a fresh LoRA model factory."""
+def stage_data(columns: Columns, arch: Architecture, spec: ScreenSpec, n_top_genes: int, adaptation: str = "lora"):
+    """A simulated target line, its train cells' pairing index, and a factory of fresh models:
+    the base wrapped in LoRA adapters (``"lora"``) or every weight trainable (``"full"``)."""
     screen = simulate_screen(spec)
     data = preprocess(screen, columns, PreprocessSettings(target_cell_line="c37", n_top_genes=n_top_genes))
     target = data.target
@@ -69,18 +76,28 @@ def stage_data(columns: Columns, arch: Architecture, spec: ScreenSpec, n_top_gen
     def model() -> tuple[BaseModel, torch.nn.Module]:
         torch.manual_seed(0)
         base = BaseModel(build_st_model(arch, genes, vocab, columns.control), genes, vocab)
-        return base, apply_lora(base.model, LoraSettings())
+        return base, apply_lora(base.model, LoraSettings()) if adaptation == "lora" else base.model.requires_grad_(True)
 
     codes = np.full(target.n_obs, -1, dtype=np.int64)
     labels = target.obs[columns.perturbation].astype(str).to_numpy()
     return target, index, codes, labels, train, model
 
 
-def measure(arch: Architecture = ARCH, spec: ScreenSpec = SPEC, n_top_genes: int = N_TOP_GENES, steps: int = 400,
-            batch_cells: int = BATCH_CELLS, accelerator: str = "cpu", precision: str = "32-true") -> dict:
-    """Cells per second of a stage's Trainer and of the bare loop, on ``accelerator`` ("cpu" or "gpu")."""
+def measure(
+    arch: Architecture = ARCH,
+    spec: ScreenSpec = SPEC,
+    n_top_genes: int = N_TOP_GENES,
+    steps: int = 400,
+    batch_cells: int = BATCH_CELLS,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+    adaptation: str = "lora",
+    repeats: int = REPEATS,
+) -> dict:
+    """Cells per second of a stage's Trainer and of the bare loop, on ``accelerator`` ("cpu" or "gpu"),
+    each the best of ``repeats`` runs."""
     columns = Columns()
-    target, index, codes, labels, train, new_model = stage_data(columns, arch, spec, n_top_genes)
+    target, index, codes, labels, train, new_model = stage_data(columns, arch, spec, n_top_genes, adaptation)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
 
     base, _ = new_model()
@@ -88,13 +105,17 @@ def measure(arch: Architecture = ARCH, spec: ScreenSpec = SPEC, n_top_genes: int
     data = CellSetBatches(target, columns, codes, table, index, "cells", arch.cell_set_len)
     sets_per_step = max(1, batch_cells // arch.cell_set_len)
     epochs = max(1, -(-steps // data.n_steps(sets_per_step)))
-    settings = StageSettings(epochs=epochs, batch_size=batch_cells, lr=1e-3, pairing="batch", precision=precision,
-                             loss=LossWeights(delta_mse=0.5, delta_pearson=0.3))
+    settings = StageSettings(
+        epochs=epochs,
+        batch_size=batch_cells,
+        lr=1e-3,
+        pairing="batch",
+        precision=precision,
+        adaptation=adaptation,
+        loss=LossWeights(delta_mse=0.5, delta_pearson=0.3),
+    )
     steps = epochs * data.n_steps(sets_per_step)
-    batches = [
-        {k: v.to(device) for k, v in batch.items()}
-        for batch in data.batches(data.plan(0, 0), sets_per_step)
-    ]
+    batches = [{k: v.to(device) for k, v in batch.items()} for batch in data.batches(data.plan(0, 0), sets_per_step)]
     batches = (batches * (steps // len(batches) + 1))[:steps]
     cells = sum(len(b["pert_cell_emb"]) for b in batches)
 
@@ -106,9 +127,11 @@ def measure(arch: Architecture = ARCH, spec: ScreenSpec = SPEC, n_top_genes: int
     def deltatune_run() -> float:
         base, model = new_model()
         loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         with tempfile.TemporaryDirectory() as work:
             started = time.perf_counter()
-            Trainer(settings, work, "bench", accelerator=accelerator).fit(model, data, loss, desc="bench")
+            Trainer(work, "bench", accelerator=accelerator).fit(model, data, loss, settings, desc="bench")
             return finished() - started
 
     def bare_run() -> float:
@@ -130,19 +153,24 @@ def measure(arch: Architecture = ARCH, spec: ScreenSpec = SPEC, n_top_genes: int
         return finished() - started
 
     # Alternate the two so that drifts in machine load hit both alike; keep each one's best.
-    deltatune_s, bare_s = float("inf"), float("inf")
-    for _ in range(REPEATS):
+    deltatune_s, bare_s, peak_gpu_bytes = float("inf"), float("inf"), None
+    for _ in range(repeats):
         deltatune_s = min(deltatune_s, deltatune_run())
+        if device.type == "cuda":
+            peak_gpu_bytes = max(peak_gpu_bytes or 0, torch.cuda.max_memory_allocated(device))
         bare_s = min(bare_s, bare_run())
     return {
         "cells_per_s": round(cells / deltatune_s, 1),
         "bare_cells_per_s": round(cells / bare_s, 1),
         "ratio_vs_bare": round(bare_s / deltatune_s, 3),
+        "peak_gpu_bytes": peak_gpu_bytes,
         "steps": steps,
         "cells_per_step": batch_cells,
         "genes": len(target.var_names),
         "precision": precision,
-        "architecture": arch.__dict__,
+        "adaptation": adaptation,
+        "trainable_parameters": sum(p.numel() for p in new_model()[1].parameters() if p.requires_grad),
+        "architecture": to_dict(arch),
     }
 
 

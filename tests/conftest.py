@@ -69,12 +69,24 @@ def preprocessed(_preprocessed):
     return type(p)(base=p.base.copy(), target=p.target.copy(), split=p.split.copy(), summary=dict(p.summary))
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """The real workflow in ``workdir`` with its config.yaml, on two cores."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(workdir / "config.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+def snakemake_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (this process's environment) with this interpreter's bin directory first, so that
+    jobs find the same ``deltatune`` and ``snakemake``."""
+    base = dict(os.environ if base is None else base)
+    return {**base, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
+
+
+def snakemake_command(workdir: Path, *args: str | Path, config: Path | None = None) -> list[str]:
+    """The real workflow in ``workdir`` with its config.yaml (or ``config``)."""
+    snakefile, configfile = REPO / "Snakefile", config or workdir / "config.yaml"
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
+            "--configfile", str(configfile), *map(str, args)]  # fmt: skip
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess:
+    """The real workflow in ``workdir`` with its config.yaml (or ``config``), on two cores."""
+    command = snakemake_command(workdir, "--cores", "2", *args, config=config)
+    return subprocess.run(command, capture_output=True, text=True, env=snakemake_env(), timeout=900, check=False)
 
 
 def write_config(workdir: Path, config: dict) -> None:
@@ -109,8 +121,11 @@ def new_base(preprocessed, columns):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--reliability-table", default=None,
-                     help="write the reliability suite's observations to this Markdown file (docs/reliability.md)")
+    parser.addoption(
+        "--reliability-table",
+        default=None,
+        help="write the reliability suite's observations to this Markdown file (docs/reliability.md)",
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):

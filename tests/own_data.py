@@ -41,8 +41,15 @@ def _effects(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return effects
 
 
-def _cells(labels: list[str], cell_types: list[str], groups: list[str], per_label: int, control: str,
-           seed: int, separator: str = "+") -> tuple[np.ndarray, pd.DataFrame]:
+def _cells(
+    labels: list[str],
+    cell_types: list[str],
+    groups: list[str],
+    per_label: int,
+    control: str,
+    seed: int,
+    separator: str = "+",
+) -> tuple[np.ndarray, pd.DataFrame]:
     """log1p-normalized expression and (label, cell type, group) of every cell."""
     rng = np.random.default_rng(seed)
     effects = _effects(np.random.default_rng(0))
@@ -63,8 +70,14 @@ def _cells(labels: list[str], cell_types: list[str], groups: list[str], per_labe
 
 def benchmark_screen(path: Path, seed: int = 1) -> Path:
     """The public-benchmark layout; genes shuffled, two model genes absent, five extra genes."""
-    X, meta = _cells([*SINGLES, UNSEEN, *COMBOS], SCREEN_CELL_TYPES, ["norman2019", "replogle2022"],
-                     per_label=12, control="control", seed=seed)
+    X, meta = _cells(
+        [*SINGLES, UNSEEN, *COMBOS],
+        SCREEN_CELL_TYPES,
+        ["norman2019", "replogle2022"],
+        per_label=12,
+        control="control",
+        seed=seed,
+    )
     extra = np.random.default_rng(seed).random((X.shape[0], 5)).astype(np.float32)
     genes = np.array(GENES + [f"EXTRA{i}" for i in range(5)])
     X = np.hstack([X, extra])
@@ -98,21 +111,41 @@ def train_st_run_directory(workdir: Path, steps: int = 40) -> Path:
     toml = workdir / "st_data.toml"
     toml.write_text(f'[datasets]\nbase = "{data_dir}"\n[training]\nbase = "train"\n[zeroshot]\n"base.MCF7" = "val"\n')
     overrides = [
-        f"data.kwargs.toml_config_path={toml}", "data.kwargs.embed_key=null", "data.kwargs.output_space=gene",
-        "data.kwargs.num_workers=0", "data.kwargs.pin_memory=false", "data.kwargs.pert_col=gene",
-        "data.kwargs.control_pert=non-targeting", "data.kwargs.batch_col=gem_group",
-        "data.kwargs.cell_type_key=cell_type", "model=state_sm", "model.kwargs.cell_set_len=8",
-        "model.kwargs.hidden_dim=32", "model.kwargs.transformer_backbone_kwargs.intermediate_size=64",
+        f"data.kwargs.toml_config_path={toml}",
+        "data.kwargs.embed_key=null",
+        "data.kwargs.output_space=gene",
+        "data.kwargs.num_workers=0",
+        "data.kwargs.pin_memory=false",
+        "data.kwargs.pert_col=gene",
+        "data.kwargs.control_pert=non-targeting",
+        "data.kwargs.batch_col=gem_group",
+        "data.kwargs.cell_type_key=cell_type",
+        "model=state_sm",
+        "model.kwargs.cell_set_len=8",
+        "model.kwargs.hidden_dim=32",
+        "model.kwargs.transformer_backbone_kwargs.intermediate_size=64",
         "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=1",
         "model.kwargs.transformer_backbone_kwargs.num_attention_heads=2",
         "model.kwargs.transformer_backbone_kwargs.num_key_value_heads=2",
-        "model.kwargs.transformer_backbone_kwargs.head_dim=16", f"training.max_steps={steps}",
-        "training.val_freq=20", "training.ckpt_every_n_steps=20", "training.batch_size=4", "use_wandb=false",
-        f"output_dir={workdir}", "name=st_run",
+        "model.kwargs.transformer_backbone_kwargs.head_dim=16",
+        f"training.max_steps={steps}",
+        "training.val_freq=20",
+        "training.ckpt_every_n_steps=20",
+        "training.batch_size=4",
+        "use_wandb=false",
+        f"output_dir={workdir}",
+        "name=st_run",
     ]
     state = Path(sys.executable).parent / "state"
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    done = subprocess.run([str(state), "tx", "train", *overrides], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [str(state), "tx", "train", *overrides],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return workdir / "st_run"

@@ -52,7 +52,10 @@ def write_table(path: Path) -> None:
     ]
     for group in dict.fromkeys(r.group for r in RECORDS):
         lines += [f"## {group}", "", "| case | step | message the user sees | outcome |", "|---|---|---|---|"]
-        lines += [f"| {_cell(r.case)} | `{r.step}` | {_cell(r.message)} | {_cell(r.outcome)} |"
-                  for r in RECORDS if r.group == group]
+        lines += [
+            f"| {_cell(r.case)} | `{r.step}` | {_cell(r.message)} | {_cell(r.outcome)} |"
+            for r in RECORDS
+            if r.group == group
+        ]
         lines.append("")
     path.write_text("\n".join(lines))

@@ -34,6 +34,10 @@ def shared_and_own(cells: int, controls: int, noise: float, seed: int = 0):
     obs = pd.DataFrame({"pert": labels, "plate": plates, "line": "c"}, index=[f"cell{i}" for i in range(len(labels))])
     var = pd.DataFrame(index=[f"g{i}" for i in range(N_GENES)])
     real = ad.AnnData(X=np.clip(X, 0.0, 14.9).astype(np.float32), obs=obs, var=var)  # cell-eval: log1p < 15
-    split = pd.DataFrame({"perturbation": [f"p{p:02d}" for p in range(N_TRAIN + N_TEST)],
-                          "split": ["train"] * N_TRAIN + ["test"] * N_TEST})
+    split = pd.DataFrame(
+        {
+            "perturbation": [f"p{p:02d}" for p in range(N_TRAIN + N_TEST)],
+            "split": ["train"] * N_TRAIN + ["test"] * N_TEST,
+        }
+    )
     return real, split, shared, own, truth.astype(np.float32)

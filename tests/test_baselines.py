@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from deltatune.data.splits import cells_of_split
-from deltatune.errors import InputDataError
+from deltatune.errors import InputDataError, SettingsError
 from deltatune.pairing.index import build_pairing_index
 from deltatune.predict import baselines
 
@@ -38,7 +38,7 @@ def _plate_means_of(target, columns, rows):
 
 def test_mean_delta_adds_the_average_training_effect(preprocessed, columns):
     target, split = preprocessed.target, preprocessed.split
-    pred = baselines.mean_delta(target, split, columns, _index(target, columns))
+    pred = baselines.predict_baseline("baseline_mean_delta", target, split, columns, _index(target, columns))
     train = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
     effect = _reference_effects(target, columns, train, [columns.perturbation]).mean(axis=0).to_numpy()
     test = _test_rows(preprocessed, columns)
@@ -49,7 +49,15 @@ def test_mean_delta_adds_the_average_training_effect(preprocessed, columns):
 
 def test_other_lines_adds_the_same_perturbations_effect_elsewhere(preprocessed, columns):
     target, split, base = preprocessed.target, preprocessed.split, preprocessed.base
-    pred = baselines.other_lines(target, split, columns, _index(target, columns), base, _index(base, columns, "batch_celltype"))
+    pred = baselines.predict_baseline(
+        "baseline_other_lines",
+        target,
+        split,
+        columns,
+        _index(target, columns),
+        base,
+        _index(base, columns, "batch_celltype"),
+    )
     treated = np.flatnonzero((base.obs[columns.perturbation] != columns.control).to_numpy())
     per_line = _reference_effects(base, columns, treated, [columns.perturbation, columns.cell_type])
     per_pert = per_line.groupby(per_line.index.str.rsplit("|", n=1).str[0]).mean()
@@ -67,8 +75,10 @@ def test_baselines_never_read_test_cells(preprocessed, columns):
     blinded.X = sp.csr_matrix(X)
     index = _index(blinded, columns)
     for pred in (
-        baselines.mean_delta(blinded, split, columns, index),
-        baselines.other_lines(blinded, split, columns, index, base, _index(base, columns, "batch_celltype")),
+        baselines.predict_baseline("baseline_mean_delta", blinded, split, columns, index),
+        baselines.predict_baseline(
+            "baseline_other_lines", blinded, split, columns, index, base, _index(base, columns, "batch_celltype")
+        ),
     ):
         assert np.isfinite(pred.X).all()
 
@@ -79,4 +89,29 @@ def test_other_lines_needs_the_perturbation_elsewhere(preprocessed, columns):
     keep = (base.obs[columns.perturbation].astype(str) != label).to_numpy()
     other = base[keep].copy()
     with pytest.raises(InputDataError, match="1 test perturbation\\(s\\) occur in no other line"):
-        baselines.other_lines(target, split, columns, _index(target, columns), other, _index(other, columns, "batch_celltype"))
+        baselines.predict_baseline(
+            "baseline_other_lines",
+            target,
+            split,
+            columns,
+            _index(target, columns),
+            other,
+            _index(other, columns, "batch_celltype"),
+        )
+
+
+def test_the_schema_lists_exactly_the_baselines():
+    """A baseline is its function in BASELINES and its name in the config schema, nothing else."""
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    listed = schema["properties"]["baselines"]
+    assert listed["items"]["enum"] == listed["default"] == list(baselines.BASELINES)
+
+
+def test_an_unknown_baseline_is_named(preprocessed, columns):
+    with pytest.raises(SettingsError, match="unknown baseline 'baseline_median'"):
+        baselines.predict_baseline(
+            "baseline_median", preprocessed.target, preprocessed.split, columns, _index(preprocessed.target, columns)
+        )

@@ -15,10 +15,10 @@ import pytest
 from screens import COLUMNS, TEST, shared_and_own
 
 from deltatune import roles
-from deltatune.evaluate.metrics import CORRELATIONS
 from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
 from deltatune.evaluate.reference import training_reference
 from deltatune.evaluate.scores import ceiling_scores, score, score_matched
+from deltatune.metrics import CORRELATIONS
 from deltatune.report.ceiling import noise_free_bounds, spearman_brown
 from deltatune.report.tables import summarize, tidy_metrics
 from deltatune.settings import BootstrapSettings, EvaluateSettings
@@ -37,7 +37,9 @@ def truth_and_ceiling() -> pd.DataFrame:
     perfect.X[tested] = truth[tested]  # the prediction carries the real controls, as inference does
     pair = evaluation_pair(real, perfect, split, COLUMNS)
     reference = training_reference(real, split, COLUMNS, pair.var_names)
-    scores = score(pair, reference, FAST, threads=1).merge(score_matched(pair, reference, threads=1)[0], on="perturbation")
+    scores = score(pair, reference, FAST, threads=1).merge(
+        score_matched(pair, reference, threads=1)[0], on="perturbation"
+    )
     cells = real_test_cells(real, split, COLUMNS)
     halves = [ceiling_scores(cells, reference, COLUMNS, FAST, threads=1, seed=seed) for seed in range(SPLITS)]
     comparison = tidy_metrics({"base": [scores], "ceiling": halves})

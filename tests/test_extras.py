@@ -12,12 +12,13 @@ import scipy.sparse as sp
 import torch
 
 from deltatune.data.splits import cells_of_split
+from deltatune.model.stage import load_stage, save_stage
 from deltatune.pairing.index import build_pairing_index
 from deltatune.settings import Columns, LossWeights, StageSettings
 from deltatune.settings.train import DoseInterpolation
 from deltatune.train.batches import CellSetBatches
 from deltatune.train.doses import INTERPOLATED, interpolated_targets, with_interpolated_doses
-from deltatune.train.finetune import finetune_stage, load_stage, save_stage
+from deltatune.train.finetune import finetune_stage, stage_summary
 from deltatune.train.loop import Trainer
 from deltatune.train.losses import DeltaAwareLoss, diversity_reward, drug_spread
 
@@ -67,7 +68,8 @@ def test_interpolated_cells_average_to_the_target_and_mix_the_inputs():
     for plate in ("p1", "p2"):
         cells = added[(added.obs["plate"] == plate).to_numpy()]
         assert np.asarray(cells.X.mean(axis=0)).ravel() == pytest.approx(
-            0.5 * profiles[(plate, 1.0)] + 0.5 * profiles[(plate, 10.0)], abs=1e-5)
+            0.5 * profiles[(plate, 1.0)] + 0.5 * profiles[(plate, 10.0)], abs=1e-5
+        )
         assert (adata.obs["plate"].to_numpy()[like[(added.obs["plate"] == plate).to_numpy()]] == plate).all()
     mixed = new_inputs[new_codes[extended.obs[INTERPOLATED].to_numpy()][0]]
     assert mixed.tolist() == pytest.approx([0.0, 0.5, 0.5])  # ctrl, d_1, d_10
@@ -80,8 +82,10 @@ def _sparse_doses() -> ad.AnnData:
     rng = np.random.default_rng(1)
     X = rng.uniform(0, 3, (13, 8)) * (rng.random((13, 8)) < 0.3)  # log1p-like: mostly zeros
     doses = [0.1] * 6 + [10.0] * 4 + [1.0] * 3
-    obs = pd.DataFrame({"pert": [f"d_{d:g}" for d in doses], "plate": "p1", "line": "c", "drug": "d", "dose": doses},
-                       index=[f"c{i}" for i in range(13)])
+    obs = pd.DataFrame(
+        {"pert": [f"d_{d:g}" for d in doses], "plate": "p1", "line": "c", "drug": "d", "dose": doses},
+        index=[f"c{i}" for i in range(13)],
+    )
     return ad.AnnData(X=sp.csr_matrix(X.astype(np.float32)), obs=obs)
 
 
@@ -171,7 +175,8 @@ def test_a_large_diversity_weight_does_not_inflate_the_predicted_spread(new_base
     spreads = []
     for weight in (0.0, 100.0):
         settings = replace(BASE_STAGE, adaptation="full", epochs=4, lr=1e-2, loss=LossWeights(diversity=weight))
-        result = finetune_stage(new_base(), target, split, columns, Trainer(settings, tmp_path / str(weight), "fp"), index)
+        trainer = Trainer(tmp_path / str(weight), "fp")
+        result = finetune_stage(new_base(), target, split, columns, settings, trainer, index)
         data = _fixed_data(new_base, target, split, columns, index)
         batch = next(data.batches(data.plan(seed=123, epoch=0), sets_per_step=8))
         spreads.append(_spread(result.model, data, batch))
@@ -187,8 +192,9 @@ def _fixed_data(new_base, target, split, columns, index) -> CellSetBatches:
     vocabulary = base.screen_vocabulary(target.obs, columns)
     codes = np.full(target.n_obs, -1, dtype=np.int64)
     codes[rows], table = vocabulary.encode(target.obs[columns.perturbation].astype(str).to_numpy()[rows])
-    return CellSetBatches(target, columns, codes, table, index.restrict(rows), control_input="cells",
-                       set_size=base.cell_set_len)
+    return CellSetBatches(
+        target, columns, codes, table, index.restrict(rows), control_input="cells", set_size=base.cell_set_len
+    )
 
 
 def test_full_fine_tuning_changes_base_weights_and_adapters_do_not(new_base, preprocessed, columns, tmp_path):
@@ -199,13 +205,24 @@ def test_full_fine_tuning_changes_base_weights_and_adapters_do_not(new_base, pre
     for adaptation in ("lora", "full"):
         settings = replace(BASE_STAGE, adaptation=adaptation)
         base = new_base()
-        trainer = Trainer(settings, tmp_path / adaptation, "fp")
-        result = finetune_stage(base, target, split, columns, trainer, index)
-        after = dict(base.model.named_parameters()) if adaptation == "full" else {
-            n.removeprefix("base_model.model.").replace(".base_layer", ""): p
-            for n, p in result.model.named_parameters() if "lora_" not in n}
+        trainer = Trainer(tmp_path / adaptation, "fp")
+        result = finetune_stage(base, target, split, columns, settings, trainer, index)
+        after = (
+            dict(base.model.named_parameters())
+            if adaptation == "full"
+            else {
+                n.removeprefix("base_model.model.").replace(".base_layer", ""): p
+                for n, p in result.model.named_parameters()
+                if "lora_" not in n
+            }
+        )
         changed[adaptation] = sorted(n for n, p in untouched.items() if not torch.equal(p, after[n].detach()))
-        save_stage(result, adaptation, trainer, tmp_path / f"{adaptation}_stage")
+        save_stage(
+            tmp_path / f"{adaptation}_stage",
+            result.model,
+            result.history,
+            stage_summary(result, adaptation, settings, trainer),
+        )
         reloaded = load_stage(new_base().model, tmp_path / f"{adaptation}_stage")
         assert all(torch.equal(p, dict(reloaded.named_parameters())[n]) for n, p in result.model.named_parameters())
     assert changed["lora"] == []
@@ -216,6 +233,7 @@ def test_full_fine_tuning_changes_base_weights_and_adapters_do_not(new_base, pre
 def test_dose_interpolation_trains_a_stage(new_base, preprocessed, columns, tmp_path):
     settings = replace(BASE_STAGE, dose_interpolation=DoseInterpolation(points=1))
     index = build_pairing_index(preprocessed.target.obs, columns, "batch")
-    result = finetune_stage(new_base(), preprocessed.target, preprocessed.split, columns,
-                            Trainer(settings, tmp_path, "fp"), index)
+    result = finetune_stage(
+        new_base(), preprocessed.target, preprocessed.split, columns, settings, Trainer(tmp_path, "fp"), index
+    )
     assert result.parameters["interpolated_cells"] > 0 and np.isfinite(result.history["total"]).all()

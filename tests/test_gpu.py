@@ -44,8 +44,8 @@ class DeviceRecorder:
 def _finetune(new_base, preprocessed, columns, work_dir, device, settings=SETTINGS):
     target = preprocessed.target
     index = build_pairing_index(target.obs, columns, settings.pairing)
-    trainer = Trainer(settings, work_dir, "fp", accelerator=ACCELERATOR[device])
-    return finetune_stage(new_base(), target, preprocessed.split, columns, trainer, index)
+    trainer = Trainer(work_dir, "fp", accelerator=ACCELERATOR[device])
+    return finetune_stage(new_base(), target, preprocessed.split, columns, settings, trainer, index)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -79,11 +79,16 @@ def test_the_nan_guard_fires_on_every_device(new_base, preprocessed, columns, tm
 
 @pytest.mark.parametrize(
     ("written", "resumed"),
-    [("cpu", "cpu"), pytest.param("cuda", "cpu", marks=GPU), pytest.param("cpu", "cuda", marks=GPU),
-     pytest.param("cuda", "cuda", marks=GPU)],
+    [
+        ("cpu", "cpu"),
+        pytest.param("cuda", "cpu", marks=GPU),
+        pytest.param("cpu", "cuda", marks=GPU),
+        pytest.param("cuda", "cuda", marks=GPU),
+    ],
 )
-def test_a_checkpoint_resumes_on_another_device(new_base, preprocessed, columns, tmp_path, monkeypatch, written,
-                                                resumed):
+def test_a_checkpoint_resumes_on_another_device(
+    new_base, preprocessed, columns, tmp_path, monkeypatch, written, resumed
+):
     """A run killed after its checkpoint at step 4 on one device finishes on the other."""
     with monkeypatch.context() as m:
         _fail_at(m, 6, Interrupted())
@@ -97,3 +102,33 @@ def test_a_checkpoint_resumes_on_another_device(new_base, preprocessed, columns,
     assert again.history.iloc[:4].to_dict("records") == saved["history"], "the first steps come from the checkpoint"
     assert {p.device.type for p in again.model.parameters()} == {resumed}
     assert all(torch.isfinite(p).all() for p in again.model.parameters())
+
+
+def test_the_gpu_benchmark_rehearses_on_the_cpu(tmp_path):
+    """bench/gpu.py's throughput part (the Tahoe model's shape, scaled down) and its projection of
+    the ablation run on the CPU, and say that they are no GPU figure."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "rehearsal.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--rehearse", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["device"].startswith("cpu") and "no GPU figure" in result["device"]
+    lora, full = result["tahoe_lora_bf16"], result["tahoe_full_bf16"]
+    for run in (lora, full):
+        assert run["cells_per_s"] > 0 and run["bare_cells_per_s"] > 0 and run["peak_gpu_bytes"] is None
+        assert run["architecture"]["intermediate_dim"] and run["architecture"]["encoder_layers"] == 4
+    assert full["trainable_parameters"] > 10 * lora["trainable_parameters"]
+    hours = result["projected_ablation_hours"]
+    assert hours == pytest.approx(4 * 3 * 10 * 1_500_000 * 0.95 * 0.55 / lora["cells_per_s"] / 3600, rel=0.01), (
+        "the projection is the stated assumptions over the measured LoRA throughput"
+    )

@@ -24,7 +24,9 @@ def base(preprocessed, columns):
     torch.manual_seed(0)
     genes = list(preprocessed.target.var_names)
     vocab = sorted(set(preprocessed.base.obs[columns.perturbation].astype(str)))
-    model = build_st_model(Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8), genes, vocab, columns.control)
+    model = build_st_model(
+        Architecture(hidden_dim=16, n_layers=1, n_heads=2, cell_set_len=8), genes, vocab, columns.control
+    )
     return BaseModel(model.eval(), genes, vocab)
 
 
@@ -104,7 +106,9 @@ def test_plate_without_controls_falls_back_to_global_mean(preprocessed, columns)
     plate = obs[columns.batch].iloc[np.flatnonzero((obs[columns.perturbation] != columns.control).to_numpy())[0]]
     keep = ~((obs[columns.batch] == plate) & (obs[columns.perturbation] == columns.control)).to_numpy()
     target = target[keep].copy()
-    cells = np.flatnonzero(((target.obs[columns.batch] == plate) & (target.obs[columns.perturbation] != columns.control)).to_numpy())
+    cells = np.flatnonzero(
+        ((target.obs[columns.batch] == plate) & (target.obs[columns.perturbation] != columns.control)).to_numpy()
+    )
     inputs = control_mean_inputs(_plates(target, columns), cells)
     fallback = inputs.fallback_cells
     is_control = (target.obs[columns.perturbation] == columns.control).to_numpy()
@@ -154,8 +158,9 @@ def test_the_cell_cap_changes_only_the_cell_level_metrics(base, preprocessed, co
     from deltatune.evaluate.pairs import cell_sample
 
     target, split = preprocessed.target, preprocessed.split
-    pair = evaluation_pair(target, predict(base.model, base, target, split, columns, _plates(target, columns)),
-                           split, columns)
+    pair = evaluation_pair(
+        target, predict(base.model, base, target, split, columns, _plates(target, columns)), split, columns
+    )
     uncapped = EvaluateSettings(cell_cap=10**6, control_cap=10**6)
     capped = EvaluateSettings(cell_cap=3, control_cap=10, seed=1)
     real, _ = cell_sample(pair, capped)

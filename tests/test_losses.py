@@ -55,7 +55,9 @@ def test_bad_weights_are_rejected():
 
 def test_set_mean_mode_is_pearson_delta_of_each_set():
     pred, target, ctrl = _tensors(3)
-    loss = DeltaAwareLoss(lambda p, t: ((p - t) ** 2).mean(dim=(1, 2)), LossWeights(delta_pearson=1.0, pearson_mode="set_mean"))
+    loss = DeltaAwareLoss(
+        lambda p, t: ((p - t) ** 2).mean(dim=(1, 2)), LossWeights(delta_pearson=1.0, pearson_mode="set_mean")
+    )
     parts = loss(pred, target, ctrl)
     p, t, c = (x.numpy() for x in (pred, target, ctrl))
     r = [np.corrcoef(p[b].mean(0) - c[b].mean(0), t[b].mean(0) - c[b].mean(0))[0, 1] for b in range(3)]

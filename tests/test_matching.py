@@ -103,7 +103,10 @@ def test_an_unseen_perturbation_stops_with_its_name(screen, columns):
     labels = [label for label in _labels(screen, columns) if label != columns.control]
     base = _base(_model_genes(screen), labels[1:], columns.control)  # the checkpoint never saw labels[0]
     vocabulary = base.vocabulary(np.array(labels), columns.control)
-    with pytest.raises(CheckpointError, match=rf"1 perturbation\(s\) .* vocabulary of {len(labels) - 1}: \[\"{re.escape(labels[0])}\"\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"1 perturbation\(s\) .* vocabulary of {len(labels) - 1}: \[\"{re.escape(labels[0])}\"\]",
+    ):
         vocabulary.encode(np.array(labels))
 
 
@@ -123,8 +126,9 @@ def test_unseen_perturbations_get_trainable_rows_and_known_ones_keep_their_outpu
     after = base.model({"pert_emb": table[codes], "ctrl_cell_emb": controls}, padded=True)
     assert torch.equal(before, after)
 
-    model = apply_lora(base.model, LoraSettings(targets=("backbone_attention", "pert_encoder")),
-                       trainable=new_rows_module(base.model))
+    model = apply_lora(
+        base.model, LoraSettings(targets=("backbone_attention", "pert_encoder")), trainable=new_rows_module(base.model)
+    )
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     assert all("lora_" in name or ".unseen." in name for name in trainable)
     (rows,) = [p for name, p in trainable.items() if ".unseen." in name]
@@ -149,7 +153,9 @@ def test_a_checkpoint_whose_dimensions_do_not_match_names_both(screen, columns, 
     save_base_model(base, tmp_path / "run", {})
     short = tmp_path / "genes.txt"
     short.write_text("\n".join(genes[:39]))
-    with pytest.raises(CheckpointError, match=rf"takes 40 genes \(input_dim\) but base_model.genes \({short}\) lists 39"):
+    with pytest.raises(
+        CheckpointError, match=rf"takes 40 genes \(input_dim\) but base_model.genes \({short}\) lists 39"
+    ):
         load_base_model(tmp_path / "run", CheckpointSettings(genes=str(short)))
 
     other = preprocess(screen.copy(), columns, SETTINGS, genes=genes[:38])
@@ -157,7 +163,9 @@ def test_a_checkpoint_whose_dimensions_do_not_match_names_both(screen, columns, 
         check_model_genes(other.target, genes, "data.h5ad", "run")
 
     torch.save({label: torch.zeros(3) for label in base.perturbations}, tmp_path / "run" / PERT_MAP)
-    with pytest.raises(CheckpointError, match=rf"3-dimensional perturbation vectors but .* takes {len(base.perturbations)}"):
+    with pytest.raises(
+        CheckpointError, match=rf"3-dimensional perturbation vectors but .* takes {len(base.perturbations)}"
+    ):
         load_base_model(tmp_path / "run")
 
 
@@ -168,7 +176,9 @@ def test_loading_pickled_objects_needs_the_trusted_switch(screen, columns, tmp_p
     state = torch.load(ckpt, weights_only=True)
     state["hyper_parameters"]["note"] = fractions.Fraction(1, 3)  # any pickled class
     torch.save(state, ckpt)
-    with pytest.raises(CheckpointError, match=r"holds pickled objects \['fractions.Fraction'\].*base_model.trusted: true"):
+    with pytest.raises(
+        CheckpointError, match=r"holds pickled objects \['fractions.Fraction'\].*base_model.trusted: true"
+    ):
         load_base_model(tmp_path / "run")
     assert load_base_model(tmp_path / "run", CheckpointSettings(trusted=True)).genes == base.genes
 

@@ -49,8 +49,12 @@ def test_missing_checkpoint_is_named(tmp_path):
 
 def test_lora_freezes_and_never_changes_base_weights(base):
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
-    model = apply_lora(base.model, LoraSettings(targets=("backbone_attention", "pert_encoder", "basal_encoder"),
-                                                rank_scale={"basal_encoder": 0.5}))
+    model = apply_lora(
+        base.model,
+        LoraSettings(
+            targets=("backbone_attention", "pert_encoder", "basal_encoder"), rank_scale={"basal_encoder": 0.5}
+        ),
+    )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert any("basal_encoder" in n for n in trainable) and not any("project_out" in n for n in trainable)
@@ -65,7 +69,9 @@ def test_lora_freezes_and_never_changes_base_weights(base):
         optimizer.zero_grad()
     model.eval()  # dropout off, so outputs are comparable
     merged_reference = model(_batch(base, seed=9), padded=True)
-    after = {k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items() if "lora_" not in k}
+    after = {
+        k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items() if "lora_" not in k
+    }
     assert after.keys() == before.keys()
     for key, value in before.items():
         assert torch.equal(after[key], value), key

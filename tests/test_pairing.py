@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deltatune.data.means import group_means
 from deltatune.errors import InputDataError, SettingsError
 from deltatune.model.cellsets import make_cell_sets
 from deltatune.pairing.index import PairingIndex, build_pairing_index
-from deltatune.pairing.means import group_means
 from deltatune.settings import Columns
 
 CTRL = Columns().control
@@ -138,7 +138,7 @@ def test_group_means_accept_sparse():
 def test_means_of_identical_rows_agree_in_wells_of_ten_thousand_cells_and_across_blocks(monkeypatch):
     """Float64 sums: one float32 profile repeated in groups of 10,000 to 10,500 rows gives the same
     mean for every group to 1e-11 (a float32 sum is off by about 1e-4), whatever the block size."""
-    import deltatune.pairing.means as means_module
+    import deltatune.data.means as means_module
 
     profile = np.random.default_rng(2).uniform(0, 8, 50).astype(np.float32)
     sizes = [10_000, 10_123, 10_500]

@@ -27,8 +27,10 @@ def test_log1p_input_is_kept(screen, columns):
     result = preprocess(screen, columns, SETTINGS)
     assert result.summary["input_scale"] == "log1p"
     genes = result.target.var_names
-    assert np.allclose(result.target.X.toarray(), before[:, screen.var_names.get_indexer(genes)][
-        (screen.obs["cell_line"] == "c").to_numpy()].toarray())
+    assert np.allclose(
+        result.target.X.toarray(),
+        before[:, screen.var_names.get_indexer(genes)][(screen.obs["cell_line"] == "c").to_numpy()].toarray(),
+    )
 
 
 def test_target_line_is_held_out(preprocessed, columns):

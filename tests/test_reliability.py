@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import REPO, snakemake, write_config
+from conftest import REPO, snakemake, snakemake_command, snakemake_env, write_config
 from reliability import record
 
 from deltatune.files import atomic_path, write_text
@@ -36,8 +36,15 @@ EARLIER = b"an earlier result\n"  # stands in for an output a previous run left
 
 
 def _deltatune(*args: str, cwd: Path | None = None, umask: int | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deltatune.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600, check=False, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    return subprocess.run(
+        [sys.executable, "-m", "deltatune.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        check=False,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
 
 
 def _message(done: subprocess.CompletedProcess) -> str:
@@ -59,8 +66,14 @@ def _failed_cleanly(done: subprocess.CompletedProcess, command: str, expected: s
 # Bad inputs to preprocessing: the screen file and the settings given on the command line
 
 
-COLUMNS = {"batch": "plate", "cell_type": "cell_line", "control": "[('DMSO_TF', 0.0, 'uM')]", "dose": "concentration",
-           "drug": "drug", "perturbation": "drugname_drugconc"}
+COLUMNS = {
+    "batch": "plate",
+    "cell_type": "cell_line",
+    "control": "[('DMSO_TF', 0.0, 'uM')]",
+    "dose": "concentration",
+    "drug": "drug",
+    "perturbation": "drugname_drugconc",
+}
 SETTINGS = {"n_top_genes": 40, "split": {"seed": 0, "test_fraction": 0.3, "val_fraction": 0.0}, "target_cell_line": "c"}
 
 
@@ -81,13 +94,25 @@ BAD_SCREENS = {
     "NaN in X": (lambda a: _with_x(a, lambda X: X.__setitem__((0, 0), np.nan)), {}, {}, "NaN or infinite"),
     "Inf in X": (lambda a: _with_x(a, lambda X: X.__setitem__((3, 1), np.inf)), {}, {}, "NaN or infinite"),
     "negative values": (lambda a: _with_x(a, lambda X: X.__setitem__((0, 0), -2.0)), {}, {}, "negative values"),
-    "duplicated cell names": (lambda a: a.obs_names.values.__setitem__(1, a.obs_names[0]) or a, {}, {},
-                              "cell names are not unique"),
-    "duplicated gene names": (lambda a: a.var_names.values.__setitem__(1, a.var_names[0]) or a, {}, {},
-                              "gene names are not unique"),
+    "duplicated cell names": (
+        lambda a: a.obs_names.values.__setitem__(1, a.obs_names[0]) or a,
+        {},
+        {},
+        "cell names are not unique",
+    ),
+    "duplicated gene names": (
+        lambda a: a.var_names.values.__setitem__(1, a.var_names[0]) or a,
+        {},
+        {},
+        "gene names are not unique",
+    ),
     "missing batch column": (None, {"batch": "plate_id"}, {}, "column 'plate_id' is not in obs"),
-    "misspelled perturbation column": (None, {"perturbation": "drugname_drugconcc"}, {},
-                                       "column 'drugname_drugconcc' is not in obs"),
+    "misspelled perturbation column": (
+        None,
+        {"perturbation": "drugname_drugconcc"},
+        {},
+        "column 'drugname_drugconcc' is not in obs",
+    ),
     "absent control label": (None, {"control": "DMSO"}, {}, "control label 'DMSO' does not occur"),
     "no cells for the chosen line": (None, {}, {"target_cell_line": "HeLa"}, "target cell line 'HeLa' not found"),
     "setting of the wrong type (CLI)": (None, {}, {"n_top_genes": "many"}, "preprocess.n_top_genes"),
@@ -103,12 +128,24 @@ def screen_file(_screen, tmp_path_factory) -> Path:
     return path
 
 
+def _preprocess_args(screen: Path, out: Path, columns: dict, settings: dict) -> list[str]:
+    """``deltatune preprocess`` of ``screen`` into ``out``, as its arguments."""
+    outputs = {
+        "base": "base_lines.h5ad",
+        "target": "target_line.h5ad",
+        "split": "split.tsv",
+        "summary": "preprocess.json",
+    }
+    given = ["--input", str(screen), "--columns", json.dumps(columns), "--settings", json.dumps(settings)]
+    return [
+        "preprocess",
+        *given,
+        *(arg for name, file in outputs.items() for arg in (f"--out-{name}", str(out / file))),
+    ]
+
+
 def _preprocess(screen: Path, out: Path, columns: dict, settings: dict) -> subprocess.CompletedProcess:
-    return _deltatune(
-        "preprocess", "--input", str(screen), "--columns", json.dumps(columns), "--settings", json.dumps(settings),
-        "--out-base", str(out / "base_lines.h5ad"), "--out-target", str(out / "target_line.h5ad"),
-        "--out-split", str(out / "split.tsv"), "--out-summary", str(out / "preprocess.json"),
-    )
+    return _deltatune(*_preprocess_args(screen, out, columns, settings))
 
 
 def _earlier_outputs(out: Path) -> list[Path]:
@@ -145,10 +182,16 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
     clean = _preprocess(screen_file, tmp_path / "clean", COLUMNS, SETTINGS)
     done = _preprocess(tmp_path / "screen.h5ad", tmp_path / "out", COLUMNS, SETTINGS)
     assert clean.returncode == 0 and done.returncode == 0, done.stderr[-2000:]
-    same = pd.read_csv(tmp_path / "out" / "split.tsv", sep="\t").equals(pd.read_csv(tmp_path / "clean" / "split.tsv", sep="\t"))
+    splits = [pd.read_csv(tmp_path / name / "split.tsv", sep="\t") for name in ("out", "clean")]
+    same = splits[0].equals(splits[1])
     assert same, "unused levels changed the split"
-    record("Bad inputs", "categorical columns with unused levels", "preprocess", "(none)",
-           "runs; the unused levels are dropped, the split is the one without them")
+    record(
+        "Bad inputs",
+        "categorical columns with unused levels",
+        "preprocess",
+        "(none)",
+        "runs; the unused levels are dropped, the split is the one without them",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,15 +201,26 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
 @pytest.mark.parametrize(
     ("case", "mutate", "expected"),
     [
-        ("config value of the wrong type (workflow)", lambda c: c["preprocess"].update(n_top_genes="many"),
-         "'many' is not of type 'integer'"),
-        ("config value out of range (workflow)", lambda c: c["preprocess"]["split"].update(test_fraction=1.5),
-         "1.5 is greater than or equal to the maximum of 1"),
-        ("misspelled search parameter (workflow)",
-         lambda c: c.update(search={"start": "lora_random", "parameters": {"lora.rnak": {"values": [2, 4]}}}),
-         "search.parameters.lora.rnak: 2 does not fit stage 'lora_random'"),
-        ("list element of the wrong type (workflow)", lambda c: c["data"]["simulate"].update(doses_um=[0.1, "a"]),
-         "'a' is not of type 'number'"),
+        (
+            "config value of the wrong type (workflow)",
+            lambda c: c["preprocess"].update(n_top_genes="many"),
+            "'many' is not of type 'integer'",
+        ),
+        (
+            "config value out of range (workflow)",
+            lambda c: c["preprocess"]["split"].update(test_fraction=1.5),
+            "1.5 is greater than or equal to the maximum of 1",
+        ),
+        (
+            "misspelled search parameter (workflow)",
+            lambda c: c.update(search={"start": "lora_random", "parameters": {"lora.rnak": {"values": [2, 4]}}}),
+            "search.parameters.lora.rnak: 2 does not fit stage 'lora_random'",
+        ),
+        (
+            "list element of the wrong type (workflow)",
+            lambda c: c["data"]["simulate"].update(doses_um=[0.1, "a"]),
+            "'a' is not of type 'number'",
+        ),
     ],
 )
 def test_a_bad_config_value_stops_the_workflow_before_any_job(case, mutate, expected, tmp_path, tiny_config):
@@ -188,9 +242,22 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case, mutate, expe
 
 def _infer_args(run: Path, base: Path, adapter: Path | None, out: Path) -> list[str]:
     results = run / "results" / "tiny"
-    return ["infer", "--data", str(results / "data" / "target_line.h5ad"), "--split", str(results / "data" / "split.tsv"),
-            "--base", str(base), "--pairing", str(results / "pairing" / "target_line_batch.npz"),
-            "--columns", json.dumps(COLUMNS), "--out", str(out), *(["--adapter", str(adapter)] if adapter else [])]
+    return [
+        "infer",
+        "--data",
+        str(results / "data" / "target_line.h5ad"),
+        "--split",
+        str(results / "data" / "split.tsv"),
+        "--base",
+        str(base),
+        "--pairing",
+        str(results / "pairing" / "target_line_batch.npz"),
+        "--columns",
+        json.dumps(COLUMNS),
+        "--out",
+        str(out),
+        *(["--adapter", str(adapter)] if adapter else []),
+    ]
 
 
 def _other_base(finished_run: Path, tmp_path: Path) -> Path:
@@ -201,8 +268,12 @@ def _other_base(finished_run: Path, tmp_path: Path) -> Path:
 
     base = load_base_model(finished_run / "results" / "tiny" / "models" / "base", CheckpointSettings())
     torch.manual_seed(0)
-    other = build_st_model(Architecture(hidden_dim=8, n_layers=1, n_heads=2, cell_set_len=8), base.genes,
-                           base.perturbations, COLUMNS["control"])
+    other = build_st_model(
+        Architecture(hidden_dim=8, n_layers=1, n_heads=2, cell_set_len=8),
+        base.genes,
+        base.perturbations,
+        COLUMNS["control"],
+    )
     save_base_model(BaseModel(other, base.genes, base.perturbations), tmp_path / "other_base", {}, pd.DataFrame())
     return tmp_path / "other_base"
 
@@ -243,21 +314,45 @@ def test_a_gene_set_that_does_not_match_the_checkpoint_stops_training(finished_r
     data = ad.read_h5ad(results / "data" / "target_line.h5ad")
     data.var_names = [f"other_{g}" for g in data.var_names]
     data.write_h5ad(tmp_path / "target_line.h5ad")
-    args = ["finetune", "--data", str(tmp_path / "target_line.h5ad"), "--split", str(results / "data" / "split.tsv"),
-            "--base", str(results / "models" / "base"), "--pairing", str(results / "pairing" / "target_line_random.npz"),
-            "--columns", json.dumps(COLUMNS), "--stage", "lora_random", "--settings", json.dumps({"pairing": "random"}),
-            "--out", str(tmp_path / "stage"), "--work-dir", str(tmp_path / "work")]
+    args = [
+        "finetune",
+        "--data",
+        str(tmp_path / "target_line.h5ad"),
+        "--split",
+        str(results / "data" / "split.tsv"),
+        "--base",
+        str(results / "models" / "base"),
+        "--pairing",
+        str(results / "pairing" / "target_line_random.npz"),
+        "--columns",
+        json.dumps(COLUMNS),
+        "--stage",
+        "lora_random",
+        "--settings",
+        json.dumps({"pairing": "random"}),
+        "--out",
+        str(tmp_path / "stage"),
+        "--work-dir",
+        str(tmp_path / "work"),
+    ]
     message = _failed_cleanly(_deltatune(*args), "finetune", "rerun preprocessing with this base model")
     assert not (tmp_path / "stage").exists()
-    record("Bad inputs", "a gene set that does not match the checkpoint", "finetune", message,
-           "exit 2; no stage folder written")
+    record(
+        "Bad inputs",
+        "a gene set that does not match the checkpoint",
+        "finetune",
+        message,
+        "exit 2; no stage folder written",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Odd but valid data: the run goes on and says what it did
 
 
-def test_a_perturbation_with_one_cell_and_a_plate_without_controls_train_and_predict(preprocessed, columns, new_base, tmp_path):
+def test_a_perturbation_with_one_cell_and_a_plate_without_controls_train_and_predict(
+    preprocessed, columns, new_base, tmp_path
+):
     from deltatune.data.splits import cells_of_split
     from deltatune.pairing.index import build_pairing_index
     from deltatune.predict.infer import predict
@@ -276,18 +371,27 @@ def test_a_perturbation_with_one_cell_and_a_plate_without_controls_train_and_pre
     target = target[keep].copy()
     settings = StageSettings(epochs=1, batch_size=16, pairing="batch")
     index = build_pairing_index(target.obs, columns, "batch")
-    result = finetune_stage(new_base(), target, split, columns, Trainer(settings, tmp_path, "fp"), index)
+    result = finetune_stage(new_base(), target, split, columns, settings, Trainer(tmp_path, "fp"), index)
     plates = build_pairing_index(target.obs, columns, "batch").with_means(target.X)
     prediction = predict(result.model, new_base(), target, split, columns, plates)
     info = prediction.uns["deltatune_inference"]
     assert np.isfinite(result.history["total"]).all() and np.isfinite(prediction.X).all()
     assert info["fallback_cells"] > 0 and result.pairing["fallback_cells"] > 0
-    record("Bad inputs", "a perturbation with one cell", "finetune", "(none)",
-           "trains: its one cell forms a set of its own; loss finite")
-    record("Bad inputs", "a plate without controls", "finetune, infer",
-           f"counted: {result.pairing['fallback_cells']} training and {info['fallback_cells']} test cells fell back",
-           "trains and predicts; cells of that plate use a random control / the global control mean, and the "
-           "report's pairing table counts them")
+    record(
+        "Bad inputs",
+        "a perturbation with one cell",
+        "finetune",
+        "(none)",
+        "trains: its one cell forms a set of its own; loss finite",
+    )
+    record(
+        "Bad inputs",
+        "a plate without controls",
+        "finetune, infer",
+        f"counted: {result.pairing['fallback_cells']} training and {info['fallback_cells']} test cells fell back",
+        "trains and predicts; cells of that plate use a random control / the global control mean, and the "
+        "report's pairing table counts them",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,11 +405,19 @@ KILLS = (
     ("preprocess", "logs/preprocess.log", "data/target_line.h5ad", "SIGKILL during preprocess"),
     ("pretrain", "logs/pretrain.log", "models/base", "SIGKILL during pretrain"),
     ("finetune", "logs/finetune/lora_random/rep0.log", "models/lora_random/rep0", "SIGKILL during finetune"),
-    ("finetune", "work/lora_random/rep0/last.ckpt", "models/lora_random/rep0",
-     "SIGKILL during finetune, after its first checkpoint"),
+    (
+        "finetune",
+        "work/lora_random/rep0/last.ckpt",
+        "models/lora_random/rep0",
+        "SIGKILL during finetune, after its first checkpoint",
+    ),
     ("infer", "logs/infer/lora_random/rep0.log", "predictions/lora_random/rep0.h5ad", "SIGKILL during infer"),
-    ("infer", "predictions/lora_random/.rep0.h5ad.*.tmp.h5ad", "predictions/lora_random/rep0.h5ad",
-     "SIGKILL during infer, while it writes the prediction"),
+    (
+        "infer",
+        "predictions/lora_random/.rep0.h5ad.*.tmp.h5ad",
+        "predictions/lora_random/rep0.h5ad",
+        "SIGKILL during infer, while it writes the prediction",
+    ),
     ("evaluate", "logs/evaluate/lora_random/rep0.log", "metrics/lora_random/rep0.tsv", "SIGKILL during evaluate"),
     ("report", "logs/report.log", "report/summary.csv", "SIGKILL during report"),
 )
@@ -313,11 +425,10 @@ ATTEMPTS = 5  # a job can finish inside the polling interval; then its output is
 
 
 def _snakemake_process(workdir: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "1", "--configfile", str(workdir / "config.yaml"), *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    """The workflow started in its own process group (to be killed whole)."""
+    command = snakemake_command(workdir, "--cores", "2", *args)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=snakemake_env(),
+                            start_new_session=True)  # fmt: skip
 
 
 def _exists(path: Path) -> bool:
@@ -342,11 +453,10 @@ def _output_names(results: Path) -> set[Path]:
 
 
 def _killed_config(tiny_config: dict) -> dict:
-    """The tiny config with one replicate, and a stage long enough (and checkpointed often enough)
-    to be killed between its checkpoints."""
+    """The tiny config with a stage checkpointed often enough to be killed between its checkpoints
+    (``checkpoint_every`` is run-only: the results are those of the tiny config's own run)."""
     config = copy.deepcopy(tiny_config)
-    config["replicates"] = 1
-    config["stages"]["lora_random"] |= {"epochs": 20, "checkpoint_every": 5}
+    config["stages"]["lora_random"]["checkpoint_every"] = 5
     return config
 
 
@@ -381,8 +491,10 @@ def killed_run(tmp_path_factory, tiny_config) -> Path:
         if wait.endswith("last.ckpt"):
             outcome = "no stage folder; the rerun resumed from the checkpoint (its log: resuming from last.ckpt)"
         elif "tmp" in wait:
-            outcome = ("only a hidden temporary file, removed by the rerun; no file under the output's name; "
-                       "the rerun completed it")
+            outcome = (
+                "only a hidden temporary file, removed by the rerun; no file under the output's name; "
+                "the rerun completed it"
+            )
         record("Faults", case, rule, "(killed)", outcome)
     done = snakemake(workdir, "--rerun-incomplete")
     assert done.returncode == 0, done.stderr[-4000:]
@@ -396,18 +508,19 @@ def test_a_stage_killed_after_a_checkpoint_resumes_from_it_and_no_temporary_file
     assert not list(results.rglob(".*.tmp*")), "every temporary file of a killed write was removed"
 
 
-def test_killed_jobs_leave_nothing_half_written_and_rerun_to_the_same_results(killed_run, tmp_path, tiny_config):
-    """The run killed at every point of :data:`KILLS` ends byte-identical to an undisturbed run of
-    the same config."""
-    clean = tmp_path / "clean"
-    write_config(clean, _killed_config(tiny_config))
-    done = snakemake(clean)
-    assert done.returncode == 0, done.stderr[-4000:]
+def test_killed_jobs_leave_nothing_half_written_and_rerun_to_the_same_results(killed_run, finished_run):
+    """The run killed at every point of :data:`KILLS` ends byte-identical to the undisturbed run of
+    the same config (the session's tiny run: the killed one differs only in a run-only setting)."""
     for name in ("comparison.csv", "summary.csv"):
         a = (killed_run / "results" / "tiny" / "report" / name).read_bytes()
-        assert a == (clean / "results" / "tiny" / "report" / name).read_bytes(), name
-    record("Reproducibility", f"two runs of the tiny config from scratch (one killed {len(KILLS)} times)", "all",
-           "(none)", "comparison.csv and summary.csv byte-identical (same machine, same threads)")
+        assert a == (finished_run / "results" / "tiny" / "report" / name).read_bytes(), name
+    record(
+        "Reproducibility",
+        f"two runs of the tiny config from scratch (one killed {len(KILLS)} times)",
+        "all",
+        "(none)",
+        "comparison.csv and summary.csv byte-identical (same machine, same threads)",
+    )
 
 
 def test_a_second_run_in_the_same_folder_gets_the_lock_error_and_changes_nothing(killed_run):
@@ -425,11 +538,17 @@ def test_a_second_run_in_the_same_folder_gets_the_lock_error_and_changes_nothing
     assert first.returncode == 0
     touched = {p for p, mtime in before.items() if p.exists() and p.stat().st_mtime_ns != mtime}
     assert touched <= set((results / "report").rglob("*")) | set((results / "benchmarks").rglob("*")) | set(
-        (results / "logs").rglob("*")), f"files outside the first run's report job changed: {sorted(touched)[:3]}"
+        (results / "logs").rglob("*")
+    ), f"files outside the first run's report job changed: {sorted(touched)[:3]}"
     lines = [line.strip() for line in second.stderr.splitlines() if line.strip()]
     at = next(i for i, line in enumerate(lines) if "LockException" in line)
-    record("Faults", "a second snakemake in the same folder while one runs", "snakemake", " ".join(lines[at:at + 2]),
-           "exit 1; it starts no job, the first run completes")
+    record(
+        "Faults",
+        "a second snakemake in the same folder while one runs",
+        "snakemake",
+        " ".join(lines[at : at + 2]),
+        "exit 1; it starts no job, the first run completes",
+    )
 
 
 def _in_a_small_file_system(command: list[str], directory: Path, size: str, read_only: bool, earlier: str) -> str:
@@ -438,25 +557,35 @@ def _in_a_small_file_system(command: list[str], directory: Path, size: str, read
     content after the command, which the namespace's shell prints."""
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "earlier.txt"
-    script = " && ".join([
-        f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(directory))}",
-        f"printf %s {shlex.quote(earlier)} > {shlex.quote(str(marker))}",
-        *([f"mount -o remount,ro {shlex.quote(str(directory))}"] if read_only else []),
-    ]) + f"; {shlex.join(command)}; echo \"exit=$?\"; echo \"earlier=$(cat {shlex.quote(str(marker))})\""
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=600, check=True)
+    script = (
+        " && ".join(
+            [
+                f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(directory))}",
+                f"printf %s {shlex.quote(earlier)} > {shlex.quote(str(marker))}",
+                *([f"mount -o remount,ro {shlex.quote(str(directory))}"] if read_only else []),
+            ]
+        )
+        + f'; {shlex.join(command)}; echo "exit=$?"; echo "earlier=$(cat {shlex.quote(str(marker))})"'
+    )
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("case", "size", "read_only"), [("read-only output directory", "1m", True),
-                                                           ("full output directory (64 kB file system)", "64k", False)])
-def test_an_unwritable_output_directory_gives_one_message_and_keeps_earlier_outputs(case, size, read_only, screen_file,
-                                                                                    tmp_path):
+@pytest.mark.parametrize(
+    ("case", "size", "read_only"),
+    [("read-only output directory", "1m", True), ("full output directory (64 kB file system)", "64k", False)],
+)
+def test_an_unwritable_output_directory_gives_one_message_and_keeps_earlier_outputs(
+    case, size, read_only, screen_file, tmp_path
+):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "deltatune.cli", "preprocess", "--input", str(screen_file), "--columns",
-               json.dumps(COLUMNS), "--settings", json.dumps(SETTINGS), "--out-base", str(out / "base_lines.h5ad"),
-               "--out-target", str(out / "target_line.h5ad"), "--out-split", str(out / "split.tsv"),
-               "--out-summary", str(out / "preprocess.json")]
+    command = [sys.executable, "-m", "deltatune.cli", *_preprocess_args(screen_file, out, COLUMNS, SETTINGS)]
     output = _in_a_small_file_system(command, out, size, read_only, "kept")
     lines = [line for line in output.splitlines() if line.strip()]
     assert "exit=2" in lines and "earlier=kept" in lines, output[-3000:]
@@ -478,13 +607,18 @@ def test_the_next_write_of_an_output_removes_the_temporaries_a_killed_one_left(t
     from deltatune.files import HOST
 
     gone = 2**22 + 12345  # above Linux's default pid_max: no such process
-    stale = [tmp_path / f".summary.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv", tmp_path / f".figures.{HOST}-{gone}.k1ll3d_x.tmp"]
+    stale = [
+        tmp_path / f".summary.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv",
+        tmp_path / f".figures.{HOST}-{gone}.k1ll3d_x.tmp",
+    ]
     stale[0].write_text("half")
     stale[1].mkdir()
-    kept = [tmp_path / f".summary.csv.{HOST}-{os.getpid()}.w0rk1ng_.tmp.csv",  # its writer is alive
-            tmp_path / f".summary.csv.otherhost-{gone}.w0rk1ng_.tmp.csv",  # another host's: cannot tell
-            tmp_path / f".other.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv",  # another output's
-            tmp_path / ".figures.old.tmp"]  # not a temporary of ours
+    kept = [
+        tmp_path / f".summary.csv.{HOST}-{os.getpid()}.w0rk1ng_.tmp.csv",  # its writer is alive
+        tmp_path / f".summary.csv.otherhost-{gone}.w0rk1ng_.tmp.csv",  # another host's: cannot tell
+        tmp_path / f".other.csv.{HOST}-{gone}.k1ll3d_x.tmp.csv",  # another output's
+        tmp_path / ".figures.old.tmp",
+    ]  # not a temporary of ours
     for path in kept:
         path.write_text("keep")
     write_text(tmp_path / "summary.csv", "whole")
@@ -506,15 +640,34 @@ def test_outputs_follow_the_umask(umask, tmp_path):
     assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~umask
     assert (tmp_path / "folder" / "inside.txt").stat().st_mode & 0o777 == 0o666 & ~umask
-    record("Shareable outputs", f"outputs under umask {umask:03o}", "every step (atomic writes)", "(none)",
-           f"files {0o666 & ~umask:o}, folders {0o777 & ~umask:o}, as a plain write gives")
+    record(
+        "Shareable outputs",
+        f"outputs under umask {umask:03o}",
+        "every step (atomic writes)",
+        "(none)",
+        f"files {0o666 & ~umask:o}, folders {0o777 & ~umask:o}, as a plain write gives",
+    )
 
 
 def test_a_command_run_under_umask_002_writes_group_readable_outputs(screen_file, tmp_path):
-    done = _deltatune("preprocess", "--input", str(screen_file), "--columns", json.dumps(COLUMNS),
-                      "--settings", json.dumps(SETTINGS), "--out-base", str(tmp_path / "b.h5ad"),
-                      "--out-target", str(tmp_path / "t.h5ad"), "--out-split", str(tmp_path / "s.tsv"),
-                      "--out-summary", str(tmp_path / "p.json"), umask=0o002)
+    done = _deltatune(
+        "preprocess",
+        "--input",
+        str(screen_file),
+        "--columns",
+        json.dumps(COLUMNS),
+        "--settings",
+        json.dumps(SETTINGS),
+        "--out-base",
+        str(tmp_path / "b.h5ad"),
+        "--out-target",
+        str(tmp_path / "t.h5ad"),
+        "--out-split",
+        str(tmp_path / "s.tsv"),
+        "--out-summary",
+        str(tmp_path / "p.json"),
+        umask=0o002,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert set(modes.values()) == {0o664}, modes
@@ -533,9 +686,26 @@ def test_the_workflows_results_are_readable_by_the_group(finished_run):
 def _dry_run_from_the_repository(config: Path, *args: str) -> str:
     """The shell commands of a dry run started in the repository, as a user starts it."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--printshellcmds", "--cores", "1",
-                           "--configfile", str(config), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--printshellcmds",
+            "--cores",
+            "1",
+            "--configfile",
+            str(config),
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -551,5 +721,10 @@ def test_a_users_config_can_replace_the_demo_config(tmp_path, tiny_config):
     alone = _dry_run_from_the_repository(tmp_path / "config.yaml", "--replace-workflow-config")
     assert "--stage only" in merged and "--stage lora_random" in merged, "laid over the demo's config"
     assert "--stage only" in alone and "--stage lora_random" not in alone
-    record("Configuration", "a user's config with fewer stages than the demo", "snakemake", "(none)",
-           "--replace-workflow-config runs exactly the user's stages; without it the demo's are merged in")
+    record(
+        "Configuration",
+        "a user's config with fewer stages than the demo",
+        "snakemake",
+        "(none)",
+        "--replace-workflow-config runs exactly the user's stages; without it the demo's are merged in",
+    )

@@ -96,7 +96,9 @@ def test_tidy_metrics_keeps_every_score():
 def _summary_dir(root: Path, run: str, rows: dict[str, float]) -> Path:
     report = root / run / "report"
     report.mkdir(parents=True)
-    pd.DataFrame({"stage": list(rows), "pearson_delta": list(rows.values())}).to_csv(report / "summary.csv", index=False)
+    pd.DataFrame({"stage": list(rows), "pearson_delta": list(rows.values())}).to_csv(
+        report / "summary.csv", index=False
+    )
     return root / run
 
 
@@ -116,7 +118,9 @@ def test_compare_command_prints_and_writes(finished_run, tmp_path):
     out = tmp_path / "side_by_side.csv"
     done = subprocess.run(
         [sys.executable, "-m", "deltatune.cli", "compare", str(results), str(results / "report"), "--out", str(out)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
@@ -125,8 +129,10 @@ def test_compare_command_prints_and_writes(finished_run, tmp_path):
 
 
 # Runs a deltatune command in this process and fails if it imported torch on the way.
-WITHOUT_TORCH = ("import sys; from deltatune.cli import main; code = main(sys.argv[1:]); "
-                 "assert 'torch' not in sys.modules, 'the command imported torch'; sys.exit(code)")
+WITHOUT_TORCH = (
+    "import sys; from deltatune.cli import main; code = main(sys.argv[1:]); "
+    "assert 'torch' not in sys.modules, 'the command imported torch'; sys.exit(code)"
+)
 
 
 def _report_command(workdir: Path) -> list[str]:
@@ -143,14 +149,28 @@ def test_report_and_compare_run_without_torch(finished_run, tmp_path):
     report's tables are the workflow's."""
     args = _report_command(finished_run)
     args[args.index("--out-dir") + 1] = str(tmp_path / "report")
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], cwd=finished_run, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *args], cwd=finished_run, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = finished_run / "results" / "tiny" / "report"
     for table in ("summary.csv", "comparison.csv"):
         assert (tmp_path / "report" / table).read_bytes() == (report / table).read_bytes()
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "compare", str(report), str(tmp_path / "report"),
-                           "--out", str(tmp_path / "compare.csv")], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_TORCH,
+            "compare",
+            str(report),
+            str(tmp_path / "report"),
+            "--out",
+            str(tmp_path / "compare.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -188,9 +208,19 @@ def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_pat
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", RENDER_PROBE + "</body>"))
     done = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-         "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     match = re.search(r'data-probe="(\d+)/(\d+)/(\d+)"', done.stdout)
@@ -200,7 +230,14 @@ def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_pat
     assert figures == ["dose_scores", "predicted_vs_real", "stage_scores", "stage_vs_base", "training_curves"]
     assert total == len(figures) and loaded == total
     assert height > 2000
-    for stage in ("base", "lora_random", "baseline_mean_delta", "baseline_other_lines", "baseline_plate_control", "ceiling"):
+    for stage in (
+        "base",
+        "lora_random",
+        "baseline_mean_delta",
+        "baseline_other_lines",
+        "baseline_plate_control",
+        "ceiling",
+    ):
         assert stage in done.stdout
     assert "How to read the scores" in done.stdout
 
@@ -208,7 +245,8 @@ def test_report_html_renders_in_chromium_with_every_figure(finished_run, tmp_pat
 WIDTH_PROBE = """<script>
 window.addEventListener("load", () => {
   const right = Math.ceil(document.querySelector("table").getBoundingClientRect().right);
-  document.body.setAttribute("data-width", right + "/" + window.innerWidth + "/" + document.documentElement.scrollWidth);
+  const widths = [right, window.innerWidth, document.documentElement.scrollWidth];
+  document.body.setAttribute("data-width", widths.join("/"));
 });
 </script>"""
 
@@ -221,8 +259,13 @@ def test_the_first_table_fits_the_page_in_chromium(finished_run, tmp_path):
     probe.write_text(page.replace("</body>", WIDTH_PROBE + "</body>"))
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     for width in (1400, 1000):
-        done = subprocess.run([*chromium, f"--window-size={width},900", "--virtual-time-budget=10000", "--dump-dom",
-                               probe.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [*chromium, f"--window-size={width},900", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         match = re.search(r'data-width="(\d+)/(\d+)/(\d+)"', done.stdout)
         assert match, "the page did not finish loading"
@@ -231,8 +274,12 @@ def test_the_first_table_fits_the_page_in_chromium(finished_run, tmp_path):
         assert right <= viewport and scroll <= viewport, (width, right, scroll)
         assert "Systema" in done.stdout.split("</table>")[0], "the lead table shows the new scores"
     shot = tmp_path / "report.png"
-    subprocess.run([*chromium, "--window-size=1400,900", f"--screenshot={shot}", probe.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*chromium, "--window-size=1400,900", f"--screenshot={shot}", probe.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -273,8 +320,9 @@ def test_provenance_matches_the_run(finished_run):
     assert record["packages"]["cell-eval"] == metadata.version("cell-eval")
     assert record["packages"]["torch"] == metadata.version("torch")
     assert record["device"]["training"] == {"lora_random": ["cpu"]}
-    benchmarks = {str(p.relative_to(results / "benchmarks").with_suffix(""))
-                  for p in (results / "benchmarks").rglob("*.tsv")} - {"report"}
+    benchmarks = {
+        str(p.relative_to(results / "benchmarks").with_suffix("")) for p in (results / "benchmarks").rglob("*.tsv")
+    } - {"report"}
     assert set(record["rule_seconds"]) - {"report"} == benchmarks
     assert "finetune/lora_random/rep1" in record["rule_seconds"]
 
@@ -282,8 +330,9 @@ def test_provenance_matches_the_run(finished_run):
 def test_report_warns_when_the_no_effect_floor_beats_a_model():
     from deltatune.report.html import _plate_warning
 
-    summary = pd.DataFrame({"stage": ["base", "lora_a", "baseline_plate_control", "ceiling"],
-                            "pearson_delta": [0.3, 0.6, 0.5, 0.9]})
+    summary = pd.DataFrame(
+        {"stage": ["base", "lora_a", "baseline_plate_control", "ceiling"], "pearson_delta": [0.3, 0.6, 0.5, 0.9]}
+    )
     rows = roles.row_roles(["lora_a"], ["baseline_plate_control"])
     warning = _plate_warning(summary, rows)
     assert "Plate confounding" in warning and "<code>base</code>" in warning and "lora_a" not in warning
@@ -294,10 +343,17 @@ def test_report_warns_above_the_noise_free_bound_and_says_which_scores_were_set_
     from deltatune.report.html import _above_bound_warning, _no_signal_note
 
     rows = roles.with_bound(roles.row_roles([], ["baseline_plate_control"]))
-    summary = pd.DataFrame({"stage": list(rows), "pearson_delta": [0.95, 0.5, 0.97, 0.9],
-                            "no_signal_pearson_delta_matched": [0.0, 1.0, np.nan, np.nan]})
+    summary = pd.DataFrame(
+        {
+            "stage": list(rows),
+            "pearson_delta": [0.95, 0.5, 0.97, 0.9],
+            "no_signal_pearson_delta_matched": [0.0, 1.0, np.nan, np.nan],
+        }
+    )
     warning = _above_bound_warning(summary, rows)
-    assert "Above the noise-free bound" in warning and "<code>base</code> on pearson_delta (0.950 &gt; 0.900)" in warning
+    assert (
+        "Above the noise-free bound" in warning and "<code>base</code> on pearson_delta (0.950 &gt; 0.900)" in warning
+    )
     assert "<code>ceiling</code>" not in warning, "the ceiling row is real data, not a prediction"
     assert _above_bound_warning(summary.assign(pearson_delta=[0.85, 0.5, 0.97, 0.9]), rows) == ""
     note = _no_signal_note(summary)
@@ -309,10 +365,15 @@ def test_report_warns_above_the_noise_free_bound_and_says_which_scores_were_set_
 def test_the_by_dose_table_holds_every_correlation_score_per_dose():
     from deltatune.report.tables import by_dose
 
-    rows = [{"stage": "base", "replicate": r, "perturbation": p, "metric": m, "value": v}
-            for r in (0, 1) for p, v in (("a_low", 0.1), ("a_high", 0.5), ("b_low", 0.3))
-            for m, v in (("pearson_delta", v), ("pearson_delta_matched", v / 2), ("mse", 9.0))]
+    rows = [
+        {"stage": "base", "replicate": r, "perturbation": p, "metric": m, "value": v}
+        for r in (0, 1)
+        for p, v in (("a_low", 0.1), ("a_high", 0.5), ("b_low", 0.3))
+        for m, v in (("pearson_delta", v), ("pearson_delta_matched", v / 2), ("mse", 9.0))
+    ]
     table = by_dose(pd.DataFrame(rows), pd.Series({"a_low": 0.1, "b_low": 0.1, "a_high": 1.0})).set_index("dose")
     assert list(table.columns) == ["stage", "pearson_delta", "pearson_delta_matched", "n_scores"]
-    assert table.loc[0.1, "pearson_delta"] == pytest.approx(0.2) and table.loc[0.1, "pearson_delta_matched"] == pytest.approx(0.1)
+    assert table.loc[0.1, "pearson_delta"] == pytest.approx(0.2) and table.loc[
+        0.1, "pearson_delta_matched"
+    ] == pytest.approx(0.1)
     assert table.loc[0.1, "n_scores"] == 4 and table.loc[1.0, "n_scores"] == 2

@@ -22,21 +22,38 @@ from deltatune.settings import from_mapping
 from deltatune.settings.search import DESIGN_SPACE, SearchSettings, trials, with_overrides
 
 TRIALS = 3
-SEARCH = {"start": "lora_random", "trials": TRIALS, "seed": 0,
-          "parameters": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"values": [2, 4]}}}
+SEARCH = {
+    "start": "lora_random",
+    "trials": TRIALS,
+    "seed": 0,
+    "parameters": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"values": [2, 4]}},
+}
 
 
 def test_random_trials_are_seeded_draws_inside_the_ranges():
     search = from_mapping(SearchSettings, {"start": "s", "trials": 20}, "search")
     drawn = trials(search)
-    assert drawn == trials(search) and drawn != trials(from_mapping(SearchSettings, {"start": "s", "trials": 20, "seed": 1}, "search"))
+    assert drawn == trials(search) and drawn != trials(
+        from_mapping(SearchSettings, {"start": "s", "trials": 20, "seed": 1}, "search")
+    )
     assert set(drawn[0]) == set(DESIGN_SPACE)
     assert all(1e-4 <= t["lr"] <= 1e-3 and t["lora.rank"] in (4, 8, 16) and 0.5 <= t["loss.base"] <= 1.0 for t in drawn)
-    grid = trials(from_mapping(SearchSettings, {"start": "s", "method": "grid", "parameters": {
-        "lora.rank": {"values": [4, 8]}, "adaptation": {"values": ["lora", "full"]}}}, "search"))
+    grid = trials(
+        from_mapping(
+            SearchSettings,
+            {
+                "start": "s",
+                "method": "grid",
+                "parameters": {"lora.rank": {"values": [4, 8]}, "adaptation": {"values": ["lora", "full"]}},
+            },
+            "search",
+        )
+    )
     assert grid == [{"adaptation": a, "lora.rank": r} for a in ("lora", "full") for r in (4, 8)]
     with pytest.raises(SettingsError, match="a grid search needs 'values'"):
-        from_mapping(SearchSettings, {"start": "s", "method": "grid", "parameters": {"lr": {"low": 1, "high": 2}}}, "search")
+        from_mapping(
+            SearchSettings, {"start": "s", "method": "grid", "parameters": {"lr": {"low": 1, "high": 2}}}, "search"
+        )
 
 
 def test_overrides_set_nested_settings_without_touching_the_stage():
@@ -54,7 +71,10 @@ def test_the_validation_view_swaps_val_and_test():
 
 
 def test_the_best_trial_is_chosen_and_ties_go_to_the_first():
-    scores = [pd.DataFrame({"perturbation": ["p", "q"], "pearson_delta_matched": v}) for v in ([0.1, 0.3], [0.4, 0.2], [0.3, 0.3])]
+    scores = [
+        pd.DataFrame({"perturbation": ["p", "q"], "pearson_delta_matched": v})
+        for v in ([0.1, 0.3], [0.4, 0.2], [0.3, 0.3])
+    ]
     records = [trial_record(k, {"lr": k}, s, "pearson_delta_matched") for k, s in enumerate(scores)]
     best, table = choose(records)
     assert best["trial"] == 1 and table["chosen"].tolist() == [False, True, False]
@@ -66,10 +86,17 @@ def test_the_best_trial_is_chosen_and_ties_go_to_the_first():
 def searched(tmp_path_factory, tiny_config) -> Path:
     """The tiny workflow with a search, a fully fine-tuned stage and the two extras, run to the end."""
     config = copy.deepcopy(tiny_config)
+    # every stage once, the floor alone, one ceiling split: the search's rows are what is tested here
+    config |= {"replicates": 1, "baselines": ["baseline_plate_control"]}
+    config["evaluation"] = {**config["evaluation"], "ceiling_splits": 1}
     config["preprocess"]["split"]["val_fraction"] = 0.3
     config["stages"]["full"] = {"extends": "lora_random", "pairing": "batch", "adaptation": "full"}
-    config["stages"]["extras"] = {"extends": "lora_random", "pairing": "batch", "dose_interpolation": {"points": 1},
-                                  "loss": {"diversity": 1.0}}
+    config["stages"]["extras"] = {
+        "extends": "lora_random",
+        "pairing": "batch",
+        "dose_interpolation": {"points": 1},
+        "loss": {"diversity": 1.0},
+    }
     config["search"] = SEARCH
     workdir = tmp_path_factory.mktemp("search")
     write_config(workdir, config)
@@ -80,8 +107,10 @@ def searched(tmp_path_factory, tiny_config) -> Path:
 
 def _records(workdir: Path) -> tuple[list[dict], dict]:
     search = workdir / "results" / "tiny" / "search"
-    return ([json.loads((search / "trials" / f"trial{k}.json").read_text()) for k in range(TRIALS)],
-            json.loads((search / "chosen.json").read_text()))
+    return (
+        [json.loads((search / "trials" / f"trial{k}.json").read_text()) for k in range(TRIALS)],
+        json.loads((search / "chosen.json").read_text()),
+    )
 
 
 def test_a_search_never_reads_the_test_perturbations(searched, tmp_path):
@@ -91,7 +120,9 @@ def test_a_search_never_reads_the_test_perturbations(searched, tmp_path):
     data = poisoned / "results" / "tiny" / "data"
     target = ad.read_h5ad(data / "target_line.h5ad")
     split = pd.read_csv(data / "split.tsv", sep="\t")
-    test = target.obs["drugname_drugconc"].astype(str).isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
+    test = (
+        target.obs["drugname_drugconc"].astype(str).isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
+    )
     assert test.sum() > 0 and split["split"].eq("val").any()
     X = target.X.toarray()
     X[test] = np.random.default_rng(0).uniform(0, 5, (test.sum(), X.shape[1]))
@@ -113,13 +144,20 @@ def test_the_winner_trains_as_tuned_beside_the_fixed_stages(searched):
     _, chosen = _records(searched)
     assert json.loads(summary.loc["tuned", "chosen_setting"]) == chosen["overrides"]
     tuned = json.loads((searched / "results" / "tiny" / "models" / "tuned" / "rep0" / "summary.json").read_text())
-    assert tuned["settings"]["lr"] == chosen["overrides"]["lr"] and tuned["settings"]["lora"]["rank"] == chosen["overrides"]["lora.rank"]
+    assert (
+        tuned["settings"]["lr"] == chosen["overrides"]["lr"]
+        and tuned["settings"]["lora"]["rank"] == chosen["overrides"]["lora.rank"]
+    )
     record = json.loads((report / "provenance.json").read_text())
     assert record["search"]["chosen"]["overrides"] == chosen["overrides"] and len(record["search"]["trials"]) == TRIALS
-    provenance_tuned = record["config"]["stages"]["tuned"]  # the settings tuned trained with, not its start's
-    assert provenance_tuned["lr"] == chosen["overrides"]["lr"] and provenance_tuned["lora"]["rank"] == chosen["overrides"]["lora.rank"]
-    assert provenance_tuned == {**tuned["settings"], "seed": provenance_tuned["seed"]}
-    assert (report / "figures" / "search_scores.png").exists() and "Hyper-parameter search" in (report / "report.html").read_text()
+    provenance_tuned = record["search"]["tuned"]  # the settings tuned trained with, not its start's
+    assert (
+        provenance_tuned["lr"] == chosen["overrides"]["lr"]
+        and provenance_tuned["lora"]["rank"] == chosen["overrides"]["lora.rank"]
+    )
+    assert (report / "figures" / "search_scores.png").exists() and "Hyper-parameter search" in (
+        report / "report.html"
+    ).read_text()
     full = json.loads((searched / "results" / "tiny" / "models" / "full" / "rep0" / "summary.json").read_text())
     extras = json.loads((searched / "results" / "tiny" / "models" / "extras" / "rep0" / "summary.json").read_text())
     assert full["parameters"]["trainable"] == full["parameters"]["total"]

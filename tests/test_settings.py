@@ -8,15 +8,16 @@ an error message names exists.
 
 import ast
 import dataclasses
+import json
 import re
 import subprocess
 import sys
+import typing
 
 import pytest
 import yaml
 from conftest import REPO
 
-from deltatune import roles
 from deltatune.errors import SettingsError
 from deltatune.settings import (
     Architecture,
@@ -34,7 +35,7 @@ from deltatune.settings import (
     TrainSettings,
     from_mapping,
 )
-from deltatune.settings.base import CHOICES
+from deltatune.settings.base import CHOICES, RANGE
 from deltatune.settings.search import SearchSettings
 from deltatune.settings.train import DoseInterpolation
 
@@ -62,8 +63,9 @@ SECTIONS = {
 
 
 def _enum(prop: dict) -> list | None:
-    """The allowed values a schema property lists (for arrays, those of its items)."""
-    return prop.get("enum") or prop.get("items", {}).get("enum")
+    """The allowed values a schema property lists (for arrays, those of its items; for mappings,
+    of its keys)."""
+    return prop.get("enum") or prop.get("items", {}).get("enum") or prop.get("propertyNames", {}).get("enum")
 
 
 @pytest.mark.parametrize("path", SECTIONS)
@@ -75,6 +77,9 @@ def test_schema_enums_and_defaults_are_the_dataclasses(path):
             continue  # keys of another section (target_cell_line lives in data)
         prop = props[f.name]
         choices = f.metadata.get(CHOICES)
+        if (path, f.name) == ("search", "metric"):  # the catalogue's searchable scores, checked when parsed
+            assert "enum" not in prop and "src/deltatune/metrics.py" in " ".join(prop["description"].split())
+            continue
         assert (list(choices) if choices else None) == _enum(prop), f"{path}.{f.name}: allowed values differ"
         if "default" in prop:
             assert prop["default"] == f.default, f"{path}.{f.name}: defaults differ"
@@ -82,15 +87,61 @@ def test_schema_enums_and_defaults_are_the_dataclasses(path):
         assert getattr(cls(), name) == default, f"{path}: the section default of {name} differs"
 
 
-def test_baselines_and_strategies_are_listed_once():
+def test_strategies_are_listed_once():
     from deltatune.settings.pairing import STRATEGIES
+    from deltatune.settings.workflow import STRATEGY_COLUMNS
 
-    baselines = PROPS["baselines"]
-    assert baselines["items"]["enum"] == list(roles.BASELINE_KINDS) == baselines["default"]
-    assert DEFS["training"]["properties"]["pairing"]["enum"] == list(STRATEGIES)
+    assert DEFS["training"]["properties"]["pairing"]["enum"] == list(STRATEGIES) == list(STRATEGY_COLUMNS)
 
 
-@pytest.mark.parametrize("path", [p for p in SECTIONS if any(f.metadata.get(CHOICES) for f in dataclasses.fields(SECTIONS[p][1]))])
+def _schema_bounds(prop: dict) -> tuple[dict, dict]:
+    """What a schema property bounds: numbers (its own, its items' or its values') and a list's length."""
+    numbers = prop.get("items") or (
+        prop["additionalProperties"] if isinstance(prop.get("additionalProperties"), dict) else prop
+    )
+    keys = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    return {k: numbers[k] for k in keys if k in numbers}, {k: prop[k] for k in ("minItems", "maxItems") if k in prop}
+
+
+@pytest.mark.parametrize("path", SECTIONS)
+def test_schema_ranges_are_the_dataclasses(path):
+    """Every bound of the schema is a field's :func:`setting` range, and the other way round."""
+    section, cls = SECTIONS[path]
+    props = section["properties"]
+    for f in dataclasses.fields(cls):
+        if f.name not in props:
+            continue
+        limits = f.metadata.get(RANGE)
+        declared = (limits.bounds(), limits.lengths()) if limits else ({}, {})
+        schema = _schema_bounds(props[f.name])
+        kind = typing.get_type_hints(cls)[f.name]
+        if typing.get_origin(kind) is tuple and Ellipsis not in typing.get_args(kind):
+            schema = (schema[0], {})  # a pair's length is its type's (from_mapping checks it)
+        assert declared == schema, (
+            f"{path}.{f.name}: the schema's bounds {schema} differ from the dataclass's {declared}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("cls", "values", "message"),
+    [
+        (TrainSettings, {"lr": 0}, "lr must be above 0 (got 0)"),
+        (PreprocessSettings, {"target_cell_line": "c", "n_top_genes": -5}, "n_top_genes must be at least 2 (got -5)"),
+        (ScreenSpec, {"doses_um": [0.1, -1]}, "doses_um[1] must be above 0 (got -1)"),
+        (ScreenSpec, {"cell_lines": ["a"]}, "cell_lines needs at least 2 item(s), got 1"),
+        (LoraSettings, {"rank_scale": {"basal_encoder": 0}}, "rank_scale.basal_encoder must be above 0 (got 0)"),
+        (BootstrapSettings, {"level": 1.0}, "level must be below 1 (got 1.0)"),
+    ],
+    ids=["number", "integer", "list item", "list length", "mapping value", "bootstrap"],
+)
+def test_a_value_out_of_range_names_its_setting_and_bound(cls, values, message):
+    with pytest.raises(SettingsError, match=re.escape(f"section.{message}")):
+        from_mapping(cls, values, "section")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in SECTIONS if any(f.metadata.get(CHOICES) for f in dataclasses.fields(SECTIONS[p][1]))]
+)
 def test_a_bad_choice_names_its_config_path(path):
     _, cls = SECTIONS[path]
     field = next(f for f in dataclasses.fields(cls) if f.metadata.get(CHOICES))
@@ -102,8 +153,10 @@ def test_a_bad_choice_names_its_config_path(path):
 
 # A config path in a message: a top-level section, or a name a section is easily mistaken for, then
 # keys; not a module path (deltatune.report.x) and not a file name (report.html).
-CONFIG_PATH = re.compile(r"(?<![\w.])(?:data|preprocess|base_model|stages|inference|evaluation|report|compute|"
-                         r"replicates|baselines|model|evaluate|simulate|pretrain)(?:\.[A-Za-z_]\w*)+")
+CONFIG_PATH = re.compile(
+    r"(?<![\w.])(?:data|preprocess|base_model|stages|inference|evaluation|report|compute|"
+    r"replicates|baselines|model|evaluate|simulate|pretrain)(?:\.[A-Za-z_]\w*)+"
+)
 FILE_SUFFIXES = {"smk", "html", "json", "log", "tsv", "csv", "h5ad", "txt", "yaml", "npz", "png", "py"}
 
 
@@ -133,16 +186,23 @@ def _messages() -> list[tuple[str, str]]:
     for path in sorted((REPO / "src" / "deltatune").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and node.exc is not None:
-                found += [(f"{path.relative_to(REPO)}:{c.lineno}", c.value) for c in ast.walk(node.exc)
-                          if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                found += [
+                    (f"{path.relative_to(REPO)}:{c.lineno}", c.value)
+                    for c in ast.walk(node.exc)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                ]
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         found += [(f"{path.relative_to(REPO)}:{i}", line) for i, line in enumerate(path.read_text().splitlines(), 1)]
     return found
 
 
 def test_every_config_path_named_in_the_code_exists():
-    named = [(where, m) for where, text in _messages() for m in CONFIG_PATH.findall(text)
-             if m.rsplit(".", 1)[-1] not in FILE_SUFFIXES]
+    named = [
+        (where, m)
+        for where, text in _messages()
+        for m in CONFIG_PATH.findall(text)
+        if m.rsplit(".", 1)[-1] not in FILE_SUFFIXES
+    ]
     assert len(named) > 10, "the scan found the library's config paths"
     unknown = [f"{where}: {path}" for where, path in named if not _resolves(path)]
     assert not unknown, "\n".join(unknown)
@@ -155,46 +215,106 @@ def test_the_scan_catches_a_wrong_path():
 
 
 def test_settings_import_no_heavy_library():
-    code = ("import sys, deltatune.settings.workflow, deltatune.roles; "
-            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml') if m in sys.modules))")
+    code = (
+        "import sys, deltatune.settings.workflow, deltatune.roles; "
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("cls", "values", "message"), [
-    (ScreenSpec, {"doses_um": ["a"]}, "data.simulate.doses_um[0]: expected a number, got 'a'"),
-    (ScreenSpec, {"plates_per_drug": [1]}, "data.simulate.plates_per_drug: expected a list of 2"),
-    (ScreenSpec, {"plates_per_drug": [1, 2.5]}, "data.simulate.plates_per_drug[1]: expected an integer, got 2.5"),
-    (LoraSettings, {"rank_scale": {"basal_encoder": "half"}}, "rank_scale.basal_encoder: expected a number"),
-], ids=["tuple element", "tuple length", "pair element", "mapping value"])
+@pytest.mark.parametrize(
+    ("cls", "values", "message"),
+    [
+        (ScreenSpec, {"doses_um": ["a"]}, "data.simulate.doses_um[0]: expected a number, got 'a'"),
+        (ScreenSpec, {"plates_per_drug": [1]}, "data.simulate.plates_per_drug: expected a list of 2"),
+        (ScreenSpec, {"plates_per_drug": [1, 2.5]}, "data.simulate.plates_per_drug[1]: expected an integer, got 2.5"),
+        (LoraSettings, {"rank_scale": {"basal_encoder": "half"}}, "rank_scale.basal_encoder: expected a number"),
+    ],
+    ids=["tuple element", "tuple length", "pair element", "mapping value"],
+)
 def test_list_and_mapping_elements_are_type_checked(cls, values, message):
     where = "data.simulate" if cls is ScreenSpec else "stages.s.lora"
     with pytest.raises(SettingsError, match=re.escape(message)):
         from_mapping(cls, values, where)
 
 
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({"lora.rnak": {"values": [4]}}, "search.parameters.lora.rnak: 4 does not fit stage 's': stages.s.lora: unknown"),
-    ({"lr": {"values": ["fast"]}}, "search.parameters.lr: 'fast' does not fit stage 's': stages.s.lr: expected a number"),
-    ({"lora.rank": {"low": 2, "high": 8}}, "search.parameters.lora.rank: 7.07 does not fit stage 's': stages.s.lora.rank: expected an integer"),
-    ({"lr.base": {"values": [1]}}, "search.parameters.lr.base: 1 does not fit stage 's'"),
-    ({"lr": {"low": "small", "high": 1e-3}}, "search.parameters.lr: give 'values' (a list) or numbers"),
-], ids=["misspelled path", "value of the wrong type", "a range over an integer setting", "a setting as a section",
-        "a range of words"])
-def test_search_paths_and_values_are_checked_when_the_workflow_is_parsed(parameters, message):
-    from deltatune.settings.search import trials
-    from deltatune.settings.workflow import search_settings, trial_settings
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            {"lora.rnak": {"values": [4]}},
+            "search.parameters.lora.rnak: 4 does not fit stage 's': stages.s.lora: unknown",
+        ),
+        (
+            {"lr": {"values": ["fast"]}},
+            "search.parameters.lr: 'fast' does not fit stage 's': stages.s.lr: expected a number",
+        ),
+        (
+            {"lora.rank": {"low": 2, "high": 8}},
+            "search.parameters.lora.rank: 7.07 does not fit stage 's': stages.s.lora.rank: expected an integer",
+        ),
+        ({"lr.base": {"values": [1]}}, "search.parameters.lr.base: 1 does not fit stage 's'"),
+        ({"lr": {"low": "small", "high": 1e-3}}, "search.parameters.lr: give 'values' (a list) or numbers"),
+    ],
+    ids=[
+        "misspelled path",
+        "value of the wrong type",
+        "a range over an integer setting",
+        "a setting as a section",
+        "a range of words",
+    ],
+)
+def test_search_paths_and_values_are_checked_when_the_workflow_is_parsed(tiny_config, parameters, message):
+    from deltatune.settings.workflow import WorkflowSettings
 
     stages = {"s": {"pairing": "batch", "lr": 1e-3, "lora": {"rank": 8}}}
+    config = {**tiny_config, "stages": stages, "search": {"start": "s", "parameters": parameters}}
     with pytest.raises(SettingsError, match=re.escape(message)):
-        search = search_settings({"search": {"start": "s", "parameters": parameters}}, stages)
-        trial_settings(stages, search, trials(search))  # what common.smk does with the drawn values
-    fine = search_settings({"search": {"start": "s", "parameters": {"lora.rank": {"values": [2, 8]}}}}, stages)
-    assert trial_settings(stages, fine, trials(fine))
+        WorkflowSettings(config)
+    fine = WorkflowSettings({**config, "search": {"start": "s", "parameters": {"lora.rank": {"values": [2, 8]}}}})
+    assert [t.lora.rank for t in fine.trials] and {t.lora.rank for t in fine.trials} <= {2, 8}
 
 
-def test_the_search_chooses_among_the_catalogues_searchable_scores():
-    from deltatune.evaluate.metrics import SCORES
-    from deltatune.settings.search import METRICS
+def test_the_search_chooses_among_the_catalogues_searchable_scores(tiny_config):
+    from deltatune.metrics import SCORES
+    from deltatune.settings.workflow import WorkflowSettings
 
-    assert set(METRICS) == {s.name for s in SCORES if s.searchable}
+    config = {**tiny_config, "search": {"start": "lora_random", "metric": "mode_collapse"}}
+    searchable = tuple(s.name for s in SCORES if s.searchable)
+    with pytest.raises(SettingsError, match=re.escape(f"search.metric 'mode_collapse' is not one of {searchable}")):
+        WorkflowSettings(config)
+
+
+def _own_data(config: dict) -> dict:
+    """``config`` with a user's file and checkpoint instead of the simulated screen and our base."""
+    data = {k: v for k, v in config["data"].items() if k != "simulate"}
+    return {
+        **config,
+        "data": {**data, "path": "screen.h5ad"},
+        "base_model": {"checkpoint": "models/ST-HVG", "genes": "genes.txt"},
+    }
+
+
+@pytest.mark.parametrize("own_data", [False, True], ids=["simulated screen, own base", "own data and checkpoint"])
+def test_the_effective_config_is_a_config_the_workflow_accepts(tiny_config, own_data):
+    """provenance.json's config can be given back as --configfile: it passes the schema and
+    resolves to the same settings; every seed of the run is read off it."""
+    from snakemake.utils import validate
+
+    from deltatune.settings.workflow import WorkflowSettings, seeds
+
+    config = {
+        **tiny_config,
+        "stages": {**tiny_config["stages"], "ext": {"extends": "lora_random", "pairing": "batch"}},
+        "search": {"start": "lora_random", "trials": 2},
+    }
+    config = _own_data(config) if own_data else config
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    effective = WorkflowSettings(config).effective()
+    again = json.loads(json.dumps(effective))
+    validate(again, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    assert WorkflowSettings(again).effective() == effective
+    found = seeds(effective)
+    assert found["stages"] == {"lora_random": [0, 1], "ext": [0, 1]} and found["split"] == 0
+    assert (found["simulate"], found["pretrain"]) == ((None, None) if own_data else (1, 0))

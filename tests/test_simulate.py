@@ -40,7 +40,9 @@ def test_controls_on_every_plate_and_drugs_on_few(screen, screen_spec, columns):
     is_control = obs[columns.perturbation] == TAHOE_CONTROL
     plates = obs[columns.batch].unique()
     assert set(obs.loc[is_control, columns.batch].unique()) == set(plates)
-    plates_per_drug = obs[~is_control].groupby([columns.cell_type, columns.drug], observed=True)[columns.batch].nunique()
+    plates_per_drug = (
+        obs[~is_control].groupby([columns.cell_type, columns.drug], observed=True)[columns.batch].nunique()
+    )
     low, high = screen_spec.plates_per_drug
     assert plates_per_drug.between(low, high).all()
     assert plates_per_drug.max() < screen_spec.plates_per_line, "no drug is on every plate"
@@ -48,8 +50,15 @@ def test_controls_on_every_plate_and_drugs_on_few(screen, screen_spec, columns):
 
 def test_plate_offsets_shift_controls(columns):
     """With strong plate effects, control means differ between plates far beyond sampling noise."""
-    spec = ScreenSpec(n_genes=60, cell_lines=("a", "b"), plates_per_line=3, n_drugs=3, controls_per_plate=400,
-                      plate_effect_sd=1.0, seed=3)
+    spec = ScreenSpec(
+        n_genes=60,
+        cell_lines=("a", "b"),
+        plates_per_line=3,
+        n_drugs=3,
+        controls_per_plate=400,
+        plate_effect_sd=1.0,
+        seed=3,
+    )
     adata = simulate_screen(spec)
     obs = adata.obs
     ctrl = (obs[columns.perturbation] == TAHOE_CONTROL).to_numpy() & (obs[columns.cell_type] == "a").to_numpy()

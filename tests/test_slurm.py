@@ -1,21 +1,19 @@
 """profiles/slurm on a real single-node SLURM: the tiny config runs through it, and sacct shows that
 every job was submitted with the profile's CPUs, the memory and time its rule asked for from its
-inputs' size, the user's partition and account, and a GPU only for the GPU rules. The cluster (tests/slurm/cluster.py) is started and stopped by the fixture.
+inputs' size, the user's partition and account, and a GPU only for the GPU rules. The cluster
+(tests/slurm/cluster.py) is started and stopped by the fixture.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, write_config
+from conftest import REPO, snakemake_command, snakemake_env, write_config
 from slurm.cluster import Cluster, running_cluster
 
 from deltatune.resources import mem_mb, runtime
@@ -23,11 +21,17 @@ from deltatune.resources import mem_mb, runtime
 pytestmark = pytest.mark.workflow
 
 PROFILE = REPO / "profiles" / "slurm"
-GPU_RULES = {"pretrain", "finetune", "infer"}
+GPU_RULES = {"pretrain", "finetune", "trial", "infer"}
 RUN_TIMEOUT_S = 480
 # The compute setting behind the threads of each rule that has some (cpus_per_*: threads in the profile).
-THREADS_SETTING = {"pretrain": "train_threads", "finetune": "train_threads", "infer": "train_threads",
-                   "evaluate": "eval_threads", "ceiling": "eval_threads"}
+THREADS_SETTING = {
+    "pretrain": "train_threads",
+    "finetune": "train_threads",
+    "trial": "train_threads",
+    "infer": "train_threads",
+    "evaluate": "eval_threads",
+    "ceiling": "eval_threads",
+}
 # sacct columns read back for every job allocation.
 SACCT_FIELDS = ["JobID", "Comment", "State", "Partition", "Account", "ReqMem", "Timelimit", "ReqCPUS", "ReqTRES"]
 
@@ -42,20 +46,17 @@ def profile_resources() -> dict[str, dict]:
     return yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]
 
 
-def snakemake_env(base: dict[str, str]) -> dict[str, str]:
-    """``base`` with this interpreter's bin directory first, so jobs find the same snakemake."""
-    return {**base, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
-
-
-def snakemake_command(workdir: Path, *args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), *map(str, args)]
-
-
 def sacct_jobs(cluster: Cluster) -> pd.DataFrame:
     """One row per job allocation of the cluster (its database holds only this test's jobs)."""
-    text = cluster.client("sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
-                          "--starttime=2000-01-01", f"--format={','.join(SACCT_FIELDS)}")
+    text = cluster.client(
+        "sacct",
+        "--allusers",
+        "--allocations",
+        "--parsable2",
+        "--noheader",
+        "--starttime=2000-01-01",
+        f"--format={','.join(SACCT_FIELDS)}",
+    )
     jobs = pd.DataFrame([line.split("|") for line in text.splitlines()], columns=SACCT_FIELDS)
     jobs["rule"] = jobs["Comment"].str.removeprefix("rule_").str.split("_wildcards_").str[0]
     return jobs
@@ -89,43 +90,67 @@ def timelimit(minutes: int) -> str:
 
 
 def test_profile_sets_resources_for_exactly_the_workflow_rules(tmp_path, tiny_config):
-    write_config(tmp_path, tiny_config)
-    listed = subprocess.run(snakemake_command(tmp_path, "--list-rules"), capture_output=True, text=True,
-                            env=snakemake_env(dict(os.environ)), check=True)
+    """Every rule, those of a search included, has an entry in the profile."""
+    write_config(tmp_path, {**tiny_config, "search": {"start": "lora_random", "trials": 1}})
+    listed = subprocess.run(
+        snakemake_command(tmp_path, "--list-rules"),
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        check=True,
+    )
     rules = set(listed.stdout.split()) - {"all"}
     assert rules == set(profile_resources())
 
 
 def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
-    config = {**tiny_config, "compute": {**tiny_config["compute"], "eval_threads": 2}}  # CPUs differ by rule
+    # Every rule once or a few times (one replicate, one ceiling split, the baseline that reads the
+    # other lines), and CPUs that differ by rule.
+    config = {
+        **tiny_config,
+        "replicates": 1,
+        "baselines": ["baseline_other_lines"],
+        "evaluation": {**tiny_config["evaluation"], "ceiling_splits": 1},
+        "compute": {**tiny_config["compute"], "eval_threads": 2},
+    }
     workdir = tmp_path / "run"
     write_config(workdir, config)
     user_profile = tmp_path / "mycluster"
     user_profile.mkdir()
-    (user_profile / "config.yaml").write_text(yaml.safe_dump({
-        "default-resources": {"slurm_partition": cluster.partition, "slurm_account": cluster.account},
-        "slurm-init-seconds-before-status-checks": 2,  # the plugin's 40 s default is for busy clusters
-    }))
+    (user_profile / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "default-resources": {"slurm_partition": cluster.partition, "slurm_account": cluster.account},
+                "slurm-init-seconds-before-status-checks": 2,  # the plugin's 40 s default is for busy clusters
+                "seconds-between-status-checks": 2,  # and Snakemake's 10 s
+            }
+        )
+    )
 
-    result = subprocess.run(snakemake_command(workdir, "--profile", PROFILE, "--profile", user_profile),
-                            capture_output=True, text=True, env=snakemake_env(cluster.env), timeout=RUN_TIMEOUT_S,
-                            check=False)
+    result = subprocess.run(
+        snakemake_command(workdir, "--profile", PROFILE, "--profile", user_profile),
+        capture_output=True,
+        text=True,
+        env=snakemake_env(cluster.env),
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
     results = workdir / "results" / "tiny"
     summary = pd.read_csv(results / "report" / "summary.csv")
-    assert {"base", "lora_random", "baseline_mean_delta"} <= set(summary["stage"])
+    assert {"base", "lora_random", "baseline_other_lines", "ceiling"} <= set(summary["stage"])
     assert summary["pearson_delta"].notna().all()
-    for rep in (0, 1):
-        assert (results / "models" / "lora_random" / f"rep{rep}" / "adapter" / "adapter_model.safetensors").exists()
+    assert (results / "models" / "lora_random" / "rep0" / "adapter" / "adapter_model.safetensors").exists()
 
     jobs = sacct_jobs(cluster)
     printed = job_resources(result.stdout + result.stderr)
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
     assert (jobs["Partition"] == cluster.partition).all() and (jobs["Account"] == cluster.account).all()
     resources = profile_resources()
-    # Every rule ran as a SLURM job, none locally; genes only runs when a checkpoint is given.
-    assert set(jobs["rule"]) == set(resources) - {"genes"}
+    # Every rule ran as a SLURM job, none locally; genes only runs when a checkpoint is given, trial
+    # and choose only with a search.
+    assert set(jobs["rule"]) == set(resources) - {"genes", "trial", "choose"}
     for job in jobs.itertuples():
         wanted = resources[job.rule]
         # Memory and time are the rule's own, from its inputs' size (deltatune.resources).

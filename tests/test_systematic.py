@@ -11,8 +11,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from screens import COLUMNS, N_GENES, N_TRAIN, TEST, shared_and_own
 
-from deltatune.evaluate import (
+from deltatune.evaluate.pairs import evaluation_pair
+from deltatune.evaluate.reference import training_reference
+from deltatune.evaluate.scores import score, score_matched
+from deltatune.metrics import (
     DELTA_CORRELATION_PREDICTED,
     DELTA_CORRELATION_REAL,
     MATCHED,
@@ -20,13 +24,9 @@ from deltatune.evaluate import (
     PERTURBED_MEAN,
     PERTURBED_MEAN_MATCHED,
     PRIMARY_METRIC,
+    no_signal,
 )
-from deltatune.evaluate.metrics import no_signal
-from deltatune.evaluate.pairs import evaluation_pair
-from deltatune.evaluate.reference import training_reference
-from deltatune.evaluate.scores import score, score_matched
 from deltatune.settings import EvaluateSettings
-from screens import COLUMNS, N_GENES, N_TRAIN, TEST, shared_and_own
 
 FAST = EvaluateSettings(profile="anndata")
 CELLS = 40
@@ -84,7 +84,9 @@ def test_systemas_score_is_its_formula_computed_independently(screen):
     train = [f"p{p:02d}" for p in range(N_TRAIN)]
 
     def systema(on: np.ndarray, label: str) -> float:
-        reference = np.mean([_centroid(real.X, on & (labels == t)) for t in train if (on & (labels == t)).any()], axis=0)
+        reference = np.mean(
+            [_centroid(real.X, on & (labels == t)) for t in train if (on & (labels == t)).any()], axis=0
+        )
         y = _centroid(pred.X, on & (labels == label)) - reference
         r = _centroid(real.X, on & (labels == label)) - reference
         return float(np.corrcoef(y, r)[0, 1])
@@ -95,7 +97,9 @@ def test_systemas_score_is_its_formula_computed_independently(screen):
         on = {plate: plates == plate for plate in ("plate0", "plate1")}
         cells = [int((on[plate] & (labels == label)).sum()) for plate in on]
         per_plate = [systema(on[plate], label) for plate in on]
-        assert matched.loc[label, PERTURBED_MEAN_MATCHED] == pytest.approx(np.average(per_plate, weights=cells), abs=1e-6)
+        assert matched.loc[label, PERTURBED_MEAN_MATCHED] == pytest.approx(
+            np.average(per_plate, weights=cells), abs=1e-6
+        )
 
 
 def test_a_wrong_shared_response_scores_lower_and_a_shared_one_alone_scores_low(screen):
@@ -167,7 +171,9 @@ def test_a_prediction_of_each_plates_control_mean_scores_zero_at_well_sizes_of_t
     for plate in ("plate0", "plate1"):
         on_plate = (obs["plate"] == plate).to_numpy()
         train = on_plate & obs["pert"].isin(["p00", "p01"]).to_numpy()
-        centroids = [real.X[train & (obs["pert"] == t).to_numpy()].astype(np.float64).mean(axis=0) for t in ("p00", "p01")]
+        centroids = [
+            real.X[train & (obs["pert"] == t).to_numpy()].astype(np.float64).mean(axis=0) for t in ("p00", "p01")
+        ]
         tested = on_plate & obs["pert"].isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
         same.X[tested] = np.mean(centroids, axis=0).astype(np.float32)
     _, matched = (t.set_index("perturbation") for t in _tables(real, split, same))
@@ -176,7 +182,9 @@ def test_a_prediction_of_each_plates_control_mean_scores_zero_at_well_sizes_of_t
 
 def test_a_plate_without_training_perturbations_falls_back_to_the_pooled_reference(screen):
     real, split, shared, own = screen[:4]
-    drop = (real.obs["plate"] == "plate1").to_numpy() & real.obs["pert"].isin([f"p{p:02d}" for p in range(N_TRAIN)]).to_numpy()
+    drop = (real.obs["plate"] == "plate1").to_numpy() & real.obs["pert"].isin(
+        [f"p{p:02d}" for p in range(N_TRAIN)]
+    ).to_numpy()
     real = real[~drop].copy()
     pred = _predict(real, {label: shared + own[int(label[1:])] for label in TEST})
     pair = evaluation_pair(real, pred, split, COLUMNS)

@@ -20,7 +20,7 @@ def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
     target = preprocessed.target
     index = build_pairing_index(target.obs, columns, SETTINGS.pairing)
     result = finetune_stage(
-        new_base(), target, preprocessed.split, columns, Trainer(SETTINGS, work_dir, fingerprint), index
+        new_base(), target, preprocessed.split, columns, SETTINGS, Trainer(work_dir, fingerprint), index
     )
     weights = {n: p.detach().clone() for n, p in result.model.named_parameters() if p.requires_grad}
     return weights, result.history, {**result.parameters, **result.pairing}
@@ -83,7 +83,7 @@ def test_index_of_another_strategy_is_refused(new_base, preprocessed, columns, t
     target = preprocessed.target
     index = build_pairing_index(target.obs, columns, "random")
     with pytest.raises(SettingsError, match="built for strategy 'random' but the settings ask for 'batch'"):
-        finetune_stage(new_base(), target, preprocessed.split, columns, Trainer(SETTINGS, tmp_path, "fp"), index)
+        finetune_stage(new_base(), target, preprocessed.split, columns, SETTINGS, Trainer(tmp_path, "fp"), index)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, columns, tmp_path, monkeypatch):
@@ -98,10 +98,10 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(new_base, preprocessed, co
 
 def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, columns, tmp_path):
     """Test cells whose expression is NaN change nothing: a stage never reads them, nor does inference."""
+    from deltatune.data.groups import control_mask
     from deltatune.data.readers import UnreadRowError, read_cells
     from deltatune.data.splits import cells_of_split, training_cells
     from deltatune.files import write_h5ad
-    from deltatune.pairing.groups import control_mask
     from deltatune.predict.infer import predict
 
     target, split = preprocessed.target, preprocessed.split
@@ -118,7 +118,7 @@ def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, c
         with pytest.raises(UnreadRowError, match="not read from the file"):  # never a row of zeros
             read.X[np.flatnonzero(test)]
         index = build_pairing_index(read.obs, columns, SETTINGS.pairing)
-        result = finetune_stage(new_base(), read, split, columns, Trainer(SETTINGS, tmp_path / name, "fp"), index)
+        result = finetune_stage(new_base(), read, split, columns, SETTINGS, Trainer(tmp_path / name, "fp"), index)
         plates = build_pairing_index(read.obs, columns, "batch").with_means(read.X)
         controls_only = read_cells(path, lambda obs: control_mask(obs, columns))
         predicted = predict(result.model, new_base(), controls_only, split, columns, plates)
@@ -128,9 +128,17 @@ def test_a_stage_reads_and_densifies_only_its_own_rows(new_base, preprocessed, c
     assert np.array_equal(pred, clean_pred) and np.isfinite(pred).all()
     everything = build_pairing_index(controls_only.obs, columns, SETTINGS.pairing)  # its perturbed rows were not read
     with pytest.raises(UnreadRowError, match="asked for"):
-        finetune_stage(new_base(), controls_only, split, columns, Trainer(SETTINGS, tmp_path / "unread", "fp"), everything)
+        trainer = Trainer(tmp_path / "unread", "fp")
+        finetune_stage(new_base(), controls_only, split, columns, SETTINGS, trainer, everything)
     no_controls = read_cells(path, lambda obs: cells_of_split(obs, columns, split, "train"))  # controls not read
     interpolating = replace(SETTINGS, dose_interpolation=DoseInterpolation(points=1))
     with pytest.raises(UnreadRowError, match="training asked for"):  # the added cells keep the others unreadable
-        finetune_stage(new_base(), no_controls, split, columns, Trainer(interpolating, tmp_path / "interp", "fp"),
-                       build_pairing_index(no_controls.obs, columns, SETTINGS.pairing))
+        finetune_stage(
+            new_base(),
+            no_controls,
+            split,
+            columns,
+            interpolating,
+            Trainer(tmp_path / "interp", "fp"),
+            build_pairing_index(no_controls.obs, columns, SETTINGS.pairing),
+        )

@@ -21,8 +21,7 @@ BASE_ROW = "base"  # the untuned base model's row (a reserved stage name)
 CEILING_ROW = "ceiling"
 BOUND_ROW = "noise_free_bound"
 TUNED_ROW = "tuned"  # the search's winner, retrained (a reserved stage name when the config searches)
-FLOOR_BASELINE = "baseline_plate_control"  # predicts no drug effect: the floor
-BASELINE_KINDS = ("baseline_mean_delta", "baseline_other_lines", FLOOR_BASELINE)
+FLOOR_BASELINE = "baseline_plate_control"  # predicts no drug effect: the floor (deltatune.predict.baselines)
 
 
 def row_roles(stages: list[str], baselines: list[str]) -> dict[str, str]:

@@ -58,8 +58,14 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
         _start_mariadb(root, env, daemons, mariadb_port)
         _start_slurmdbd(root, env, daemons)
         _start(daemons, "slurmctld", ["slurmctld", "-D"], root, env, lambda: _ok(["scontrol", "ping"], env))
-        _start(daemons, "slurmd", ["slurmd", "-D"], root, env,
-               lambda: _output(["sinfo", "-h", "-o", "%T"], env).strip() == "idle")
+        _start(
+            daemons,
+            "slurmd",
+            ["slurmd", "-D"],
+            root,
+            env,
+            lambda: _output(["sinfo", "-h", "-o", "%T"], env).strip() == "idle",
+        )
         yield Cluster(root, env)
     finally:
         if any(daemon.args[0] == "slurmctld" and daemon.poll() is None for daemon in daemons):
@@ -112,9 +118,16 @@ def _start_munge(root: Path, env: dict[str, str], daemons: list[subprocess.Popen
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     munge = root / "munge"
-    command = ["munged", "--foreground", "--force", f"--socket={munge / 'munge.socket'}", f"--key-file={key}",
-               f"--pid-file={munge / 'munged.pid'}", f"--seed-file={munge / 'munged.seed'}",
-               f"--log-file={root / 'log' / 'munged.log'}"]
+    command = [
+        "munged",
+        "--foreground",
+        "--force",
+        f"--socket={munge / 'munge.socket'}",
+        f"--key-file={key}",
+        f"--pid-file={munge / 'munged.pid'}",
+        f"--seed-file={munge / 'munged.seed'}",
+        f"--log-file={root / 'log' / 'munged.log'}",
+    ]
     _start(daemons, "munged", command, root, env, lambda: (munge / "munge.socket").exists())
 
 
@@ -122,37 +135,68 @@ def _start_mariadb(root: Path, env: dict[str, str], daemons: list[subprocess.Pop
     """A throwaway MariaDB for slurmdbd: its own data directory, TCP on localhost, no grant tables."""
     data = root / "mysql"
     small = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"]  # 90 MB on disk, not 180
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=normal", "--skip-test-db", *small],
-                   env=env, capture_output=True, text=True, check=True)
-    command = ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={root / 'mysql.sock'}",
-               f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={root / 'mariadb.pid'}",
-               "--user=root", "--skip-grant-tables", *small]
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={data}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            *small,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = [
+        "mariadbd",
+        "--no-defaults",
+        f"--datadir={data}",
+        f"--socket={root / 'mysql.sock'}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--pid-file={root / 'mariadb.pid'}",
+        "--user=root",
+        "--skip-grant-tables",
+        *small,
+    ]
     _start(daemons, "mariadbd", command, root, env, lambda: _port_open(port))
 
 
 def _start_slurmdbd(root: Path, env: dict[str, str], daemons: list[subprocess.Popen]) -> None:
     """slurmdbd, then the cluster, the test account and root's association (sacctmgr needs slurmdbd)."""
     _start(daemons, "slurmdbd", ["slurmdbd", "-D"], root, env, lambda: _ok(["sacctmgr", "-n", "list", "cluster"], env))
-    for command in (["sacctmgr", "-i", "add", "cluster", "deltatune"],
-                    ["sacctmgr", "-i", "add", "account", ACCOUNT, "Description=tests", "Organization=tests"],
-                    ["sacctmgr", "-i", "add", "user", "root", f"Account={ACCOUNT}", f"DefaultAccount={ACCOUNT}"]):
+    for command in (
+        ["sacctmgr", "-i", "add", "cluster", "deltatune"],
+        ["sacctmgr", "-i", "add", "account", ACCOUNT, "Description=tests", "Organization=tests"],
+        ["sacctmgr", "-i", "add", "user", "root", f"Account={ACCOUNT}", f"DefaultAccount={ACCOUNT}"],
+    ):
         subprocess.run(command, env=env, capture_output=True, text=True, check=True)
 
 
-def _start(daemons: list[subprocess.Popen], name: str, command: list[str], root: Path,
-           env: dict[str, str], ready: Callable[[], bool]) -> None:
+def _start(
+    daemons: list[subprocess.Popen],
+    name: str,
+    command: list[str],
+    root: Path,
+    env: dict[str, str],
+    ready: Callable[[], bool],
+) -> None:
     """Start one daemon in the foreground (its output to log/NAME.out) and wait until it is ready."""
     out = root / "log" / f"{name}.out"
     with out.open("ab") as handle:
-        daemon = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                  start_new_session=True)
+        daemon = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     daemons.append(daemon)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if daemon.poll() is not None or time.monotonic() > deadline:
-            logs = "\n".join(path.read_text(errors="replace")[-2000:]
-                             for path in (root / "log" / f"{name}.log", root / "log" / f"{name}.out") if path.exists())
+            logs = "\n".join(
+                path.read_text(errors="replace")[-2000:]
+                for path in (root / "log" / f"{name}.log", root / "log" / f"{name}.out")
+                if path.exists()
+            )
             raise ClusterError(f"{name} did not start (exit status {daemon.poll()}):\n{logs}")
         time.sleep(POLL_S)
 

@@ -8,52 +8,31 @@ from snakemake.utils import validate
 # checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
-from deltatune.settings import workflow as step_settings
+from deltatune.settings import output_dict, to_dict
 from deltatune.settings.pairing import STRATEGIES
-from deltatune.settings.search import trials as search_trials
+from deltatune.settings.workflow import WorkflowSettings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-RUN = config["run"]
-RESULTS = f"results/{RUN}"
-FIXED_STAGES = step_settings.resolve_stages(config["stages"])
-SEARCH = step_settings.search_settings(config, FIXED_STAGES)
-STAGES = step_settings.with_tuned(FIXED_STAGES, SEARCH)
-TRIAL_VALUES = search_trials(SEARCH) if SEARCH else []  # each search trial's searched values
-TRIALS = step_settings.trial_settings(STAGES, SEARCH, TRIAL_VALUES) if SEARCH else []  # and its stage settings
-CHECKPOINT = config["base_model"].get("checkpoint")  # a user's ST run directory, or None: pretrain one
-BATCH = config["data"]["columns"].get("batch")  # the plate / batch column, or None
-BASELINES = list(config["baselines"])
-ROLES = roles.row_roles(list(STAGES), BASELINES)  # every report row, in report order, with its role
-PARENTS = step_settings.stage_parents(config["stages"], SEARCH)  # the row each stage is tested against
+# Every setting resolved once; each rule's params come from it (and so does the report's record).
+SETTINGS = WorkflowSettings(config)
+RESULTS = f"results/{SETTINGS.run}"
+STAGES = list(SETTINGS.stages)  # fine-tuned stages, `tuned` last when there is a search
+SEARCH = SETTINGS.search
+CHECKPOINT = SETTINGS.checkpoint_dir  # a user's ST run directory, or None: pretrain one
+BATCH = SETTINGS.columns.batch  # the plate / batch column, or None
+ROLES = roles.row_roles(STAGES, SETTINGS.baselines)  # every report row, in report order, with its role
 SCORED = [row for row, role in ROLES.items() if role != roles.CEILING]  # rows with a prediction
 MODELS = [row for row, role in ROLES.items() if role in (roles.BASE, roles.STAGE)]  # rows inferred by ST
-REPLICATES = config["replicates"]
-
-
-def check_pairings():
-    """Stop before any job when a pairing needs the batch column and the data has none."""
-    pairings = {f"stages.{n}": s["pairing"] for n, s in STAGES.items()}
-    if not CHECKPOINT:
-        pairings["base_model.pretrain"] = config["base_model"]["pretrain"]["pairing"]
-    needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
-    if needs_batch and not BATCH:
-        raise ValueError(
-            f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
-            "name the plate / batch column (public benchmark files often have `dataset`), "
-            "or set their pairing to celltype or random"
-        )
-
-
-check_pairings()
+REPLICATES = SETTINGS.replicates
 
 
 wildcard_constraints:
     rep=r"\d+",
     stage="|".join(MODELS),
     scored="|".join(SCORED),
-    baseline="|".join(BASELINES) if BASELINES else "(?!)",
+    baseline="|".join(SETTINGS.baselines) if SETTINGS.baselines else "(?!)",
     dataset="base_lines|target_line",
     strategy="|".join(STRATEGIES),
     trained_stage="|".join(STAGES),
@@ -65,32 +44,14 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def columns_json():
-    return as_json(config["data"]["columns"])
-
-
 def get_screen():
     """The raw screen: the user's file, or the simulated embedded default."""
-    return config["data"].get("path") or f"{RESULTS}/data/screen.h5ad"
+    return SETTINGS.screen_path or f"{RESULTS}/data/screen.h5ad"
 
 
 def get_base_model():
     """The base ST run directory: the configured checkpoint, or the one the pretrain rule writes."""
     return CHECKPOINT or f"{RESULTS}/models/base"
-
-
-def checkpoint_settings():
-    """How to load the user's checkpoint (CheckpointSettings); defaults for our own."""
-    return as_json(step_settings.checkpoint_settings(config))
-
-
-def perturbation_settings():
-    """Matching data labels to the base vocabulary (PerturbationSettings)."""
-    return as_json(step_settings.perturbation_settings(config))
-
-
-def preprocess_settings():
-    return as_json(step_settings.preprocess_settings(config))
 
 
 def get_model_genes():
@@ -100,7 +61,7 @@ def get_model_genes():
 
 def get_checkpoint_inputs(wildcards):
     """The user's checkpoint and, if given, its gene list file."""
-    genes = config["base_model"].get("genes")
+    genes = SETTINGS.checkpoint.genes
     return {"base": get_base_model(), **({"genes": genes} if genes else {})}
 
 
@@ -108,7 +69,7 @@ def replicates_of(row):
     """Replicates of a report row: a baseline is deterministic and has one; the ceiling has its splits."""
     role = ROLES[row]
     if role == roles.CEILING:
-        return list(range(config["evaluation"]["ceiling_splits"]))
+        return list(range(SETTINGS.evaluation.ceiling_splits))
     return [0] if roles.is_baseline(role) else list(range(REPLICATES))
 
 
@@ -121,16 +82,6 @@ def get_adapter(wildcards):
     if ROLES[wildcards.stage] == roles.BASE:
         return []
     return stage_dir(wildcards.stage, wildcards.rep)
-
-
-def stage_settings(wildcards):
-    """A stage's resolved settings for one replicate."""
-    return as_json(step_settings.stage_settings(STAGES[wildcards.trained_stage], int(wildcards.rep)))
-
-
-def inference_settings(wildcards):
-    """Inference settings for one replicate."""
-    return as_json(step_settings.inference_settings(config, int(wildcards.rep)))
 
 
 def get_chosen(wildcards):
@@ -149,7 +100,7 @@ def pairing_index(dataset, strategy):
 
 def get_stage_pairing(wildcards):
     """The target line's pairing index for the strategy of a fine-tuning stage."""
-    return pairing_index("target_line", STAGES[wildcards.trained_stage]["pairing"])
+    return pairing_index("target_line", SETTINGS.stages[wildcards.trained_stage].pairing)
 
 
 def get_inference_pairing():
@@ -179,6 +130,7 @@ def get_report_inputs(wildcards):
         "matching": [f"{RESULTS}/metrics/{row}/rep0.matching.json" for row in SCORED],
         "data": f"{RESULTS}/data/target_line.h5ad",
         "split": f"{RESULTS}/data/split.tsv",
+        "obs_check": f"{RESULTS}/data/obs_check.json",
         "screen": get_screen(),
         "base": get_base_model(),
         **search_outputs(),
@@ -192,13 +144,14 @@ def report_manifest(wildcards, input):
     return json.dumps(
         {
             "roles": ROLES,
-            "parents": PARENTS,
+            "parents": SETTINGS.parents,
             "metrics": {row: [next(metrics) for _ in replicates_of(row)] for row in ROLES},
             "stages": {s: [next(stages) for _ in range(REPLICATES)] for s in STAGES},
             "predictions": dict(zip(SCORED, input.predictions, strict=True)),
             "matching": dict(zip(SCORED, input.matching, strict=True)),
             "data": input.data,
             "split": input.split,
+            "obs_check": input.obs_check,
             "inputs": [input.screen, input.base],
             "benchmarks": f"{RESULTS}/benchmarks",
             "repo": workflow.basedir,
@@ -227,9 +180,18 @@ def pinned_image(name):
         return f"docker://{yaml.safe_load(handle)[name]}"
 
 
+# Run-only settings reach the rules as threads and resources, which rerun nothing when changed
+# (deltatune.settings.workflow); every setting that shapes an output is a param.
+
+
 def gpus():
     """GPUs a training or inference job asks for: one, none when compute.accelerator forces the CPU."""
-    return 0 if config["compute"]["accelerator"] == "cpu" else 1
+    return 0 if SETTINGS.compute.accelerator == "cpu" else 1
+
+
+def accelerator():
+    """The device a training or inference job runs on (compute.accelerator), as a resource."""
+    return SETTINGS.compute.accelerator
 
 
 def mem_mb(rule_name):

@@ -1,17 +1,20 @@
-rule simulate:
-    output:
-        f"{RESULTS}/data/screen.h5ad",
-    log:
-        f"{RESULTS}/logs/simulate.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/simulate.tsv"
-    params:
-        settings=as_json(config["data"].get("simulate", {})),
-    resources:
-        mem_mb=mem_mb("simulate"),
-        runtime=runtime("simulate"),
-    shell:
-        "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
+# A user's screen (data.path) replaces the simulated one: then this rule does not exist.
+if SETTINGS.screen is not None:
+
+    rule simulate:
+        output:
+            f"{RESULTS}/data/screen.h5ad",
+        log:
+            f"{RESULTS}/logs/simulate.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/simulate.tsv"
+        params:
+            settings=as_json(to_dict(SETTINGS.screen)),
+        resources:
+            mem_mb=mem_mb("simulate"),
+            runtime=runtime("simulate"),
+        shell:
+            "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
 
 
 rule genes:
@@ -24,12 +27,35 @@ rule genes:
     benchmark:
         f"{RESULTS}/benchmarks/genes.tsv"
     params:
-        checkpoint=checkpoint_settings(),
+        checkpoint=as_json(to_dict(SETTINGS.checkpoint)),
     resources:
         mem_mb=mem_mb("genes"),
         runtime=runtime("genes"),
     shell:
         "deltatune genes --base {input.base} --checkpoint {params.checkpoint:q} --out {output} 2> {log}"
+
+
+# Every configured column is checked (obs only: seconds), beside preprocessing, which reads only
+# some of them: renaming a column preprocessing does not read reruns the check, not preprocessing
+# and all that follows. A failed check stops the workflow; jobs already running finish.
+rule check_obs:
+    input:
+        get_screen(),
+    output:
+        f"{RESULTS}/data/obs_check.json",
+    log:
+        f"{RESULTS}/logs/check_obs.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_obs.tsv"
+    params:
+        columns=as_json(SETTINGS.columns_for("check_obs")),
+        settings=as_json(SETTINGS.check_obs_settings()),
+    resources:
+        mem_mb=mem_mb("check_obs"),
+        runtime=runtime("check_obs"),
+    shell:
+        "deltatune check-obs --input {input} --columns {params.columns:q} --settings {params.settings:q} "
+        "--out {output} 2> {log}"
 
 
 rule preprocess:
@@ -46,8 +72,8 @@ rule preprocess:
     benchmark:
         f"{RESULTS}/benchmarks/preprocess.tsv"
     params:
-        columns=columns_json(),
-        settings=preprocess_settings(),
+        columns=as_json(SETTINGS.columns_for("preprocess")),
+        settings=as_json(SETTINGS.preprocess_settings()),
         genes=lambda wc, input: f"--genes {input.genes}" if input.genes else "",
     resources:
         mem_mb=mem_mb("preprocess"),

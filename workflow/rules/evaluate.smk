@@ -9,7 +9,7 @@ rule reference:
     benchmark:
         f"{RESULTS}/benchmarks/reference.tsv"
     params:
-        columns=columns_json(),
+        columns=as_json(SETTINGS.columns_for("reference")),
     resources:
         mem_mb=mem_mb("reference"),
         runtime=runtime("reference"),
@@ -32,9 +32,9 @@ rule evaluate:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{scored}}/rep{{rep}}.tsv"
     params:
-        columns=columns_json(),
-        settings=as_json(config["evaluation"]),
-    threads: config["compute"]["eval_threads"]
+        columns=as_json(SETTINGS.columns_for("evaluate")),
+        settings=as_json(SETTINGS.evaluation_settings("evaluate")),
+    threads: SETTINGS.compute.eval_threads
     resources:
         mem_mb=mem_mb("evaluate"),
         runtime=runtime("evaluate"),
@@ -57,9 +57,9 @@ rule ceiling:
     benchmark:
         f"{RESULTS}/benchmarks/ceiling/rep{{rep}}.tsv"
     params:
-        columns=columns_json(),
-        settings=as_json(config["evaluation"]),
-    threads: config["compute"]["eval_threads"]
+        columns=as_json(SETTINGS.columns_for("ceiling")),
+        settings=as_json(SETTINGS.evaluation_settings("ceiling")),
+    threads: SETTINGS.compute.eval_threads
     resources:
         mem_mb=mem_mb("ceiling"),
         runtime=runtime("ceiling"),

@@ -8,7 +8,7 @@ rule pair:
     benchmark:
         f"{RESULTS}/benchmarks/pair/{{dataset}}_{{strategy}}.tsv"
     params:
-        columns=columns_json(),
+        columns=lambda wc: as_json(SETTINGS.pair_columns(wc.strategy)),
         strategy=lambda wc: wc.strategy,
     resources:
         mem_mb=mem_mb("pair"),

@@ -12,22 +12,22 @@ rule infer:
     benchmark:
         f"{RESULTS}/benchmarks/infer/{{stage}}/rep{{rep}}.tsv"
     params:
-        columns=columns_json(),
-        checkpoint=checkpoint_settings(),
-        perturbations=perturbation_settings(),
-        settings=inference_settings,
+        columns=as_json(SETTINGS.columns_for("infer")),
+        checkpoint=as_json(to_dict(SETTINGS.checkpoint)),
+        perturbations=as_json(to_dict(SETTINGS.perturbations)),
+        settings=lambda wc: as_json(SETTINGS.inference_settings(int(wc.rep))),
         adapter=lambda wc, input: f"--adapter {input.adapter}" if input.adapter else "",
-        accelerator=config["compute"]["accelerator"],
-    threads: config["compute"]["train_threads"]
+    threads: SETTINGS.compute.train_threads
     resources:
         mem_mb=mem_mb("infer"),
         runtime=runtime("infer"),
         gpu=gpus(),
+        accelerator=accelerator(),
     shell:
         "deltatune infer --data {input.data} --split {input.split} --base {input.base} "
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
         "{params.adapter} --pairing {input.pairing} --columns {params.columns:q} --settings {params.settings:q} "
-        "--out {output} --threads {threads} --accelerator {params.accelerator} 2> {log}"
+        "--out {output} --threads {threads} --accelerator {resources.accelerator} 2> {log}"
 
 
 rule baseline:
@@ -42,7 +42,7 @@ rule baseline:
     benchmark:
         f"{RESULTS}/benchmarks/baseline/{{baseline}}.tsv"
     params:
-        columns=columns_json(),
+        columns=lambda wc: as_json(SETTINGS.baseline_columns(wc.baseline)),
         kind=lambda wc: wc.baseline,
         base=lambda wc, input: (
             f"--base-data {input.base_data} --base-pairing {input.base_pairing}"

@@ -30,7 +30,7 @@ rule report:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
         manifest=report_manifest,
-        config=as_json({"config": config, "stages": STAGES}),
+        config=as_json(SETTINGS.effective()),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
     resources:
         mem_mb=mem_mb("report"),

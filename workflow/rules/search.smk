@@ -7,7 +7,7 @@ rule trial:
         data=f"{RESULTS}/data/target_line.h5ad",
         split=f"{RESULTS}/data/split.tsv",
         base=get_base_model(),
-        pairing=pairing_index("target_line", STAGES[SEARCH.start]["pairing"]),
+        pairing=pairing_index("target_line", SETTINGS.stages[SEARCH.start].pairing),
         plates=get_inference_pairing(),
         reference=f"{RESULTS}/data/reference.npz",
     output:
@@ -17,32 +17,34 @@ rule trial:
     benchmark:
         f"{RESULTS}/benchmarks/search/trial{{trial}}.tsv"
     params:
-        columns=columns_json(),
-        checkpoint=checkpoint_settings(),
-        perturbations=perturbation_settings(),
-        settings=lambda wc: as_json(TRIALS[int(wc.trial)]),
-        overrides=lambda wc: as_json(TRIAL_VALUES[int(wc.trial)]),
-        inference=as_json(step_settings.inference_settings(config, 0)),
-        evaluation=as_json(config["evaluation"]),
+        columns=lambda wc: as_json(SETTINGS.trial_columns(int(wc.trial))),
+        checkpoint=as_json(to_dict(SETTINGS.checkpoint)),
+        perturbations=as_json(to_dict(SETTINGS.perturbations)),
+        settings=lambda wc: as_json(SETTINGS.trial_settings(int(wc.trial))),
+        overrides=lambda wc: as_json(SETTINGS.trial_values[int(wc.trial)]),
+        inference=as_json(SETTINGS.inference_settings(0)),
+        evaluation=as_json(SETTINGS.evaluation_settings("evaluate")),
         metric=SEARCH.metric,
-        accelerator=config["compute"]["accelerator"],
-    threads: config["compute"]["train_threads"]
+    threads: SETTINGS.compute.train_threads
     resources:
         mem_mb=mem_mb("trial"),
         runtime=runtime("trial"),
         gpu=gpus(),
+        accelerator=accelerator(),
+        checkpoint_every=lambda wc: SETTINGS.checkpoint_every(trial=int(wc.trial)),
     shell:
         "deltatune trial --data {input.data} --split {input.split} --base {input.base} "
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
         "--pairing {input.pairing} --plates {input.plates} --reference {input.reference} --columns {params.columns:q} "
         "--settings {params.settings:q} --overrides {params.overrides:q} --inference {params.inference:q} "
         "--evaluation {params.evaluation:q} --metric {params.metric} --trial {wildcards.trial} --out {output} "
-        "--threads {threads} --accelerator {params.accelerator} 2> {log}"
+        "--checkpoint-every {resources.checkpoint_every} --threads {threads} "
+        "--accelerator {resources.accelerator} 2> {log}"
 
 
 rule choose:
     input:
-        [f"{RESULTS}/search/trials/trial{k}.json" for k in range(len(TRIALS))],
+        [f"{RESULTS}/search/trials/trial{k}.json" for k in range(len(SETTINGS.trials))],
     output:
         chosen=f"{RESULTS}/search/chosen.json",
         table=f"{RESULTS}/search/trials.tsv",

@@ -4,7 +4,7 @@ if not CHECKPOINT:
     rule pretrain:
         input:
             data=f"{RESULTS}/data/base_lines.h5ad",
-            pairing=pairing_index("base_lines", config["base_model"]["pretrain"]["pairing"]),
+            pairing=pairing_index("base_lines", SETTINGS.pretrain.pairing),
         output:
             directory(f"{RESULTS}/models/base"),
         log:
@@ -12,21 +12,22 @@ if not CHECKPOINT:
         benchmark:
             f"{RESULTS}/benchmarks/pretrain.tsv"
         params:
-            columns=columns_json(),
-            architecture=as_json(config["base_model"]["architecture"]),
-            settings=as_json(config["base_model"]["pretrain"]),
-            accelerator=config["compute"]["accelerator"],
+            columns=as_json(SETTINGS.columns_for("pretrain", stage=SETTINGS.pretrain)),
+            architecture=as_json(to_dict(SETTINGS.architecture)),
+            settings=as_json(output_dict(SETTINGS.pretrain)),
             work_dir=f"{RESULTS}/work/base",
-        threads: config["compute"]["train_threads"]
+        threads: SETTINGS.compute.train_threads
         resources:
             mem_mb=mem_mb("pretrain"),
             runtime=runtime("pretrain"),
             gpu=gpus(),
+            accelerator=accelerator(),
+            checkpoint_every=SETTINGS.checkpoint_every(),
         shell:
             "deltatune pretrain --data {input.data} --pairing {input.pairing} --columns {params.columns:q} "
             "--architecture {params.architecture:q} --settings {params.settings:q} "
-            "--out {output} --work-dir {params.work_dir} --threads {threads} "
-            "--accelerator {params.accelerator} 2> {log}"
+            "--out {output} --work-dir {params.work_dir} --checkpoint-every {resources.checkpoint_every} "
+            "--threads {threads} --accelerator {resources.accelerator} 2> {log}"
 
 
 rule finetune:
@@ -43,22 +44,24 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{trained_stage}}/rep{{rep}}.tsv"
     params:
-        columns=columns_json(),
-        checkpoint=checkpoint_settings(),
-        perturbations=perturbation_settings(),
-        settings=stage_settings,
+        columns=lambda wc: as_json(SETTINGS.columns_for("finetune", stage=SETTINGS.stages[wc.trained_stage])),
+        checkpoint=as_json(to_dict(SETTINGS.checkpoint)),
+        perturbations=as_json(to_dict(SETTINGS.perturbations)),
+        settings=lambda wc: as_json(SETTINGS.stage_settings(wc.trained_stage, int(wc.rep))),
         overrides=lambda wc, input: f"--overrides {input.chosen}" if input.chosen else "",
-        accelerator=config["compute"]["accelerator"],
         work_dir=lambda wc: f"{RESULTS}/work/{wc.trained_stage}/rep{wc.rep}",
-    threads: config["compute"]["train_threads"]
+    threads: SETTINGS.compute.train_threads
     resources:
         mem_mb=mem_mb("finetune"),
         runtime=runtime("finetune"),
         gpu=gpus(),
+        accelerator=accelerator(),
+        checkpoint_every=lambda wc: SETTINGS.checkpoint_every(stage=wc.trained_stage),
     shell:
         "deltatune finetune --data {input.data} --split {input.split} --base {input.base} "
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
         "--pairing {input.pairing} {params.overrides} "
         "--columns {params.columns:q} --stage {wildcards.trained_stage} "
         "--settings {params.settings:q} --out {output} --work-dir {params.work_dir} "
-        "--threads {threads} --accelerator {params.accelerator} 2> {log}"
+        "--checkpoint-every {resources.checkpoint_every} "
+        "--threads {threads} --accelerator {resources.accelerator} 2> {log}"

@@ -1,7 +1,8 @@
-"""What several commands share: their common arguments, and reading the inputs those name.
+"""What several commands share: their common arguments, and the settings those carry.
 
 Each setting arrives as a JSON object (``--settings``, ``--columns``, ``--checkpoint``) built
-from the config by the workflow's ``params:``, named by its config path in every error.
+from the config by the workflow's ``params:``, named by its config path in every error. The
+run-only settings (threads, the device, how often to checkpoint) arrive as plain arguments.
 """
 
 from __future__ import annotations
@@ -23,23 +24,31 @@ def data_arguments(p: argparse.ArgumentParser, split: bool = True) -> None:
     p.add_argument("--data", required=True, help="preprocessed .h5ad")
     if split:
         p.add_argument("--split", required=True, help="split table (.tsv) from preprocess")
-    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
+    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns); null: not read")
 
 
 def base_arguments(p: argparse.ArgumentParser, perturbations: bool = True) -> None:
     p.add_argument("--base", required=True, help="base model: ST run directory, or a .ckpt inside one")
     p.add_argument("--checkpoint", default="{}", help="JSON: CheckpointSettings (checkpoint_file, genes, trusted)")
     if perturbations:
-        p.add_argument("--perturbations", default="{}",
-                       help="JSON: PerturbationSettings (unseen_perturbations, combination_separator)")
+        p.add_argument(
+            "--perturbations",
+            default="{}",
+            help="JSON: PerturbationSettings (unseen_perturbations, combination_separator)",
+        )
 
 
 def threads_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (run-only: changes no result's meaning)")
 
 
 def accelerator_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--accelerator", default="auto", help="auto | cpu | gpu (Lightning Fabric)")
+    p.add_argument(
+        "--accelerator",
+        default="auto",
+        choices=("auto", "cpu", "gpu"),
+        help="device (Lightning Fabric): auto takes a visible GPU, else the CPU",
+    )
 
 
 def columns(args: argparse.Namespace):
@@ -48,36 +57,14 @@ def columns(args: argparse.Namespace):
     return from_json(Columns, args.columns, "data.columns")
 
 
-def base_model(args: argparse.Namespace):
-    """The base model of ``--base`` under ``--checkpoint`` settings (safe loading unless trusted)."""
-    from ..model.checkpoint import load_base_model
-    from ..settings import CheckpointSettings, from_json
+def model_settings(args: argparse.Namespace) -> dict:
+    """How to load the base model and match the data's labels to it, as step keyword arguments."""
+    from ..settings import CheckpointSettings, PerturbationSettings, from_json
 
-    return load_base_model(args.base, from_json(CheckpointSettings, args.checkpoint, "base_model"))
-
-
-def perturbation_settings(args: argparse.Namespace):
-    from ..settings import PerturbationSettings, from_json
-
-    return from_json(PerturbationSettings, args.perturbations, "base_model")
-
-
-def model_ready_data(args: argparse.Namespace, base, select):
-    """The preprocessed target line with expression for the cells ``select(obs)`` marks only,
-    checked to hold exactly the base model's genes."""
-    from ..data.genes import check_model_genes
-    from ..data.readers import read_cells
-
-    target = read_cells(args.data, select)
-    check_model_genes(target, base.genes, args.data, args.base)
-    return target
-
-
-def device(accelerator: str):
-    """The torch device Lightning Fabric picks for ``accelerator`` (auto: a visible GPU, else the CPU)."""
-    from lightning.fabric import Fabric
-
-    return Fabric(accelerator=accelerator, devices=1).device
+    found = {"checkpoint": from_json(CheckpointSettings, args.checkpoint, "base_model")}
+    if hasattr(args, "perturbations"):
+        found["perturbations"] = from_json(PerturbationSettings, args.perturbations, "base_model")
+    return found
 
 
 def set_threads(n: int) -> None:

@@ -1,27 +1,42 @@
-"""Commands of the data rules (``workflow/rules/data.smk``): ``simulate``, ``genes``, ``preprocess``."""
+"""Commands of the data rules (``workflow/rules/data.smk``): ``simulate``, ``check-obs``, ``genes``,
+``preprocess``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 
 from . import _args
-
-log = logging.getLogger("deltatune")
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", default="{}", help="JSON: ScreenSpec fields (data.simulate)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="simulated screen of raw counts (.h5ad)")
 
 
 def run_simulate(args: argparse.Namespace) -> None:
-    from ..data.simulate import write_screen
+    from ..data.steps import simulate_file
     from ..settings import ScreenSpec, from_json
 
-    spec = from_json(ScreenSpec, args.settings, "data.simulate")
-    log.info("simulated %d cells x %d genes", write_screen(spec, args.out), spec.n_genes)
+    simulate_file(args.out, from_json(ScreenSpec, args.settings, "data.simulate"))
+
+
+def _check_obs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="the screen (.h5ad); only its obs is read")
+    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
+    p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields (target_cell_line, ...)")
+    p.add_argument("--out", required=True, help="what was found (.json)")
+
+
+def run_check_obs(args: argparse.Namespace) -> None:
+    from ..data.steps import check_obs_file
+    from ..settings import PreprocessSettings, from_json
+
+    check_obs_file(
+        args.input,
+        args.out,
+        columns=_args.columns(args),
+        settings=from_json(PreprocessSettings, args.settings, "preprocess"),
+    )
 
 
 def _genes_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,40 +45,50 @@ def _genes_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_genes(args: argparse.Namespace) -> None:
-    from ..files import write_text
+    from ..model.steps import genes_file
 
-    base = _args.base_model(args)
-    log.info("base model %s: %d genes, %d perturbations", args.base, len(base.genes), len(base.perturbations))
-    write_text(args.out, "\n".join(base.genes) + "\n")
+    genes_file(args.base, args.out, **_args.model_settings(args))
 
 
 def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", required=True, help="the screen (.h5ad): raw counts or log1p")
     p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
     p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
     p.add_argument("--genes", help="gene list of a base model (from `deltatune genes`); replaces HVG selection")
-    for name in ("base", "target", "split", "summary"):
-        p.add_argument(f"--out-{name}", required=True)
+    p.add_argument("--out-base", required=True, help="the base lines (.h5ad)")
+    p.add_argument("--out-target", required=True, help="the target line (.h5ad)")
+    p.add_argument("--out-split", required=True, help="the split of the target line's perturbations (.tsv)")
+    p.add_argument("--out-summary", required=True, help="what preprocessing did (.json)")
 
 
 def run_preprocess(args: argparse.Namespace) -> None:
-    from ..data.genes import read_gene_list
-    from ..data.preprocess import preprocess_file
-    from ..files import write_h5ad, write_json, write_tsv
+    from ..data.steps import preprocess_files
     from ..settings import PreprocessSettings, from_json
 
-    settings = from_json(PreprocessSettings, args.settings, "preprocess")
-    genes = read_gene_list(args.genes) if args.genes else None
-    result = preprocess_file(args.input, _args.columns(args), settings, genes)
-    log.info("preprocess: %s", json.dumps(result.summary))
-    write_h5ad(result.base, args.out_base)
-    write_h5ad(result.target, args.out_target)
-    write_tsv(result.split, args.out_split)
-    write_json(args.out_summary, result.summary)
+    preprocess_files(
+        args.input,
+        out_base=args.out_base,
+        out_target=args.out_target,
+        out_split=args.out_split,
+        out_summary=args.out_summary,
+        columns=_args.columns(args),
+        settings=from_json(PreprocessSettings, args.settings, "preprocess"),
+        genes=args.genes,
+    )
 
 
 def register(sub) -> None:
-    _args.add_command(sub, "simulate", "simulate a Tahoe-like drug screen (raw counts)", _simulate_arguments, run_simulate)
+    _args.add_command(
+        sub, "simulate", "simulate a Tahoe-like drug screen (raw counts)", _simulate_arguments, run_simulate
+    )
+    _args.add_command(
+        sub,
+        "check-obs",
+        "check a screen's obs: configured columns, target line, controls",
+        _check_obs_arguments,
+        run_check_obs,
+    )
     _args.add_command(sub, "genes", "check a base model and write its gene list", _genes_arguments, run_genes)
-    _args.add_command(sub, "preprocess", "validate, normalize, select genes and split a screen", _preprocess_arguments,
-                run_preprocess)
+    _args.add_command(
+        sub, "preprocess", "validate, normalize, select genes and split a screen", _preprocess_arguments, run_preprocess
+    )

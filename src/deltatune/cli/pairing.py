@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 
+from ..settings.pairing import STRATEGIES
 from . import _args
-
-log = logging.getLogger("deltatune")
 
 
 def _pair_arguments(p: argparse.ArgumentParser) -> None:
     _args.data_arguments(p, split=False)
-    p.add_argument("--strategy", required=True, help="random | batch | celltype | batch_celltype")
+    p.add_argument(
+        "--strategy", required=True, choices=STRATEGIES, help="which columns a perturbed cell's controls share with it"
+    )
     p.add_argument("--out", required=True, help="index file (.npz)")
 
 
 def run_pair(args: argparse.Namespace) -> None:
-    from ..data.readers import read_h5ad
-    from ..pairing.index import build_pairing_index
+    from ..pairing.steps import pair_file
 
-    adata = read_h5ad(args.data)
-    index = build_pairing_index(adata.obs, _args.columns(args), args.strategy).with_means(adata.X)
-    log.info("pairing index: %s", json.dumps(index.summary()))
-    index.save(args.out, adata.obs_names)
+    pair_file(args.data, args.out, columns=_args.columns(args), strategy=args.strategy)
 
 
 def register(sub) -> None:

@@ -14,21 +14,21 @@ from . import _args
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="JSON: the run's files (deltatune.report.build.Manifest)")
-    p.add_argument("--config", required=True, help='JSON: {"config": workflow config, "stages": resolved stages}')
+    p.add_argument("--config", required=True, help="JSON: the run's effective config (WorkflowSettings.effective)")
     p.add_argument("--out-dir", required=True, help="report folder to write")
 
 
 def run_report(args: argparse.Namespace) -> None:
     from ..errors import SettingsError
-    from ..report.build import Manifest, write_report
+    from ..report.build import Manifest, report_files
     from ..settings import from_json
 
     manifest = from_json(Manifest, args.manifest, "--manifest")
     try:
-        workflow = json.loads(args.config)
+        config = json.loads(args.config)
     except json.JSONDecodeError as err:
         raise SettingsError(f"--config: not valid JSON ({err})") from err
-    summary = write_report(manifest, workflow["config"], workflow["stages"], args.out_dir)
+    summary = report_files(manifest, args.out_dir, config=config)
     print(summary.to_string(index=False), file=sys.stderr)
 
 
@@ -38,13 +38,10 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from ..files import atomic_path
-    from ..report.compare import compare_runs
+    from ..report.compare import compare_files
 
-    table = compare_runs(args.runs[0], args.runs[1])
+    table = compare_files(args.runs[0], args.runs[1], out=args.out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
     print(f"written to {args.out}", file=sys.stderr)
 
 

@@ -10,6 +10,7 @@ counts and examples, because a model fed mostly zeros predicts nothing worth sco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anndata as ad
@@ -18,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import CheckpointError, InputDataError
+from .readers import read_cells
 
 MEASURED = "measured"
 
@@ -42,8 +44,7 @@ def use_var_column(adata: ad.AnnData, column: str | None, source: str) -> ad.Ann
         return adata
     if column not in adata.var.columns:
         raise InputDataError(
-            f"{source}: var column '{column}' (data.var_names) is not in var "
-            f"(columns: {list(adata.var.columns[:20])})"
+            f"{source}: var column '{column}' (data.var_names) is not in var (columns: {list(adata.var.columns[:20])})"
         )
     names = adata.var[column].astype(str)
     duplicated = names[names.duplicated()].unique()
@@ -94,6 +95,16 @@ def check_model_genes(adata: ad.AnnData, genes: list[str], data_source: str, mod
         f"{data_source} and the base model {model_source} both have {len(genes)} genes but differ "
         f"from position {first} ('{names[first]}' vs '{genes[first]}'): rerun preprocessing with this base model"
     )
+
+
+def read_for_model(
+    path: str | Path, genes: list[str], select: Callable[[pd.DataFrame], np.ndarray], model_source: str | Path
+) -> ad.AnnData:
+    """A preprocessed line with expression for the cells ``select(obs)`` marks only
+    (:func:`~deltatune.data.readers.read_cells`), checked to hold exactly the model's ``genes``."""
+    adata = read_cells(path, select)
+    check_model_genes(adata, genes, str(path), str(model_source))
+    return adata
 
 
 def measured_genes(adata: ad.AnnData) -> ad.AnnData:

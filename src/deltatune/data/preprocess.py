@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 from .genes import MEASURED, match_genes, use_var_column
-from .obs import check_obs
+from .obs import screen_cells
 from .readers import open_backed, read_rows
 from .splits import SPLITS, split_perturbations
 
@@ -80,36 +80,6 @@ def select_genes(adata: ad.AnnData, n_top_genes: int) -> ad.AnnData:
     return adata[:, adata.var["highly_variable"].to_numpy()].copy()
 
 
-def _check_cells(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate obs for preprocessing; return the masks of the target line's and the base lines' cells."""
-    check_obs(obs, columns, source)
-    if not obs.index.is_unique:
-        dupes = obs.index[obs.index.duplicated()][:3].tolist()
-        raise InputDataError(f"{source}: cell names are not unique (e.g. {dupes})")
-    lines = obs[columns.cell_type].astype(str)
-    in_target = (lines == settings.target_cell_line).to_numpy()
-    if not in_target.any():
-        raise InputDataError(
-            f"{source}: target cell line '{settings.target_cell_line}' not found in column "
-            f"'{columns.cell_type}' (values: {sorted(lines.unique())[:10]})"
-        )
-    is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    if not (in_target & is_control).any():
-        raise InputDataError(
-            f"{source}: cell line '{settings.target_cell_line}' has no control cells "
-            f"({columns.perturbation} == {columns.control!r}): nothing to predict from"
-        )
-    if settings.base_cell_lines is None:
-        return in_target, ~in_target
-    unknown = sorted(set(settings.base_cell_lines) - set(lines))
-    if unknown or settings.target_cell_line in settings.base_cell_lines:
-        raise InputDataError(
-            f"{source}: base_cell_lines must be lines of column '{columns.cell_type}' other than the "
-            f"target; not usable: {unknown or [settings.target_cell_line]}"
-        )
-    return in_target, lines.isin(settings.base_cell_lines).to_numpy()
-
-
 def preprocess(
     adata: ad.AnnData,
     columns: Columns,
@@ -125,7 +95,7 @@ def preprocess(
     highly-variable-gene selection: the data is put in that order by name.
     """
     adata = use_var_column(adata, settings.var_names, source)
-    in_target, in_base = _check_cells(adata.obs, columns, settings, source)
+    in_target, in_base = screen_cells(adata.obs, columns, settings, source)
     keep = in_target | in_base
     if not keep.all():
         adata, in_target = adata[keep].copy(), in_target[keep]
@@ -162,7 +132,7 @@ def preprocess_file(
     """
     backed = open_backed(path)
     try:
-        in_target, in_base = _check_cells(backed.obs, columns, settings, str(path))
+        in_target, in_base = screen_cells(backed.obs, columns, settings, str(path))
         adata = read_rows(backed, np.flatnonzero(in_target | in_base))
     finally:
         backed.file.close()

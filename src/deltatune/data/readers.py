@@ -130,8 +130,9 @@ def check_read(X, rows, what: str = "a step") -> None:
         return
     positions = np.arange(len(read))[rows].reshape(-1)
     unread = positions[~read[positions]]
-    raise UnreadRowError(f"{what} asked for {len(unread)} row(s) that were not read from the file "
-                         f"(e.g. row {int(unread[0])})")
+    raise UnreadRowError(
+        f"{what} asked for {len(unread)} row(s) that were not read from the file (e.g. row {int(unread[0])})"
+    )
 
 
 def read_cells(path: str | Path, select: Callable[[pd.DataFrame], np.ndarray]) -> ad.AnnData:

@@ -94,12 +94,8 @@ def _wells(spec: ScreenSpec, layout: np.ndarray, rng: np.random.Generator) -> pd
         }
     )
     treated["n_cells"] = rng.poisson(spec.cells_per_well, size=len(treated)).clip(min=3)
-    lines, plates = np.meshgrid(
-        np.arange(len(spec.cell_lines)), np.arange(spec.plates_per_line), indexing="ij"
-    )
-    controls = pd.DataFrame(
-        {"line": lines.ravel(), "plate": plates.ravel(), "drug": -1, "dose": 0.0}
-    )
+    lines, plates = np.meshgrid(np.arange(len(spec.cell_lines)), np.arange(spec.plates_per_line), indexing="ij")
+    controls = pd.DataFrame({"line": lines.ravel(), "plate": plates.ravel(), "drug": -1, "dose": 0.0})
     controls["n_cells"] = rng.poisson(spec.controls_per_plate, size=len(controls)).clip(min=10)
     return pd.concat([controls, treated], ignore_index=True)
 
@@ -164,12 +160,7 @@ def draw_screen(spec: ScreenSpec) -> Screen:
     drug = wells["drug"].to_numpy().clip(min=0)
     line, plate = wells["line"].to_numpy(), wells["plate"].to_numpy()
     response = np.where(is_treated, hill(wells["dose"].to_numpy(), ec50[drug], slope[drug]), 0.0)
-    log_mu = (
-        base[None, :]
-        + line_shift[line]
-        + plate_shift[line, plate]
-        + response[:, None] * effect[drug, line]
-    )
+    log_mu = base[None, :] + line_shift[line] + plate_shift[line, plate] + response[:, None] * effect[drug, line]
     proportions = np.exp(log_mu - log_mu.max(axis=1, keepdims=True))
     proportions /= proportions.sum(axis=1, keepdims=True)
 
@@ -181,8 +172,10 @@ def draw_screen(spec: ScreenSpec) -> Screen:
     drug_names = np.array([f"drug{d:02d}" for d in range(spec.n_drugs)])
     well_drug = np.where(is_treated, drug_names[drug], CONTROL_DRUG)
     well_label = np.array(
-        [perturbation_label(d, c) if t else TAHOE_CONTROL
-         for d, c, t in zip(well_drug, wells["dose"], is_treated, strict=True)]
+        [
+            perturbation_label(d, c) if t else TAHOE_CONTROL
+            for d, c, t in zip(well_drug, wells["dose"], is_treated, strict=True)
+        ]
     )
     line_names = np.asarray(spec.cell_lines)
     well_plate = np.array([f"{line_names[ln]}_plate{p + 1}" for ln, p in zip(line, plate, strict=True)])

@@ -10,15 +10,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from ..pairing.groups import control_mask
 from ..settings import Columns, SplitSettings
+from .groups import control_mask
 
 SPLITS = ("train", "val", "test")
 
 
-def split_perturbations(
-    obs: pd.DataFrame, columns: Columns, settings: SplitSettings
-) -> pd.DataFrame:
+def split_perturbations(obs: pd.DataFrame, columns: Columns, settings: SplitSettings) -> pd.DataFrame:
     """Assign every perturbation in ``obs`` to train, val or test by split unit.
 
     Returns one row per perturbation label: ``perturbation``, ``unit``, ``split``, ``n_cells``
@@ -46,9 +44,7 @@ def split_perturbations(
         )
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(units)
-    assigned = dict.fromkeys(order[:n_test], "test") | dict.fromkeys(
-        order[n_test : n_test + n_val], "val"
-    )
+    assigned = dict.fromkeys(order[:n_test], "test") | dict.fromkeys(order[n_test : n_test + n_val], "val")
     table["split"] = table["unit"].map(assigned).fillna("train")
     table["holdout"] = np.where(table["split"] == "train", "", "unit")
     if settings.dose_holdout_fraction > 0:

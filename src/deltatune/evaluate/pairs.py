@@ -4,12 +4,13 @@ capped, seeded set of the cells themselves.
 The scored cells are the target line's test cells and all its controls; the prediction carries
 the same real controls (copied by inference), so predicted controls cannot move the deltas
 (cell-eval issues 183 and 196). cell-eval's mean-based metrics (``pearson_delta``, the errors,
-discrimination) read only each perturbation's mean: fed one row per group, the group's mean over every cell, they compute
-exactly their own formulas on exactly those means, and nothing dense of cells x genes is ever
-built. The cell-level metrics (``pearson_edistance``: distances between cells, quadratic in their
-number; ``clustering_agreement``; the DE metrics of the ``full`` profile) read cells, a documented seeded sample of them
-(``evaluation.cell_cap`` per perturbation, ``evaluation.control_cap`` controls); a screen within
-the caps is scored on all its cells.
+discrimination) read only each perturbation's mean: fed one row per group, the group's mean over
+every cell, they compute exactly their own formulas on exactly those means, and nothing dense of
+cells x genes is ever built. The cell-level metrics (``pearson_edistance``: distances between
+cells, quadratic in their number; ``clustering_agreement``; the DE metrics of the ``full``
+profile) read cells, a documented seeded sample of them (``evaluation.cell_cap`` per
+perturbation, ``evaluation.control_cap`` controls); a screen within the caps is scored on all its
+cells.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.genes import measured_genes
+from ..data.groups import control_mask, group_codes
+from ..data.means import group_means
 from ..data.readers import dense_rows
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
-from ..pairing.groups import control_mask, group_codes
-from ..pairing.means import group_means
 from ..settings import Columns, EvaluateSettings
 
 CHUNK_ROWS = 50_000  # prediction rows read at a time
@@ -110,7 +111,8 @@ class Bulk:
 def _bulk(keys: pd.DataFrame, counts: np.ndarray, real: np.ndarray, pred: np.ndarray, genes: pd.Index) -> Bulk:
     obs = keys.set_axis([f"group{i}" for i in range(len(keys))])
     var = pd.DataFrame(index=genes)
-    return Bulk(keys.assign(n_cells=counts), ad.AnnData(X=real, obs=obs, var=var), ad.AnnData(X=pred, obs=obs.copy(), var=var))
+    real_side, predicted_side = ad.AnnData(X=real, obs=obs, var=var), ad.AnnData(X=pred, obs=obs.copy(), var=var)
+    return Bulk(keys.assign(n_cells=counts), real_side, predicted_side)
 
 
 def bulk_pair(pair: Pair, by: list[str]) -> Bulk:

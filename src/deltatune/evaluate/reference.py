@@ -26,12 +26,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..data.groups import group_codes
+from ..data.means import group_means
 from ..data.readers import read_rows
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
 from ..files import atomic_path
-from ..pairing.groups import group_codes
-from ..pairing.means import group_means
 from ..settings import Columns
 
 CHUNK_ROWS = 100_000  # training cells read at a time
@@ -77,8 +77,10 @@ class Reference:
             raise InputDataError(f"Systema reference {path} does not exist")
         with np.load(path, allow_pickle=False) as z:
             if list(z["genes"]) != list(genes):
-                raise InputDataError(f"Systema reference {path} was computed over other genes than the data's: "
-                                     "rebuild it (rule reference)")
+                raise InputDataError(
+                    f"Systema reference {path} was computed over other genes than the data's: "
+                    "rebuild it (rule reference)"
+                )
             plates = dict(zip(map(str, z["plates"]), z["plate_means"], strict=True))
             return cls(pd.Index(genes), z["pooled"], int(z["n_perturbations"]), plates)
 
@@ -92,8 +94,10 @@ def training_reference(adata: ad.AnnData, split: pd.DataFrame, columns: Columns,
     """Systema's reference of the target line ``adata`` (in memory or backed) over ``genes``."""
     rows = np.flatnonzero(cells_of_split(adata.obs, columns, split, "train"))
     if len(rows) == 0:
-        raise InputDataError("Systema's reference is the mean of the training perturbations, but the split "
-                             "assigns no perturbation of the target line to 'train'")
+        raise InputDataError(
+            "Systema's reference is the mean of the training perturbations, but the split "
+            "assigns no perturbation of the target line to 'train'"
+        )
     obs = adata.obs.iloc[rows]
     by = [c for c in (columns.batch,) if c]
     codes, keys = group_codes(obs, [*by, columns.perturbation])

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SettingsError
+from ..metrics import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC, no_signal
 from ..settings import Columns, EvaluateSettings
-from .metrics import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC, no_signal
 from .pairs import Bulk, Pair, bulk_pair, cell_sample, for_cell_eval, split_half_bulk
 from .reference import Reference
 from .systematic import centred_on_reference, delta_correlations, labels_without_signal
@@ -46,21 +46,35 @@ def _metric_names() -> tuple[list[str], list[str]]:
     return metrics_registry.list_metrics(MetricType.DE), metrics_registry.list_metrics(MetricType.ANNDATA_PAIR)
 
 
-def _compute(real: ad.AnnData, pred: ad.AnnData, columns: Columns, profile: str, skip: list[str], threads: int,
-             skip_de: bool, ceiling_seed: int | None = None) -> pd.DataFrame:
+def _compute(
+    real: ad.AnnData,
+    pred: ad.AnnData,
+    columns: Columns,
+    profile: str,
+    skip: list[str],
+    threads: int,
+    skip_de: bool,
+    ceiling_seed: int | None = None,
+) -> pd.DataFrame:
     """cell-eval's per-perturbation results of ``profile`` less ``skip`` (or its split-half ceiling)."""
     from cell_eval import MetricsEvaluator
 
     with tempfile.TemporaryDirectory(prefix="cell-eval-") as outdir:
         evaluator = MetricsEvaluator(
-            adata_pred=pred, adata_real=real, control_pert=columns.control, pert_col=columns.perturbation,
-            num_threads=threads, outdir=outdir, skip_de=skip_de,
+            adata_pred=pred,
+            adata_real=real,
+            control_pert=columns.control,
+            pert_col=columns.perturbation,
+            num_threads=threads,
+            outdir=outdir,
+            skip_de=skip_de,
         )
         if ceiling_seed is None:
             results, _ = evaluator.compute(profile=profile, skip_metrics=skip, write_csv=False)
         else:
-            results, _ = evaluator.compute_ceiling(profile=profile, skip_metrics=skip, seed=ceiling_seed,
-                                                   write_csv=False)
+            results, _ = evaluator.compute_ceiling(
+                profile=profile, skip_metrics=skip, seed=ceiling_seed, write_csv=False
+            )
     return results.to_pandas()
 
 
@@ -106,11 +120,21 @@ def score(pair: Pair, reference: Reference, settings: EvaluateSettings, threads:
     if settings.profile in PROFILES_WITH_CELL_METRICS:
         real, pred = cell_sample(pair, settings)
         skip = [m for m in anndata if m not in CELL_METRICS]
-        parts.append(_compute(for_cell_eval(real, columns), for_cell_eval(pred, columns), columns, settings.profile,
-                              skip, threads, skip_de=settings.profile in PROFILES_WITHOUT_DE))
+        parts.append(
+            _compute(
+                for_cell_eval(real, columns),
+                for_cell_eval(pred, columns),
+                columns,
+                settings.profile,
+                skip,
+                threads,
+                skip_de=settings.profile in PROFILES_WITHOUT_DE,
+            )
+        )
     scores = _merge(parts)
     order = {name: i for i, name in enumerate([*de, *anndata])}  # cell-eval's own column order
-    scores = scores[["perturbation", *sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))]]
+    ordered = sorted(scores.columns.drop("perturbation"), key=lambda c: order.get(c, len(order)))
+    scores = scores[["perturbation", *ordered]]
     systema = _systema_score(bulk, reference.pooled, columns, threads)
     return _merge([scores, systema, delta_correlations(bulk, columns)])
 
@@ -140,7 +164,8 @@ def _plate_average(parts: list[pd.DataFrame], metrics: list[str]) -> pd.DataFram
     """Each of ``metrics`` averaged over plates, weighted by the perturbation's cells in each."""
     scores = pd.concat(parts, ignore_index=True)
     weighted = scores[metrics].mul(scores["weight"], axis=0).assign(perturbation=scores["perturbation"])
-    matched = weighted.groupby("perturbation")[metrics].sum().div(scores.groupby("perturbation")["weight"].sum(), axis=0)
+    weights = scores.groupby("perturbation")["weight"].sum()
+    matched = weighted.groupby("perturbation")[metrics].sum().div(weights, axis=0)
     return matched.add_suffix(MATCHED_SUFFIX).reset_index()
 
 
@@ -148,8 +173,9 @@ def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame
     """``score_plate(plate, plate's bulk)`` on every usable plate of a (plate, perturbation)
     ``bulk``, averaged over plates; what was skipped; and the plates scored."""
     labels = bulk.keys[columns.perturbation].to_numpy()
-    plates, info = usable_batches(bulk.keys[columns.batch].to_numpy(), labels, bulk.keys["n_cells"].to_numpy(),
-                                  columns.control)
+    plates, info = usable_batches(
+        bulk.keys[columns.batch].to_numpy(), labels, bulk.keys["n_cells"].to_numpy(), columns.control
+    )
     parts = []
     for plate in plates:
         rows = (bulk.keys[columns.batch] == plate).to_numpy()
@@ -177,28 +203,33 @@ def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.Da
     def score_plate(plate: str, bulk: Bulk) -> pd.DataFrame:
         table = _compute(bulk.real, bulk.pred, columns, "anndata", skip, threads, skip_de=True)
         table = _zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns))
-        return table.merge(_systema_score(bulk, reference.of_plate(plate), columns, threads), on="perturbation", how="left")
+        systema = _systema_score(bulk, reference.of_plate(plate), columns, threads)
+        return table.merge(systema, on="perturbation", how="left")
 
     matched, info, scored = _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, score_plate)
     return matched, info | {"reference_fallback_plates": reference.fallbacks(scored)}
 
 
-def ceiling_scores(real: ad.AnnData, reference: Reference, columns: Columns, settings: EvaluateSettings,
-                   threads: int, seed: int) -> pd.DataFrame:
+def ceiling_scores(
+    real: ad.AnnData, reference: Reference, columns: Columns, settings: EvaluateSettings, threads: int, seed: int
+) -> pd.DataFrame:
     """cell-eval's split-half scores of the real cells against themselves, pooled and plate-matched,
     and Systema's score of the same kind of split against the same references as the predictions.
 
     Half-depth values per perturbation; the report maps them to full depth with cell-eval's
     Spearman-Brown correction, and derives the bound for a noise-free prediction from them.
     """
+
     def systema(plate: str | None, halves: Bulk) -> pd.DataFrame:
         ref = reference.pooled if plate is None else reference.of_plate(plate)
         return _systema_score(halves, ref, columns, threads)[["perturbation", PERTURBED_MEAN]]
 
-    pooled = _compute(real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE,
-                      ceiling_seed=seed)
-    pooled = pooled.merge(systema(None, split_half_bulk(real, [columns.perturbation], seed)), on="perturbation",
-                          how="left")
+    pooled = _compute(
+        real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE, ceiling_seed=seed
+    )
+    pooled = pooled.merge(
+        systema(None, split_half_bulk(real, [columns.perturbation], seed)), on="perturbation", how="left"
+    )
     if not columns.batch:
         return pooled
     batch = real.obs[columns.batch].astype(str).to_numpy()
@@ -217,8 +248,9 @@ def ceiling_scores(real: ad.AnnData, reference: Reference, columns: Columns, set
     return pooled.merge(matched.merge(centred, on="perturbation", how="outer"), on="perturbation", how="left")
 
 
-def score_prediction(pair: Pair, reference: Reference, settings: EvaluateSettings,
-                     threads: int) -> tuple[pd.DataFrame, dict]:
+def score_prediction(
+    pair: Pair, reference: Reference, settings: EvaluateSettings, threads: int
+) -> tuple[pd.DataFrame, dict]:
     """Per-perturbation pooled scores, joined by the plate-matched ones when the data has plates.
 
     Returns the table (one row per test perturbation) and what plate matching used and skipped.

@@ -27,7 +27,7 @@ constant over genes up to rounding (``y_p - y_ctrl`` of the no-effect floor agai
 plate's controls: every cell is predicted as that plate's control mean), cell-eval would
 correlate rounding noise with the real delta. deltatune scores such a correlation 0 (it explains nothing) and marks the
 perturbation in the score's ``no_signal_`` column, which the report reads out. The means are
-float64 sums (:mod:`deltatune.pairing.means`), so the rounding left is float32's (6e-8 of the
+float64 sums (:mod:`deltatune.data.means`), so the rounding left is float32's (6e-8 of the
 profile), far below :data:`ROUNDING`, whatever the number of cells.
 
 **Mode collapse** (ArcInstitute/state issue 153 reports unrelated drugs predicted at a mutual
@@ -46,8 +46,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..metrics import DELTA_CORRELATION_PREDICTED, DELTA_CORRELATION_REAL, MODE_COLLAPSE, no_signal
 from ..settings import Columns
-from .metrics import DELTA_CORRELATION_PREDICTED, DELTA_CORRELATION_REAL, MODE_COLLAPSE, no_signal
 from .pairs import Bulk
 
 REFERENCE = "reference"  # the name of the row that stands in for the controls
@@ -78,7 +78,9 @@ def labels_without_signal(bulk: Bulk, columns: Columns, against: np.ndarray | No
     return bulk.pred.obs[columns.perturbation].astype(str).to_numpy()[treated][flat]
 
 
-def centred_on_reference(bulk: Bulk, reference: np.ndarray, columns: Columns) -> tuple[ad.AnnData, ad.AnnData, np.ndarray]:
+def centred_on_reference(
+    bulk: Bulk, reference: np.ndarray, columns: Columns
+) -> tuple[ad.AnnData, ad.AnnData, np.ndarray]:
     """Real and predicted bulks of ``bulk``'s perturbations with ``reference`` as their control
     row, and the perturbations whose prediction equals the reference up to rounding.
 
@@ -86,8 +88,9 @@ def centred_on_reference(bulk: Bulk, reference: np.ndarray, columns: Columns) ->
     """
     treated = _treated(bulk, columns)
     labels = bulk.real.obs[columns.perturbation].astype(str).to_numpy()[treated]
-    obs = pd.DataFrame({columns.perturbation: [*labels, columns.control]},
-                       index=[*bulk.real.obs_names[treated], REFERENCE])
+    obs = pd.DataFrame(
+        {columns.perturbation: [*labels, columns.control]}, index=[*bulk.real.obs_names[treated], REFERENCE]
+    )
 
     def side(adata: ad.AnnData) -> ad.AnnData:
         X = np.asarray(adata.X[treated], dtype=np.float64)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_cell_sets(
-    groups: np.ndarray, set_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def make_cell_sets(groups: np.ndarray, set_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Cut cells into sets of ``set_size`` positions (indices into ``groups``), one group per set.
 
     Returns ``(sets, filled)``: an int64 array (n_sets, set_size) in which every cell appears

@@ -75,8 +75,10 @@ def _untrusted(path: Path, reason: str) -> CheckpointError:
 
 def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
     reason = err if isinstance(err, str) else (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return CheckpointError(f"{path} is not a readable checkpoint ({reason}): it may be truncated or corrupt; "
-                           "copy it again from where it was trained")
+    return CheckpointError(
+        f"{path} is not a readable checkpoint ({reason}): it may be truncated or corrupt; "
+        "copy it again from where it was trained"
+    )
 
 
 def load_torch(path: Path, trusted: bool):

@@ -62,8 +62,11 @@ def is_one_hot(vectors: torch.Tensor) -> bool:
     """Whether every row of ``vectors`` is a distinct standard basis vector."""
     if vectors.ndim != 2 or vectors.shape[0] != vectors.shape[1]:
         return False
-    return bool(((vectors == 0) | (vectors == 1)).all() and (vectors.sum(1) == 1).all()
-                and len(torch.unique(vectors.argmax(1))) == len(vectors))
+    return bool(
+        ((vectors == 0) | (vectors == 1)).all()
+        and (vectors.sum(1) == 1).all()
+        and len(torch.unique(vectors.argmax(1))) == len(vectors)
+    )
 
 
 class Vocabulary:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from state.tx.models.state_transition import StateTransitionPerturbationModel
 
-from ..pairing.groups import control_mask
+from ..data.groups import control_mask
 from ..settings import Architecture, Columns, PerturbationSettings
 from .perturbations import Vocabulary
 
@@ -32,7 +32,7 @@ def build_st_model(
     n_genes = len(genes)
     backbone = {
         "hidden_size": arch.hidden_dim,
-        "intermediate_size": arch.mlp_ratio * arch.hidden_dim,
+        "intermediate_size": arch.intermediate_dim or arch.mlp_ratio * arch.hidden_dim,
         "num_hidden_layers": arch.n_layers,
         "num_attention_heads": arch.n_heads,
         "num_key_value_heads": arch.n_heads,
@@ -57,6 +57,8 @@ def build_st_model(
             transformer_backbone_key="llama",
             transformer_backbone_kwargs=backbone,
             cell_set_len=arch.cell_set_len,
+            n_encoder_layers=arch.encoder_layers,
+            n_decoder_layers=arch.decoder_layers,
             loss=arch.loss,
             blur=arch.blur,
             embed_key=None,

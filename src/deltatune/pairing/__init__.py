@@ -1,5 +1,5 @@
 """The pairing step (rule ``pair``): perturbed cells paired with controls, and control means.
 
-:mod:`.groups` codes cells by plate / cell type, :mod:`.means` averages rows per group,
-:mod:`.index` is the saved pairing index training and inference read.
+:mod:`.index` is the saved pairing index training and inference read; the group codes and
+means it is built from are :mod:`deltatune.data.groups` and :mod:`deltatune.data.means`.
 """

@@ -21,11 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.groups import control_mask, group_codes
+from ..data.means import group_means
 from ..errors import InputDataError, SettingsError
 from ..files import atomic_path
 from ..settings import Columns
-from .groups import control_mask, group_codes, strategy_columns
-from .means import group_means
+from ..settings.pairing import STRATEGIES
+
+ARRAYS = ("controls", "start", "count", "perturbed", "perturbed_group", "means", "overall")  # an index file's arrays
 
 
 def obs_digest(obs_names: pd.Index) -> str:
@@ -86,9 +89,11 @@ class PairingIndex:
             raise InputDataError("cells can only be paired like perturbed cells of the index")
         added = np.arange(self.n_obs, self.n_obs + len(like))
         return replace(
-            self, perturbed=np.concatenate([self.perturbed, added]),
+            self,
+            perturbed=np.concatenate([self.perturbed, added]),
             perturbed_group=np.concatenate([self.perturbed_group, self.perturbed_group[position]]),
-            n_obs=self.n_obs + len(like), digest=obs_digest(obs_names),
+            n_obs=self.n_obs + len(like),
+            digest=obs_digest(obs_names),
         )
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
@@ -137,7 +142,9 @@ class PairingIndex:
         arrays = {
             "strategy": np.array(self.strategy),
             "key_columns": np.array(list(self.keys.columns), dtype=str),
-            "key_values": self.keys.to_numpy(dtype=str) if len(self.keys.columns) else np.empty((len(self.count), 0), str),
+            "key_values": (
+                self.keys.to_numpy(dtype=str) if len(self.keys.columns) else np.empty((len(self.count), 0), str)
+            ),
             "digest": np.array(obs_digest(obs_names)),
             "n_obs": np.array(self.n_obs),
             "means": self.mean_table()[:-1],
@@ -160,8 +167,23 @@ class PairingIndex:
                 keys=keys,
                 digest=str(z["digest"]),
                 n_obs=int(z["n_obs"]),
-                **{name: z[name] for name in ("controls", "start", "count", "perturbed", "perturbed_group", "means", "overall")},
+                **{name: z[name] for name in ARRAYS},
             )
+
+
+def strategy_columns(strategy: str, columns: Columns) -> list[str]:
+    """The obs columns whose combination defines a pairing group under ``strategy``."""
+    if strategy not in STRATEGIES:
+        raise SettingsError(f"unknown pairing strategy '{strategy}'; choose one of {STRATEGIES}")
+    wanted = {
+        "random": [],
+        "batch": [columns.batch],
+        "celltype": [columns.cell_type],
+        "batch_celltype": [columns.batch, columns.cell_type],
+    }[strategy]
+    if None in wanted:
+        raise SettingsError(f"pairing strategy '{strategy}' needs data.columns.batch, which is not set")
+    return wanted
 
 
 def build_pairing_index(obs: pd.DataFrame, columns: Columns, strategy: str) -> PairingIndex:

@@ -14,6 +14,7 @@ beyond "drugs do roughly this" or "this drug does the same in every line".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -21,18 +22,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data.groups import group_codes
+from ..data.means import group_means
 from ..data.splits import cells_of_split
 from ..errors import InputDataError, SettingsError
-from ..pairing.groups import group_codes
 from ..pairing.index import PairingIndex
-from ..pairing.means import group_means
-from ..roles import BASELINE_KINDS
+from ..roles import FLOOR_BASELINE
 from ..settings import Columns
 from .inputs import control_mean_inputs
 from .prediction import CHUNK_ROWS, Prediction
 
 
-def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+def plate_matched_effects(
+    adata: ad.AnnData, index: PairingIndex, rows: np.ndarray, by: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Mean of (cell - its plate's control mean) over ``rows``, per group of the ``by`` columns.
 
     ``index`` is the plate (``batch``) pairing index of ``adata``. Returns the group keys and a
@@ -50,74 +53,94 @@ def plate_matched_effects(adata: ad.AnnData, index: PairingIndex, rows: np.ndarr
     return keys, cell_means - weights @ index.mean_table()
 
 
-def _predict(
-    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex, effects: np.ndarray | float,
-    name: str, effect_rows: np.ndarray | None = None, out: str | Path | None = None,
-) -> ad.AnnData | None:
-    """Test cells' plate control means plus an effect, clipped at 0, computed a chunk at a time.
+@dataclass(frozen=True)
+class BaselineInputs:
+    """What a baseline may read: the target line (``index``: its plate pairing index, whose
+    control means every prediction starts from), and, for ``baseline_other_lines``, the base lines
+    with their plate x cell line index."""
 
-    ``effects`` is one effect for all cells (a row, or 0), or a table whose row ``effect_rows[i]``
-    is test cell i's. The prediction is returned, or written to ``out``.
-    """
-    test = np.flatnonzero(cells_of_split(target.obs, columns, split, "test"))
-    inputs = control_mean_inputs(index, test)
-    with Prediction(target, test, columns, out) as prediction:
-        for start in range(0, len(test), CHUNK_ROWS):
-            part = slice(start, start + CHUNK_ROWS)
-            effect = effects if effect_rows is None else effects[effect_rows[part]]
-            prediction.append(np.clip(inputs[part] + effect, 0.0, None).astype(np.float32))
-        return prediction.finish({"mode": name, "fallback_cells": inputs.fallback_cells})
+    target: ad.AnnData
+    split: pd.DataFrame
+    columns: Columns
+    index: PairingIndex
+    base: ad.AnnData | None = None
+    base_index: PairingIndex | None = None
+
+    def cells(self, which: str) -> np.ndarray:
+        """Rows of the target line's perturbed cells in split ``which``."""
+        return np.flatnonzero(cells_of_split(self.target.obs, self.columns, self.split, which))
 
 
-def mean_delta(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-               out: str | Path | None = None) -> ad.AnnData | None:
+@dataclass(frozen=True)
+class Effect:
+    """The effect a baseline adds to each test cell's plate control mean: one for all cells (a
+    row over genes, or 0), or a table of which row ``rows[i]`` is test cell i's."""
+
+    values: np.ndarray | float
+    rows: np.ndarray | None = None
+
+
+def mean_delta(inputs: BaselineInputs) -> Effect:
     """``baseline_mean_delta``: the training perturbations' average effect for every test cell."""
-    train = np.flatnonzero(cells_of_split(target.obs, columns, split, "train"))
-    _, effects = plate_matched_effects(target, index, train, [columns.perturbation])
-    return _predict(target, split, columns, index, effects.mean(axis=0), "baseline_mean_delta", out=out)
+    train = inputs.cells("train")
+    _, effects = plate_matched_effects(inputs.target, inputs.index, train, [inputs.columns.perturbation])
+    return Effect(effects.mean(axis=0))
 
 
-def plate_control(target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-                  out: str | Path | None = None) -> ad.AnnData | None:
+def plate_control(inputs: BaselineInputs) -> Effect:
     """``baseline_plate_control``: the plate's control mean, no perturbation effect at all."""
-    return _predict(target, split, columns, index, 0.0, "baseline_plate_control", out=out)
+    return Effect(0.0)
 
 
-def other_lines(
-    target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-    base: ad.AnnData, base_index: PairingIndex, out: str | Path | None = None,
-) -> ad.AnnData | None:
+def other_lines(inputs: BaselineInputs) -> Effect:
     """``baseline_other_lines``: each test perturbation's average effect over the other lines."""
-    if list(base.var_names) != list(target.var_names):
+    base, base_index, columns = inputs.base, inputs.base_index, inputs.columns
+    if base is None or base_index is None:
+        raise SettingsError("baseline_other_lines needs the base lines and their pairing index")
+    if list(base.var_names) != list(inputs.target.var_names):
         raise InputDataError("the base lines and the target line have different genes")
-    treated = base_index.perturbed
-    keys, effects = plate_matched_effects(base, base_index, treated, [columns.perturbation, columns.cell_type])
+    by = [columns.perturbation, columns.cell_type]
+    keys, effects = plate_matched_effects(base, base_index, base_index.perturbed, by)
     per_line = pd.DataFrame(effects).groupby(keys[columns.perturbation].to_numpy()).mean()
-    labels = target.obs[columns.perturbation].astype(str).to_numpy()[cells_of_split(target.obs, columns, split, "test")]
+    labels = inputs.target.obs[columns.perturbation].astype(str).to_numpy()[inputs.cells("test")]
     missing = sorted(set(labels) - set(per_line.index))
     if missing:
         raise InputDataError(
             f"baseline_other_lines: {len(missing)} test perturbation(s) occur in no other line (e.g. {missing[:3]})"
         )
-    return _predict(target, split, columns, index, per_line.to_numpy(), "baseline_other_lines",
-                    effect_rows=per_line.index.get_indexer(labels), out=out)
+    return Effect(per_line.to_numpy(), per_line.index.get_indexer(labels))
+
+
+# Every baseline by name: the config's ``baselines`` (whose schema lists the same names) picks them.
+BASELINES = {"baseline_mean_delta": mean_delta, "baseline_other_lines": other_lines, FLOOR_BASELINE: plate_control}
 
 
 def predict_baseline(
-    kind: str, target: ad.AnnData, split: pd.DataFrame, columns: Columns, index: PairingIndex,
-    base: ad.AnnData | None = None, base_index: PairingIndex | None = None, out: str | Path | None = None,
+    kind: str,
+    target: ad.AnnData,
+    split: pd.DataFrame,
+    columns: Columns,
+    index: PairingIndex,
+    base: ad.AnnData | None = None,
+    base_index: PairingIndex | None = None,
+    out: str | Path | None = None,
 ) -> ad.AnnData | None:
-    """The prediction of baseline ``kind`` (one of :data:`deltatune.roles.BASELINE_KINDS`).
+    """The prediction of baseline ``kind`` (one of :data:`BASELINES`): each test cell's plate
+    control mean plus the baseline's effect, clipped at 0, computed a chunk at a time. Returned,
+    or written to ``out``.
 
-    ``base`` and ``base_index`` (the base lines and their plate x cell line index) are needed by
-    ``baseline_other_lines`` only. The prediction is returned, or written to ``out``.
+    ``base`` and ``base_index`` (the base lines and their plate x cell line index) are read by
+    ``baseline_other_lines`` only.
     """
-    if kind == "baseline_mean_delta":
-        return mean_delta(target, split, columns, index, out)
-    if kind == "baseline_plate_control":
-        return plate_control(target, split, columns, index, out)
-    if kind == "baseline_other_lines":
-        if base is None or base_index is None:
-            raise SettingsError("baseline_other_lines needs the base lines and their pairing index")
-        return other_lines(target, split, columns, index, base, base_index, out)
-    raise SettingsError(f"baselines: unknown baseline '{kind}'; known: {BASELINE_KINDS}")
+    if kind not in BASELINES:
+        raise SettingsError(f"baselines: unknown baseline '{kind}'; known: {sorted(BASELINES)}")
+    inputs = BaselineInputs(target, split, columns, index, base, base_index)
+    effect = BASELINES[kind](inputs)
+    test = inputs.cells("test")
+    control = control_mean_inputs(index, test)
+    with Prediction(target, test, columns, out) as prediction:
+        for start in range(0, len(test), CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            values = effect.values if effect.rows is None else effect.values[effect.rows[part]]
+            prediction.append(np.clip(control[part] + values, 0.0, None).astype(np.float32))
+        return prediction.finish({"mode": kind, "fallback_cells": control.fallback_cells})

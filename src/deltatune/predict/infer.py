@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..data.groups import group_codes
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
 from ..model.cellsets import make_cell_sets
 from ..model.perturbations import Vocabulary
 from ..model.st import BaseModel
-from ..pairing.groups import group_codes
 from ..pairing.index import PairingIndex
 from ..settings import Columns, InferenceSettings
 from .inputs import control_mean_inputs, matched_control_inputs
@@ -94,6 +94,10 @@ def predict(
             prediction.append(predicted[keep])
         added = set(vocabulary.added)
         unseen = sorted(label for label in np.unique(labels) if added & set(vocabulary.parts(label)))
-        info = {"mode": settings.mode, "seed": settings.seed, "fallback_cells": inputs.fallback_cells,
-                "unseen_by_base": unseen}
+        info = {
+            "mode": settings.mode,
+            "seed": settings.seed,
+            "fallback_cells": inputs.fallback_cells,
+            "unseen_by_base": unseen,
+        }
         return prediction.finish(info)

@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from ..data.groups import control_mask
 from ..data.readers import dense_rows
+from ..errors import InputDataError
 from ..files import atomic_path
-from ..pairing.groups import control_mask
 from ..settings import Columns
 
 CHUNK_ROWS = 20_000  # rows copied or computed at a time
@@ -56,7 +57,10 @@ class Prediction(contextlib.AbstractContextManager):
         tmp = self._stack.enter_context(atomic_path(self.path))
         self._file = self._stack.enter_context(h5py.File(tmp, "w"))
         self.X = self._file.create_dataset(
-            "X", shape=shape, dtype="float32", chunks=(min(shape[0], 1024), shape[1]) if shape[0] else None,
+            "X",
+            shape=shape,
+            dtype="float32",
+            chunks=(min(shape[0], 1024), shape[1]) if shape[0] else None,
             compression=COMPRESSION,
         )
         self.X.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
@@ -86,3 +90,31 @@ class Prediction(contextlib.AbstractContextManager):
             ad.io.write_elem(self._file, empty, {})
         self._file.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         return None
+
+
+def as_prediction(adata: ad.AnnData, target: ad.AnnData, cells: np.ndarray, columns: Columns) -> ad.AnnData:
+    """Someone else's prediction (``state tx infer`` output, say) in deltatune's form: the rows
+    named like ``cells`` (rows of ``target``: the real cells predicted), genes in the target's
+    order, followed by the target's real controls.
+
+    Whatever ``adata`` predicts for control cells is dropped: a prediction is scored against the
+    real controls (cell-eval issues 183 and 196). Cells or genes of the target that ``adata``
+    lacks are an :class:`~deltatune.errors.InputDataError` naming how many and a few of them.
+    """
+    names = target.obs_names[cells]
+    rows = adata.obs_names.get_indexer(names)
+    genes = adata.var_names.get_indexer(target.var_names)
+    for what, wanted, found in (("cell", names, rows), ("gene", target.var_names, genes)):
+        if (found < 0).any():
+            missing = list(wanted[found < 0][:3])
+            raise InputDataError(
+                f"the prediction lacks {int((found < 0).sum())} {what}(s) of the real data "
+                f"(e.g. {missing}): it must name the real test cells it predicts, with their genes"
+            )
+    with Prediction(target, cells, columns) as prediction:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            block = rows[start : start + CHUNK_ROWS]
+            increasing = np.sort(block)  # a backed file reads rows in increasing order
+            values = dense_rows(adata.X[increasing])[:, genes]
+            prediction.append(values[np.searchsorted(increasing, block)])
+        return prediction.finish({"mode": "external"})

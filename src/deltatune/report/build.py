@@ -3,7 +3,7 @@
 The inputs are named by a manifest (the workflow builds it from the report rule's inputs), so
 the report can be rebuilt by hand from any results folder: scores per stage and replicate, the
 stages' training summaries and histories, replicate 0's predictions, the target line's data and
-split, and the benchmark folder for rule times.
+split, the check of the screen's obs, and the benchmark folder for rule times.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import anndata as ad
 import pandas as pd
 
 from .. import roles
+from ..data.groups import control_mask
 from ..data.splits import read_split
-from ..evaluate import MATCHED, PRIMARY_METRIC
 from ..evaluate.pairs import real_test_cells
 from ..files import atomic_path, write_json, write_text
-from ..pairing.groups import control_mask
+from ..metrics import MATCHED, PRIMARY_METRIC
+from ..model.stage import read_history, read_summary
 from ..settings import BootstrapSettings, Columns, from_mapping
-from ..settings.search import with_overrides
-from ..settings.workflow import effective_config, seeds
+from ..settings.workflow import seeds
 from . import figures, provenance
 from .html import render
 from .tables import (
@@ -39,20 +39,21 @@ from .tables import (
 EXAMPLE_PERTURBATIONS = 3
 FIGURE_CAPTIONS = {
     "stage_scores": f"{PRIMARY_METRIC} by stage against pooled controls (circles) and each plate's own controls "
-                    "(squares): mean over test perturbations and seeds, bootstrap interval, and each seed's pooled "
-                    "mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines; green: noise "
-                    "ceiling (another replicate) and noise-free bound (the true effect). Dotted line: the "
-                    "zero-effect floor; dashed: the ceiling; dash-dotted: the bound (pooled).",
+    "(squares): mean over test perturbations and seeds, bootstrap interval, and each seed's pooled "
+    "mean (ticks). Blue: fine-tuned stages; grey: base model; orange: baselines; green: noise "
+    "ceiling (another replicate) and noise-free bound (the true effect). Dotted line: the "
+    "zero-effect floor; dashed: the ceiling; dash-dotted: the bound (pooled).",
     "stage_vs_base": f"Per test perturbation, {PRIMARY_METRIC} of each stage and baseline (mean over seeds) "
-                     "against the untuned base model; points above the diagonal improved.",
+    "against the untuned base model; points above the diagonal improved.",
     "predicted_vs_real": "Predicted against real perturbation effect (mean minus control mean) per gene, for the "
-                         f"test perturbations with the largest real effect (replicate 0); r is cell-eval's {PRIMARY_METRIC}.",
+    "test perturbations with the largest real effect (replicate 0); r is cell-eval's "
+    f"{PRIMARY_METRIC}.",
     "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations (every correlation score per dose: "
-                   "the table below and by_dose.csv).",
+    "the table below and by_dose.csv).",
     "training_curves": "Loss components per optimizer step (mean over seeds, smoothed).",
     "search_scores": "Search: each trial's validation score (mean over the validation perturbations; the test "
-                     "perturbations are never read) against each searched setting; the star is the chosen trial, "
-                     "retrained as stage tuned.",
+    "perturbations are never read) against each searched setting; the star is the chosen trial, "
+    "retrained as stage tuned.",
 }
 CHOSEN_SETTING = "chosen_setting"  # summary.csv: the search's chosen values, on the tuned row
 
@@ -74,6 +75,7 @@ class Manifest:
     matching: dict[str, str]
     data: str
     split: str
+    obs_check: str
     inputs: list[str]
     benchmarks: str
     repo: str
@@ -89,7 +91,9 @@ def _example_effects(manifest: Manifest, columns: Columns):
     effects = mean_effects(real_cells, columns.perturbation, columns.control, tested)
     examples = effects.pow(2).sum(axis=1).nlargest(EXAMPLE_PERTURBATIONS).index.tolist()
     predicted = {
-        stage: mean_effects(ad.read_h5ad(path)[:, real_cells.var_names], columns.perturbation, columns.control, examples)
+        stage: mean_effects(
+            ad.read_h5ad(path)[:, real_cells.var_names], columns.perturbation, columns.control, examples
+        )
         for stage, path in manifest.predictions.items()
     }
     if not columns.dose:
@@ -99,23 +103,26 @@ def _example_effects(manifest: Manifest, columns: Columns):
     return effects.loc[examples], predicted, None if doses.empty else doses
 
 
-def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_dir: str | Path) -> pd.DataFrame:
-    """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html and provenance.json."""
+def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd.DataFrame:
+    """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html and provenance.json
+    into ``out_dir`` from the files ``manifest`` names; return the summary.
+
+    ``config`` is the run's effective config
+    (:meth:`deltatune.settings.workflow.WorkflowSettings.effective`): the report records it and
+    reads the columns and bootstrap settings from it.
+    """
     out = Path(out_dir)
     chosen = json.loads(Path(manifest.search["chosen"]).read_text()) if manifest.search else None
-    if chosen is not None:  # tuned trained with the chosen trial's values laid over the search's start stage
-        stages = {**stages, roles.TUNED_ROW: with_overrides(stages[roles.TUNED_ROW], chosen["overrides"])}
-    effective = effective_config(config, stages)
     columns = from_mapping(Columns, config["data"]["columns"], "data.columns")
-    bootstrap = from_mapping(BootstrapSettings, effective["report"], "report.bootstrap")
+    bootstrap = from_mapping(BootstrapSettings, config["report"]["bootstrap"], "report.bootstrap")
     rows_roles = roles.with_bound(manifest.roles)
     # the ceiling's half-depth scores stay out of per-perturbation figures
     scored = {row: role for row, role in rows_roles.items() if role not in roles.FROM_REAL_DATA}
 
     comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in manifest.roles})
     summary = summarize(comparison, rows_roles, bootstrap, manifest.parents)
-    stage_info = {s: [json.loads((Path(d) / "summary.json").read_text()) for d in dirs] for s, dirs in manifest.stages.items()}
-    histories = {s: [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in dirs] for s, dirs in manifest.stages.items()}
+    stage_info = {s: [read_summary(d) for d in dirs] for s, dirs in manifest.stages.items()}
+    histories = {s: [read_history(d) for d in dirs] for s, dirs in manifest.stages.items()}
     inference = {s: ad.read_h5ad(p, backed="r").uns["deltatune_inference"] for s, p in manifest.predictions.items()}
     real, predicted, doses = _example_effects(manifest, columns)
     rep0 = comparison[(comparison["replicate"] == 0) & (comparison["metric"] == PRIMARY_METRIC)]
@@ -140,34 +147,46 @@ def write_report(manifest: Manifest, config: dict, stages: dict[str, dict], out_
     if chosen is not None:
         tables["search"] = pd.read_csv(manifest.search["trials"], sep="\t")
         figs["search_scores"] = figures.search_scores(tables["search"], chosen["metric"])
-        summary[CHOSEN_SETTING] = summary["stage"].map({roles.TUNED_ROW: json.dumps(chosen["overrides"], sort_keys=True)})
+        chosen_values = json.dumps(chosen["overrides"], sort_keys=True)
+        summary[CHOSEN_SETTING] = summary["stage"].map({roles.TUNED_ROW: chosen_values})
 
     record = {
-        "config": effective,
-        "seeds": seeds(effective),
+        "config": config,
+        "seeds": seeds(config),
         "packages": provenance.package_versions(),
         "git": provenance.git_state(Path(manifest.repo)),
         "container": provenance.container(manifest.container_image),
         "inputs": provenance.input_digests(manifest.inputs),
+        "screen": json.loads(Path(manifest.obs_check).read_text()),
         "device": provenance.device(stage_info),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
-        "search": None if chosen is None else {
+        "search": None
+        if chosen is None
+        else {
             "chosen": {k: chosen[k] for k in ("trial", "overrides", "metric", "score", "n_validation_perturbations")},
             "trials": tables["search"].to_dict(orient="records"),
+            # the settings tuned trained with (its first replicate's): the start stage and the chosen values
+            "tuned": stage_info[roles.TUNED_ROW][0]["settings"],
         },
     }
     context = {
-        "run": effective["run"], "target_cell_line": config["data"]["target_cell_line"],
-        "profile": effective["evaluation"]["profile"], "inference_mode": effective["inference"]["mode"],
-        "replicates": effective["replicates"], "level": bootstrap.level,
+        "run": config["run"],
+        "target_cell_line": config["data"]["target_cell_line"],
+        "profile": config["evaluation"]["profile"],
+        "inference_mode": config["inference"]["mode"],
+        "replicates": config["replicates"],
+        "level": bootstrap.level,
         "unseen_by_base": list(inference[roles.row_of(rows_roles, roles.BASE)].get("unseen_by_base", [])),
     }
 
     with atomic_path(out / "figures", directory=True) as tmp:
         for name, png in figs.items():
             (tmp / f"{name}.png").write_bytes(png)
-    for name, table in (("summary", summary), ("comparison", comparison), *(
-        [("by_dose", tables["by_dose"])] if "by_dose" in tables else [])):
+    for name, table in (
+        ("summary", summary),
+        ("comparison", comparison),
+        *([("by_dose", tables["by_dose"])] if "by_dose" in tables else []),
+    ):
         with atomic_path(out / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
     write_json(out / "provenance.json", record)

@@ -25,18 +25,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..evaluate.metrics import MATCHED_SUFFIX, PERTURBED_MEAN
+from ..metrics import MATCHED_SUFFIX, SCORES
 
 # The metrics whose split-half ceiling cell-eval corrects to full depth (its SB_METRICS, 0.8.2);
 # tests/test_report.py holds this list and the formula against cell-eval's own correction.
-SPEARMAN_BROWN_METRICS = frozenset({
-    "pearson_delta", "discrimination_score_l1", "discrimination_score_l2", "discrimination_score_cosine",
-    "overlap_at_N", "overlap_at_50", "overlap_at_100", "overlap_at_200", "overlap_at_500",
-    "precision_at_N", "precision_at_50", "precision_at_100", "precision_at_200", "precision_at_500",
-    "de_spearman_sig", "de_spearman_lfc_sig", "de_direction_match", "de_sig_genes_recall", "pr_auc", "roc_auc",
-})
-# Systema's score is a Pearson correlation of deltas like pearson_delta: the same correction.
-CORRECTED_METRICS = SPEARMAN_BROWN_METRICS | {PERTURBED_MEAN}
+SPEARMAN_BROWN_METRICS = frozenset(
+    {
+        "pearson_delta",
+        "discrimination_score_l1",
+        "discrimination_score_l2",
+        "discrimination_score_cosine",
+        "overlap_at_N",
+        "overlap_at_50",
+        "overlap_at_100",
+        "overlap_at_200",
+        "overlap_at_500",
+        "precision_at_N",
+        "precision_at_50",
+        "precision_at_100",
+        "precision_at_200",
+        "precision_at_500",
+        "de_spearman_sig",
+        "de_spearman_lfc_sig",
+        "de_direction_match",
+        "de_sig_genes_recall",
+        "pr_auc",
+        "roc_auc",
+    }
+)
+# cell-eval's list, and every score of the catalogue with a split-half ceiling (Systema's score is
+# a Pearson correlation of deltas like pearson_delta: the same correction).
+CORRECTED_METRICS = SPEARMAN_BROWN_METRICS | {s.name for s in SCORES if s.ceiling}
 
 
 def spearman_brown(r: np.ndarray) -> np.ndarray:

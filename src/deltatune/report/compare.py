@@ -1,7 +1,9 @@
-"""Two runs side by side: their ``summary.csv`` rows matched by stage.
+"""Two runs side by side: their ``summary.csv`` rows matched by stage, on every score of the
+catalogue (:mod:`deltatune.metrics`).
 
 For questions like "what did the larger base model change?": each run keeps its own intervals,
-and the difference column is B minus A. Stages present in only one run are kept, with blanks.
+and each score's difference column is B minus A. Stages present in only one run are kept, with
+blanks; a score only one run has (the plate-matched ones need a plate column) is left out.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputDataError
-from ..evaluate import PRIMARY_METRIC
-
-COMPARED = (PRIMARY_METRIC, f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}_ci_high", "mse")
+from ..files import atomic_path
+from ..metrics import PRIMARY_METRIC, SCORES
 
 
 def summary_path(results: str | Path) -> Path:
@@ -30,23 +31,30 @@ def _run_name(path: Path) -> str:
 
 
 def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
-    """One row per stage of either run (A's order, then B's extra stages) with both runs' scores."""
+    """One row per stage of either run (A's order, then B's extra stages); per score of the
+    catalogue that both runs have, each run's mean and interval, then B minus A."""
     paths = summary_path(a), summary_path(b)
     names = [_run_name(p) for p in paths]
     if names[0] == names[1]:
         names = [f"{names[0]}_A", f"{names[1]}_B"]
-    tables = []
-    for path, name in zip(paths, names, strict=True):
-        summary = pd.read_csv(path)
-        missing = [c for c in ("stage", PRIMARY_METRIC) if c not in summary]
-        if missing:
-            raise InputDataError(f"{path} lacks column(s) {missing}")
-        kept = summary[["stage", *[c for c in COMPARED if c in summary]]].set_index("stage")
-        tables.append(kept.add_suffix(f" [{name}]"))
-    table = tables[0].join(tables[1], how="outer", sort=False)
-    order = list(dict.fromkeys([*tables[0].index, *tables[1].index]))
-    table = table.loc[order]
-    table[f"{PRIMARY_METRIC} difference (B - A)"] = (
-        table[f"{PRIMARY_METRIC} [{names[1]}]"] - table[f"{PRIMARY_METRIC} [{names[0]}]"]
-    )
+    summaries = [pd.read_csv(p).set_index("stage") for p in paths]
+    for path, summary in zip(paths, summaries, strict=True):
+        if PRIMARY_METRIC not in summary:
+            raise InputDataError(f"{path} lacks column {PRIMARY_METRIC}: is it a deltatune summary?")
+    order = list(dict.fromkeys([*summaries[0].index, *summaries[1].index]))
+    table = pd.DataFrame(index=pd.Index(order, name="stage"))
+    for score in (s.name for s in SCORES if all(s.name in summary for summary in summaries)):
+        for name, summary in zip(names, summaries, strict=True):
+            for column in (score, f"{score}_ci_low", f"{score}_ci_high"):
+                if column in summary:
+                    table[f"{column} [{name}]"] = summary[column]
+        table[f"{score} difference (B - A)"] = table[f"{score} [{names[1]}]"] - table[f"{score} [{names[0]}]"]
     return table.reset_index()
+
+
+def compare_files(a: str | Path, b: str | Path, *, out: str | Path) -> pd.DataFrame:
+    """:func:`compare_runs` of two results folders, written to ``out`` (.csv) and returned."""
+    table = compare_runs(a, b)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import roles
-from ..evaluate import MATCHED, PRIMARY_METRIC
+from ..metrics import MATCHED, PRIMARY_METRIC
 
 COLORS = {
     roles.STAGE: "#1f5f8b",
@@ -52,13 +52,28 @@ def stage_scores(summary: pd.DataFrame, comparison: pd.DataFrame, rows_roles: di
         for yi, row in zip(y, summary.to_dict("records"), strict=True):
             mean, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
             err = [[max(mean - low, 0)], [max(high - mean, 0)]] if np.isfinite([low, high]).all() else None
-            ax.errorbar(mean, yi + offset, xerr=err, fmt=marker, color=COLORS[rows_roles[row["stage"]]], capsize=3, ms=6,
-                        mfc="white" if marker == "s" else None)
+            color = COLORS[rows_roles[row["stage"]]]
+            ax.errorbar(
+                mean,
+                yi + offset,
+                xerr=err,
+                fmt=marker,
+                color=color,
+                capsize=3,
+                ms=6,
+                mfc="white" if marker == "s" else None,
+            )
         ax.plot([], [], marker, color="#444444", mfc="white" if marker == "s" else None, label=label)
     for stage in (s for s in stages if rows_roles[s] not in roles.FROM_REAL_DATA):
         reps = per_rep.loc[stage].to_numpy()
-        ax.scatter(reps, np.full(len(reps), y[stages.index(stage)] + 0.15), s=12, color=COLORS[rows_roles[stage]],
-                   alpha=0.6, marker="|")
+        ax.scatter(
+            reps,
+            np.full(len(reps), y[stages.index(stage)] + 0.15),
+            s=12,
+            color=COLORS[rows_roles[stage]],
+            alpha=0.6,
+            marker="|",
+        )
     by_stage = summary.set_index("stage")
     for role, style in ((roles.FLOOR, ":"), (roles.CEILING, "--"), (roles.BOUND, "-.")):
         row = roles.row_of(rows_roles, role)
@@ -90,7 +105,7 @@ def stage_vs_base(comparison: pd.DataFrame, rows_roles: dict[str, str]) -> bytes
         ax.set_title(f"{stage}\nabove base: {better} of {per_pert[stage].notna().sum()}", fontsize=9)
         ax.set_xlabel("base", fontsize=8)
         ax.set_ylabel(stage, fontsize=8)
-    for ax in axes.flat[len(others):]:
+    for ax in axes.flat[len(others) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return _png(fig)
@@ -115,7 +130,8 @@ def predicted_vs_real(
             ax.scatter(x, predicted[stage].loc[pert].to_numpy(), s=4, alpha=0.6, color=COLORS[rows_roles[stage]])
             ax.axhline(0, color="#cccccc", lw=0.6)
             ax.axvline(0, color="#cccccc", lw=0.6)
-            ax.set_title(f"{stage}\nr = {scores.loc[pert, stage]:.2f}" if r == 0 else f"r = {scores.loc[pert, stage]:.2f}", fontsize=8)
+            r_text = f"r = {scores.loc[pert, stage]:.2f}"
+            ax.set_title(f"{stage}\n{r_text}" if r == 0 else r_text, fontsize=8)
             ax.tick_params(labelsize=6)
             if c == 0:
                 ax.set_ylabel(f"{pert}\npredicted delta", fontsize=7)
@@ -178,8 +194,9 @@ def search_scores(trials: pd.DataFrame, metric: str) -> bytes:
         values = pd.to_numeric(trials[name], errors="coerce")
         x = values.to_numpy() if values.notna().all() else pd.factorize(trials[name].astype(str))[0]
         ax.scatter(x[~chosen], trials[metric][~chosen], color=COLORS[roles.STAGE], s=22, alpha=0.8)
-        ax.scatter(x[chosen], trials[metric][chosen], color=COLORS[roles.BASELINE], marker="*", s=120,
-                   label="chosen", zorder=3)
+        ax.scatter(
+            x[chosen], trials[metric][chosen], color=COLORS[roles.BASELINE], marker="*", s=120, label="chosen", zorder=3
+        )
         if name == "lr" or (values.notna().all() and values.min() > 0 and values.max() / values.min() > 20):
             ax.set_xscale("log")
         ax.set_xlabel(name, fontsize=8)

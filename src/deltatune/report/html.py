@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from .. import roles
-from ..evaluate.metrics import (
+from ..metrics import (
     CORRELATIONS,
     DELTA_CORRELATION_PREDICTED,
     DELTA_CORRELATION_REAL,
@@ -78,26 +78,35 @@ NO_BATCH = (
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     """``frame`` as HTML, in a box that scrolls sideways rather than widen the page."""
-    table = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
-                          na_rep="", border=0, escape=True)
+    table = frame.to_html(
+        index=False,
+        float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}",
+        na_rep="",
+        border=0,
+        escape=True,
+    )
     return f"<div class='wide'>{table}</div>"
 
 
 def _figure(png: bytes, name: str, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _interval(row: pd.Series, metric: str) -> str:
     value, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if pd.isna(value):
         return ""
-    interval = "" if pd.isna(low) else f"<span class='ci'>[{low:.3f}, {high:.3f}]{FEW if row[INTERVAL_NOTE] else ''}</span>"
+    few = FEW if row[INTERVAL_NOTE] else ""
+    interval = "" if pd.isna(low) else f"<span class='ci'>[{low:.3f}, {high:.3f}]{few}</span>"
     correlations = ""
     if metric == MODE_COLLAPSE:
-        correlations = (f"<span class='ci'>{row[DELTA_CORRELATION_PREDICTED]:.3f} / "
-                        f"{row[DELTA_CORRELATION_REAL]:.3f}</span>")
+        correlations = (
+            f"<span class='ci'>{row[DELTA_CORRELATION_PREDICTED]:.3f} / {row[DELTA_CORRELATION_REAL]:.3f}</span>"
+        )
     return f"{value:.3f}{interval}{correlations}"
 
 
@@ -109,21 +118,29 @@ def lead_table(summary: pd.DataFrame) -> str:
     """
     scores = [s for s in SCORES if s.name in summary]
     rows = [
-        "<tr>" + f"<td>{html.escape(str(row['stage']))}</td>"
+        "<tr>"
+        + f"<td>{html.escape(str(row['stage']))}</td>"
         + "".join(f"<td>{_interval(row, s.name)}</td>" for s in scores)
         + f"<td>{int(row['n_perturbations'])}</td></tr>"
         for _, row in summary.iterrows()
     ]
     head = "".join(f"<th>{s.label}</th>" for s in scores)
-    parts = ["<table class='lead'><thead><tr><th>row</th>", head, "<th>test<br>perts</th></tr></thead><tbody>", *rows,
-             "</tbody></table>"]
+    parts = [
+        "<table class='lead'><thead><tr><th>row</th>",
+        head,
+        "<th>test<br>perts</th></tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
+    ]
     notes = summary.loc[summary[INTERVAL_NOTE].fillna("").astype(bool), ["stage", INTERVAL_NOTE]]
     if len(notes):
         stages = ", ".join(f"<code>{html.escape(s)}</code>" for s in notes["stage"])
-        parts.append(f"<p class='note'>{FEW} {html.escape(notes[INTERVAL_NOTE].iloc[0])} ({stages}). A bootstrap "
-                     "resamples the test perturbations; with so few, it cannot see how much another draw of "
-                     "perturbations would move the score. Keep more perturbations in the test split "
-                     "(<code>preprocess.split.test_fraction</code>).</p>")
+        parts.append(
+            f"<p class='note'>{FEW} {html.escape(notes[INTERVAL_NOTE].iloc[0])} ({stages}). A bootstrap "
+            "resamples the test perturbations; with so few, it cannot see how much another draw of "
+            "perturbations would move the score. Keep more perturbations in the test split "
+            "(<code>preprocess.split.test_fraction</code>).</p>"
+        )
     return "".join(parts)
 
 
@@ -145,16 +162,20 @@ def _no_signal_note(summary: pd.DataFrame) -> str:
         if column not in summary:
             continue
         for _, row in summary[summary[column].fillna(0) > 0].iterrows():
-            items.append(f"<code>{html.escape(str(row['stage']))}</code> {html.escape(metric)} "
-                         f"({row[column]:.0%} of test perturbations)")
+            items.append(
+                f"<code>{html.escape(str(row['stage']))}</code> {html.escape(metric)} "
+                f"({row[column]:.0%} of test perturbations)"
+            )
             matched |= metric.endswith(MATCHED_SUFFIX)
     weighting = " (for a plate-matched score, weighted by cells over plates)" if matched else ""
     if not items:
         return ""
-    return ("<p class='note'><b>Scored 0: nothing to correlate.</b> Where a prediction is constant over genes up "
-            "to rounding (the floor against its own plate's controls predicts each plate's control mean, a delta of "
-            "0), a correlation with it is undefined; it is scored 0 (it explains nothing), not computed from "
-            f"rounding noise: {'; '.join(items)}{weighting}.</p>")
+    return (
+        "<p class='note'><b>Scored 0: nothing to correlate.</b> Where a prediction is constant over genes up "
+        "to rounding (the floor against its own plate's controls predicts each plate's control mean, a delta of "
+        "0), a correlation with it is undefined; it is scored 0 (it explains nothing), not computed from "
+        f"rounding noise: {'; '.join(items)}{weighting}.</p>"
+    )
 
 
 def _above_bound_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> str:
@@ -166,16 +187,19 @@ def _above_bound_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> s
     above = [
         f"<code>{html.escape(stage)}</code> on {html.escape(metric)} ({table.loc[stage, metric]:.3f} &gt; "
         f"{table.loc[bound, metric]:.3f})"
-        for metric in CORRELATIONS if metric in table
+        for metric in CORRELATIONS
+        if metric in table
         for stage in table.index
         if rows_roles[stage] not in roles.FROM_REAL_DATA and table.loc[stage, metric] > table.loc[bound, metric]
     ]
     if not above:
         return ""
-    return ("<p class='note'><b>Above the noise-free bound.</b> No prediction should score above what the true "
-            f"effect would: {'; '.join(above)}. Such a prediction shares noise with the real data it is scored "
-            "against (the same control cells, a reference from the same plates), or the bound is poorly estimated "
-            "(few cells per perturbation, few ceiling splits: <code>evaluation.ceiling_splits</code>).</p>")
+    return (
+        "<p class='note'><b>Above the noise-free bound.</b> No prediction should score above what the true "
+        f"effect would: {'; '.join(above)}. Such a prediction shares noise with the real data it is scored "
+        "against (the same control cells, a reference from the same plates), or the bound is poorly estimated "
+        "(few cells per perturbation, few ceiling splits: <code>evaluation.ceiling_splits</code>).</p>"
+    )
 
 
 def _unseen_note(unseen: list[str]) -> str:
@@ -299,7 +323,8 @@ def render(
             "<p>Every trial trained the search's start stage with the values shown, on the train split, and was "
             "scored on the validation perturbations only; the chosen trial was retrained with every replicate seed "
             "as <code>tuned</code> and scored once on the test perturbations, in the tables above.</p>",
-            fig["search_scores"], _table(tables["search"]),
+            fig["search_scores"],
+            _table(tables["search"]),
         ]
     parts += [
         "<h2>Control pairing</h2>",

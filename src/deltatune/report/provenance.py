@@ -1,9 +1,10 @@
 """``provenance.json``: what a result was made from, so that a co-author can rerun or audit it.
 
-It records the effective configuration (every setting, defaults filled in by the library's own
-settings classes: :func:`deltatune.settings.workflow.effective_config`), the seeds, package versions, the git commit and whether the tree was dirty,
-the container image when the step ran in one, sha256 digests of the input files, the device and
-the time every rule took (from Snakemake's ``benchmark:`` files).
+It records the effective configuration (every setting that shapes a result, defaults filled in
+by the library's own settings classes: :meth:`deltatune.settings.workflow.WorkflowSettings.effective`),
+the seeds, package versions, the git commit and whether the tree was dirty, the container image
+when the step ran in one, sha256 digests of the input files, the device and the time every rule
+took (from Snakemake's ``benchmark:`` files).
 """
 
 from __future__ import annotations
@@ -19,8 +20,21 @@ import pandas as pd
 
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # Snakemake's mark in directory outputs, not an input
 PACKAGES = (
-    "deltatune", "arc-state", "torch", "peft", "lightning", "cell-eval", "anndata", "scanpy",
-    "numpy", "scipy", "pandas", "polars", "geomloss", "snakemake", "matplotlib",
+    "deltatune",
+    "arc-state",
+    "torch",
+    "peft",
+    "lightning",
+    "cell-eval",
+    "anndata",
+    "scanpy",
+    "numpy",
+    "scipy",
+    "pandas",
+    "polars",
+    "geomloss",
+    "snakemake",
+    "matplotlib",
 )
 
 
@@ -51,7 +65,8 @@ def git_state(repo: Path) -> dict:
 
 def container(image: str | None) -> dict | None:
     """The image the step ran in: the workflow's pinned reference, and what the runtime reports."""
-    runtime = {k: os.environ[k] for k in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "DELTATUNE_IMAGE") if k in os.environ}
+    names = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "DELTATUNE_IMAGE")
+    runtime = {k: os.environ[k] for k in names if k in os.environ}
     if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
         runtime["oci"] = True
     if not image and not runtime:
@@ -71,7 +86,10 @@ def input_digests(paths: list[str]) -> dict[str, str]:
     """sha256 of each input file, or of every file under an input directory (a checkpoint)."""
     digests = {}
     for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != SNAKEMAKE_MARKER) if path.is_dir() else [path]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != SNAKEMAKE_MARKER)
+        else:
+            files = [path]
         digests.update({str(f): sha256(f) for f in files})
     return digests
 

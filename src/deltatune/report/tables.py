@@ -3,7 +3,7 @@
 ``comparison.csv`` is the tidy record (stage, replicate, perturbation, metric, value) of every
 cell-eval score; ``summary.csv`` has one row per stage and baseline, in workflow order, then the
 noise ceiling and the bound for a noise-free prediction (:mod:`.ceiling`). For each score of the
-catalogue (:data:`deltatune.evaluate.metrics.SCORES`) it gives the mean, the bootstrap interval
+catalogue (:data:`deltatune.metrics.SCORES`) it gives the mean, the bootstrap interval
 over perturbations and seeds, the paired tests against ``base`` and against the stage a stage
 extends, and where the score lies between the zero-effect floor (``baseline_plate_control``) and
 the noise-free bound (correlations: ``_floor_to_bound``) or the replicate ceiling (the others:
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .. import roles
-from ..evaluate.metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
-from ..pairing.means import group_means
+from ..data.means import group_means
+from ..metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
 from ..settings import BootstrapSettings
 from .ceiling import full_depth, noise_free_bounds
 from .statistics import bootstrap_interval, paired_test, score_matrix
@@ -32,6 +32,7 @@ MIN_PERTURBATIONS = 10
 INTERVAL_NOTE = "interval_note"
 TO_BOUND = "_floor_to_bound"  # position of a correlation between the floor and the noise-free bound
 TO_CEILING = "_floor_to_ceiling"  # position of another score between the floor and the replicate ceiling
+LOSS_WEIGHTS = "{base:g} / {delta_mse:g} / {delta_pearson:g}"  # the training table's loss column
 
 
 def p_suffix(metric: str) -> str:
@@ -70,12 +71,16 @@ def tidy_metrics(metrics: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
 def _counts(comparison: pd.DataFrame, stage: str) -> dict:
     rows = comparison[comparison["stage"] == stage]
     n_perturbations = rows["perturbation"].nunique()
-    return {"n_replicates": rows["replicate"].nunique(), "n_perturbations": n_perturbations,
-            INTERVAL_NOTE: interval_note(n_perturbations)}
+    return {
+        "n_replicates": rows["replicate"].nunique(),
+        "n_perturbations": n_perturbations,
+        INTERVAL_NOTE: interval_note(n_perturbations),
+    }
 
 
-def _bound_row(comparison: pd.DataFrame, name: str, ceiling: str, scores: list[Score],
-               bootstrap: BootstrapSettings) -> dict:
+def _bound_row(
+    comparison: pd.DataFrame, name: str, ceiling: str, scores: list[Score], bootstrap: BootstrapSettings
+) -> dict:
     """The noise-free bound of every correlation score, from the ceiling's half-depth scores."""
     row = {"stage": name}
     for score in (s for s in scores if s.correlation):
@@ -85,29 +90,43 @@ def _bound_row(comparison: pd.DataFrame, name: str, ceiling: str, scores: list[S
     return row | _counts(comparison, ceiling)
 
 
-def _row(comparison: pd.DataFrame, means: pd.Series, stage: str, role: str, scores: list[Score],
-         bootstrap: BootstrapSettings, base: str, previous: str | None) -> dict:
+def _row(
+    comparison: pd.DataFrame,
+    means: pd.Series,
+    stage: str,
+    role: str,
+    scores: list[Score],
+    bootstrap: BootstrapSettings,
+    base: str,
+    previous: str | None,
+) -> dict:
     """A stage, baseline or ceiling row: each score's mean, interval and tests, then the rest."""
     row = {"stage": stage}
     for score in scores:
         matrix = score_matrix(comparison, stage, score.name)
-        low, high = bootstrap_interval(matrix.to_numpy(), bootstrap) if matrix.notna().any(axis=None) else (np.nan, np.nan)
+        scored = matrix.notna().any(axis=None)
+        low, high = bootstrap_interval(matrix.to_numpy(), bootstrap) if scored else (np.nan, np.nan)
         if role == roles.CEILING:
             low, high = full_depth(pd.Series([low, high], index=[score.name] * 2)).to_numpy()
         row |= {score.name: means[score.name], f"{score.name}_ci_low": low, f"{score.name}_ci_high": high}
         if score.tested:
             suffix = p_suffix(score.name)
             testable = role not in (roles.BASE, roles.CEILING)
-            row |= {
-                f"p_vs_base{suffix}": paired_test(matrix, score_matrix(comparison, base, score.name)) if testable else np.nan,
-                f"p_vs_previous{suffix}": paired_test(matrix, score_matrix(comparison, previous, score.name)) if previous else np.nan,
-            }
-    return row | {"previous_stage": previous, **_counts(comparison, stage),
-                  **means.drop([s.name for s in scores]).to_dict()}
+            against_base = paired_test(matrix, score_matrix(comparison, base, score.name)) if testable else np.nan
+            against_previous = (
+                paired_test(matrix, score_matrix(comparison, previous, score.name)) if previous else np.nan
+            )
+            row |= {f"p_vs_base{suffix}": against_base, f"p_vs_previous{suffix}": against_previous}
+    return row | {
+        "previous_stage": previous,
+        **_counts(comparison, stage),
+        **means.drop([s.name for s in scores]).to_dict(),
+    }
 
 
-def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: BootstrapSettings,
-              parents: dict[str, str]) -> pd.DataFrame:
+def summarize(
+    comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: BootstrapSettings, parents: dict[str, str]
+) -> pd.DataFrame:
     """One row per report row (``rows_roles``: row -> role, in report order, the bound included:
     :func:`deltatune.roles.with_bound`) with intervals, tests and positions.
 
@@ -135,8 +154,9 @@ def summarize(comparison: pd.DataFrame, rows_roles: dict[str, str], bootstrap: B
         top = roles.row_of(rows_roles, roles.BOUND if score.correlation else roles.CEILING)
         if column and floor in by_stage.index and top in by_stage.index:
             low, high = by_stage.loc[floor, score.name], by_stage.loc[top, score.name]
-            summary.insert(summary.columns.get_loc(f"{score.name}_ci_high") + 1, column,
-                           (summary[score.name] - low) / (high - low))
+            summary.insert(
+                summary.columns.get_loc(f"{score.name}_ci_high") + 1, column, (summary[score.name] - low) / (high - low)
+            )
     return summary
 
 
@@ -162,10 +182,13 @@ def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
                 "stage": stage,
                 "pairing": settings["pairing"],
                 "control_input": settings["control_input"],
-                "loss (base / delta_mse / delta_pearson)": "{base:g} / {delta_mse:g} / {delta_pearson:g}".format(**settings["loss"]),
+                "loss (base / delta_mse / delta_pearson)": LOSS_WEIGHTS.format(**settings["loss"]),
                 "diversity": settings["loss"].get("diversity", 0.0),
-                "adapted": ("every weight" if settings.get("adaptation") == "full"
-                            else f"LoRA r{settings['lora']['rank']}: " + ", ".join(settings["lora"]["targets"])),
+                "adapted": (
+                    "every weight"
+                    if settings.get("adaptation") == "full"
+                    else f"LoRA r{settings['lora']['rank']}: " + ", ".join(settings["lora"]["targets"])
+                ),
                 "lr": settings["lr"],
                 "interpolated_cells": info["parameters"].get("interpolated_cells", 0),
                 "trainable_params": info["parameters"]["trainable"],
@@ -180,13 +203,15 @@ def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
 
 def pairing_table(stage_summaries: dict[str, list[dict]], inference: dict[str, dict]) -> pd.DataFrame:
     """Pairing groups and fallbacks (cells whose plate/group had no control) of every step."""
-    rows = [
-        {"step": f"finetune {stage}", **replicates[0]["pairing"]}
-        for stage, replicates in stage_summaries.items()
-    ]
+    rows = [{"step": f"finetune {stage}", **replicates[0]["pairing"]} for stage, replicates in stage_summaries.items()]
     rows += [
-        {"step": f"infer {stage}", "strategy": info["mode"], "n_perturbed": info["n_predicted"],
-         "n_controls": info["n_controls"], "fallback_cells": info["fallback_cells"]}
+        {
+            "step": f"infer {stage}",
+            "strategy": info["mode"],
+            "n_perturbed": info["n_predicted"],
+            "n_controls": info["n_controls"],
+            "fallback_cells": info["fallback_cells"],
+        }
         for stage, info in inference.items()
     ]
     columns = ["step", "strategy", "n_groups", "n_controls", "n_perturbed", "fallback_cells", "fallback_groups"]
@@ -198,9 +223,13 @@ def matching_table(matching: dict[str, dict]) -> pd.DataFrame:
     lost, and plates scored against the pooled Systema reference (no training perturbation there)."""
     return pd.DataFrame(
         [
-            {"stage": stage, "plates_scored": info["batches"], "plates_skipped": len(info.get("skipped_batches", [])),
-             "test_cells_skipped": info.get("skipped_cells", 0),
-             "plates_with_pooled_reference": len(info.get("reference_fallback_plates", []))}
+            {
+                "stage": stage,
+                "plates_scored": info["batches"],
+                "plates_skipped": len(info.get("skipped_batches", [])),
+                "test_cells_skipped": info.get("skipped_cells", 0),
+                "plates_with_pooled_reference": len(info.get("reference_fallback_plates", [])),
+            }
             for stage, info in matching.items()
         ]
     )

@@ -31,8 +31,15 @@ def trial_record(trial: int, overrides: dict, scores: pd.DataFrame, metric: str)
 def choose(records: list[dict]) -> tuple[dict, pd.DataFrame]:
     """The best trial's record (highest score, the earliest on a tie) and a table of all trials."""
     table = pd.DataFrame(
-        [{"trial": r["trial"], **r["overrides"], r["metric"]: r["score"], "n_validation_perturbations":
-          r["n_validation_perturbations"]} for r in records]
+        [
+            {
+                "trial": r["trial"],
+                **r["overrides"],
+                r["metric"]: r["score"],
+                "n_validation_perturbations": r["n_validation_perturbations"],
+            }
+            for r in records
+        ]
     ).sort_values("trial", kind="stable")
     scores = np.array([r["score"] for r in sorted(records, key=lambda r: r["trial"])])
     if not np.isfinite(scores).any():

@@ -6,7 +6,7 @@ standard library is imported here, so the CLI's help, the report and the workflo
 stay light.
 """
 
-from .base import Settings, choice, from_json, from_mapping, to_dict
+from .base import Settings, from_json, from_mapping, output_dict, setting, to_dict
 from .compute import ComputeSettings
 from .data import Columns, PreprocessSettings, ScreenSpec, SplitSettings
 from .evaluate import EvaluateSettings
@@ -16,8 +16,25 @@ from .report import BootstrapSettings
 from .train import LossWeights, StageSettings, TrainSettings
 
 __all__ = [
-    "Architecture", "BootstrapSettings", "CheckpointSettings", "Columns", "ComputeSettings",
-    "EvaluateSettings", "InferenceSettings", "LoraSettings", "LossWeights", "PerturbationSettings",
-    "PreprocessSettings", "ScreenSpec", "Settings", "SplitSettings", "StageSettings", "TrainSettings",
-    "choice", "from_json", "from_mapping", "to_dict",
+    "Architecture",
+    "BootstrapSettings",
+    "CheckpointSettings",
+    "Columns",
+    "ComputeSettings",
+    "EvaluateSettings",
+    "InferenceSettings",
+    "LoraSettings",
+    "LossWeights",
+    "PerturbationSettings",
+    "PreprocessSettings",
+    "ScreenSpec",
+    "Settings",
+    "SplitSettings",
+    "StageSettings",
+    "TrainSettings",
+    "from_json",
+    "from_mapping",
+    "output_dict",
+    "setting",
+    "to_dict",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from ..errors import SettingsError
-from .base import Settings
+from .base import Settings, setting
 
 TAHOE_CONTROL = "[('DMSO_TF', 0.0, 'uM')]"
 
@@ -16,12 +16,14 @@ class Columns(Settings):
 
     ``batch`` (plate) and ``drug`` / ``dose`` are optional: a screen without plates pairs
     controls at random or by cell type only, and a screen without a drug column splits by
-    perturbation label.
+    perturbation label. The workflow passes each rule only the columns it reads, the others as
+    None (:func:`deltatune.settings.workflow.WorkflowSettings.columns_for`), so that renaming a
+    column reruns only the rules that read it.
     """
 
     perturbation: str = "drugname_drugconc"
     control: str = TAHOE_CONTROL
-    cell_type: str = "cell_line"
+    cell_type: str | None = "cell_line"
     batch: str | None = "plate"
     drug: str | None = "drug"
     dose: str | None = "concentration"
@@ -30,6 +32,12 @@ class Columns(Settings):
         """The obs columns that must exist, in the order they are checked."""
         names = [self.perturbation, self.cell_type, self.batch, self.drug, self.dose]
         return [n for n in names if n is not None]
+
+    def only(self, names: tuple[str, ...]) -> Columns:
+        """These columns with every field not in ``names`` set to None (perturbation and control
+        are always kept: every step tells controls from perturbed cells)."""
+        kept = {"perturbation", "control", *names}
+        return replace(self, **{f.name: None for f in fields(self) if f.name not in kept})
 
     def split_unit(self) -> str:
         """Column whose values are held out together (all doses of a drug)."""
@@ -42,30 +50,30 @@ class ScreenSpec(Settings):
     (config ``data.simulate``; :mod:`deltatune.data.simulate`)."""
 
     seed: int = 0
-    n_genes: int = 500
+    n_genes: int = setting(500, minimum=10)
     # Layout: lines, plates, drugs at doses, wells.
-    cell_lines: tuple[str, ...] = ("c12", "c25", "c37", "c48", "c51", "c63")
-    plates_per_line: int = 6
-    plate_skew: float = 1.0
-    n_drugs: int = 30
-    doses_um: tuple[float, ...] = (0.05, 0.5, 5.0)
-    cells_per_well: int = 40
-    controls_per_plate: int = 120
+    cell_lines: tuple[str, ...] = setting(("c12", "c25", "c37", "c48", "c51", "c63"), minItems=2)
+    plates_per_line: int = setting(6, minimum=1)
+    plate_skew: float = setting(1.0, exclusiveMinimum=0)
+    n_drugs: int = setting(30, minimum=3)
+    doses_um: tuple[float, ...] = setting((0.05, 0.5, 5.0), exclusiveMinimum=0, minItems=1)
+    cells_per_well: int = setting(40, minimum=1)
+    controls_per_plate: int = setting(120, minimum=1)
     # Sampling: sequencing depth and negative-binomial dispersion.
-    depth: float = 4000.0
-    depth_sd: float = 0.3
-    dispersion: float = 8.0
+    depth: float = setting(4000.0, exclusiveMinimum=0)
+    depth_sd: float = setting(0.3, minimum=0)
+    dispersion: float = setting(8.0, exclusiveMinimum=0)
     # Confounding: how unevenly drugs sit on plates, plate offsets, line baselines.
-    plates_per_drug: tuple[int, int] = (1, 2)
-    plate_effect_sd: float = 0.2
-    plate_programs: int = 4
-    line_effect_sd: float = 0.5
+    plates_per_drug: tuple[int, int] = setting((1, 2), minimum=1)
+    plate_effect_sd: float = setting(0.2, minimum=0)
+    plate_programs: int = setting(4, minimum=0)
+    line_effect_sd: float = setting(0.5, minimum=0)
     # Drug effects: Hill-curve ranges shared by all drugs, effect size, responsive genes.
-    ec50_range_um: tuple[float, float] = (0.05, 2.0)
-    hill_range: tuple[float, float] = (0.8, 2.5)
-    drug_effect_sd: float = 0.6
-    drug_gene_fraction: float = 0.25
-    line_specificity: float = 0.4
+    ec50_range_um: tuple[float, float] = setting((0.05, 2.0), exclusiveMinimum=0)
+    hill_range: tuple[float, float] = setting((0.8, 2.5), exclusiveMinimum=0)
+    drug_effect_sd: float = setting(0.6, minimum=0)
+    drug_gene_fraction: float = setting(0.25, minimum=0, maximum=1)
+    line_specificity: float = setting(0.4, minimum=0, maximum=1)
 
     def check(self) -> None:
         super().check()
@@ -75,10 +83,8 @@ class ScreenSpec(Settings):
                 f"plates_per_drug {self.plates_per_drug} must satisfy "
                 f"1 <= low <= high <= plates_per_line ({self.plates_per_line})"
             )
-        if len(set(self.cell_lines)) != len(self.cell_lines) or len(self.cell_lines) < 2:
-            raise SettingsError(f"cell_lines must hold at least two distinct names: {self.cell_lines}")
-        if self.n_genes < 10 or self.n_drugs < 3 or not self.doses_um:
-            raise SettingsError("n_genes, n_drugs, doses_um: a screen needs at least 10 genes, 3 drugs and one dose")
+        if len(set(self.cell_lines)) != len(self.cell_lines):
+            raise SettingsError(f"cell_lines must be distinct names: {self.cell_lines}")
 
 
 @dataclass(frozen=True)
@@ -89,19 +95,15 @@ class SplitSettings(Settings):
     test split, so that the test set also asks for a seen drug at an unseen dose.
     """
 
-    val_fraction: float = 0.15
-    test_fraction: float = 0.3
-    dose_holdout_fraction: float = 0.0
+    val_fraction: float = setting(0.15, minimum=0, exclusiveMaximum=1)
+    test_fraction: float = setting(0.3, exclusiveMinimum=0, exclusiveMaximum=1)
+    dose_holdout_fraction: float = setting(0.0, minimum=0, maximum=1)
     seed: int = 0
 
     def check(self) -> None:
         super().check()
-        if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
-            raise SettingsError("val_fraction must be in [0, 1) and test_fraction in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise SettingsError("val_fraction + test_fraction must leave units to train on")
-        if not 0 <= self.dose_holdout_fraction <= 1:
-            raise SettingsError("dose_holdout_fraction must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -116,15 +118,8 @@ class PreprocessSettings(Settings):
     """
 
     target_cell_line: str
-    n_top_genes: int = 200
+    n_top_genes: int = setting(200, minimum=2)
     split: SplitSettings = field(default_factory=SplitSettings)
     base_cell_lines: tuple[str, ...] | None = None
     var_names: str | None = None
-    max_missing_genes: float = 0.05
-
-    def check(self) -> None:
-        super().check()
-        if self.n_top_genes < 2:
-            raise SettingsError("n_top_genes must be at least 2")
-        if not 0 <= self.max_missing_genes < 1:
-            raise SettingsError("max_missing_genes must be a fraction in [0, 1)")
+    max_missing_genes: float = setting(0.05, minimum=0, exclusiveMaximum=1)

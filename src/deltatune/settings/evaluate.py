@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SettingsError
-from .base import Settings, choice
+from .base import Settings, setting
 
 PROFILES = ("anndata", "full", "minimal", "vcc", "de", "pds")
 
@@ -21,15 +20,8 @@ class EvaluateSettings(Settings):
     controls, drawn with ``seed`` (:mod:`deltatune.evaluate.pairs`).
     """
 
-    ceiling_splits: int = 3
-    cell_cap: int = 500
-    control_cap: int = 5000
+    ceiling_splits: int = setting(3, minimum=1)
+    cell_cap: int = setting(500, minimum=2)  # cell-level metrics compare cells
+    control_cap: int = setting(5000, minimum=2)
     seed: int = 0
-    profile: str = choice("anndata", PROFILES)
-
-    def check(self) -> None:
-        super().check()
-        if self.ceiling_splits < 1:
-            raise SettingsError("ceiling_splits must be at least 1")
-        if self.cell_cap < 2 or self.control_cap < 2:
-            raise SettingsError("cell_cap and control_cap must be at least 2 (cell-level metrics compare cells)")
+    profile: str = setting("anndata", choices=PROFILES)

@@ -3,10 +3,10 @@ matching and LoRA adapters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import SettingsError
-from .base import Settings, choice
+from .base import Settings, setting
 
 ST_LOSSES = ("energy", "sinkhorn", "mse", "se")
 UNSEEN_POLICIES = ("error", "train")
@@ -24,16 +24,20 @@ LORA_TARGET_GROUPS = {
 @dataclass(frozen=True)
 class Architecture(Settings):
     """Size of a State Transition model built from scratch, the embedded default's base
-    (config ``base_model.architecture``)."""
+    (config ``base_model.architecture``). arc-state's Tahoe model (``model/tahoe_best.yaml``) is
+    hidden 1440, 4 layers, 12 heads, intermediate 4416, 4 encoder and decoder layers, sets of 512."""
 
-    hidden_dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    mlp_ratio: int = 2
-    cell_set_len: int = 16
-    loss: str = choice("energy", ST_LOSSES)
-    blur: float = 0.05
-    dropout: float = 0.1
+    hidden_dim: int = setting(64, minimum=1)
+    n_layers: int = setting(2, minimum=1)
+    n_heads: int = setting(4, minimum=1)
+    mlp_ratio: int = setting(2, minimum=1)
+    intermediate_dim: int | None = setting(None, minimum=1)  # the backbone MLP's width; None: mlp_ratio x hidden
+    encoder_layers: int = setting(2, minimum=1)  # of the perturbation and basal encoders (ST's n_encoder_layers)
+    decoder_layers: int = setting(2, minimum=1)  # of the output projection (ST's n_decoder_layers)
+    cell_set_len: int = setting(16, minimum=1)
+    loss: str = setting("energy", choices=ST_LOSSES)
+    blur: float = setting(0.05, exclusiveMinimum=0)
+    dropout: float = setting(0.1, minimum=0, maximum=1)
 
     def check(self) -> None:
         super().check()
@@ -61,7 +65,7 @@ class PerturbationSettings(Settings):
     ``base_model.unseen_perturbations`` and ``data.combination_separator``
     (:func:`deltatune.settings.workflow.perturbation_settings`)."""
 
-    unseen_perturbations: str = choice("error", UNSEEN_POLICIES)
+    unseen_perturbations: str = setting("error", choices=UNSEEN_POLICIES)
     combination_separator: str | None = None
 
     def check(self) -> None:
@@ -77,16 +81,8 @@ class LoraSettings(Settings):
     ``rank_scale`` maps a target group to a factor applied to both its rank and its alpha.
     """
 
-    targets: tuple[str, ...] = choice(("backbone_attention",), tuple(LORA_TARGET_GROUPS))
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    rank_scale: dict[str, float] = field(default_factory=dict)
-
-    def check(self) -> None:
-        super().check()
-        unknown = sorted(set(self.rank_scale) - set(LORA_TARGET_GROUPS))
-        if unknown:
-            raise SettingsError(f"rank_scale: unknown target group(s) {unknown}; known: {sorted(LORA_TARGET_GROUPS)}")
-        if not self.targets or self.rank < 1:
-            raise SettingsError("targets, rank: needs at least one target group and rank >= 1")
+    targets: tuple[str, ...] = setting(("backbone_attention",), choices=tuple(LORA_TARGET_GROUPS), minItems=1)
+    rank: int = setting(8, minimum=1)
+    alpha: float = setting(16.0, exclusiveMinimum=0)
+    dropout: float = setting(0.0, minimum=0, maximum=1)
+    rank_scale: dict[str, float] = setting(default_factory=dict, choices=tuple(LORA_TARGET_GROUPS), exclusiveMinimum=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Settings, choice
+from .base import Settings, setting
 
 INFERENCE_MODES = ("control_mean", "matched_controls")
 
@@ -13,5 +13,5 @@ INFERENCE_MODES = ("control_mean", "matched_controls")
 class InferenceSettings(Settings):
     """Test cells get their plate's control mean, or sampled plate controls (config ``inference``)."""
 
-    mode: str = choice("control_mean", INFERENCE_MODES)
+    mode: str = setting("control_mean", choices=INFERENCE_MODES)
     seed: int = 0

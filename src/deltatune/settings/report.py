@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Settings
+from .base import Settings, setting
 
 
 @dataclass(frozen=True)
 class BootstrapSettings(Settings):
     """Bootstrap draws, interval level and seed of the report's intervals (config ``report.bootstrap``)."""
 
-    samples: int = 2000
-    level: float = 0.95
+    samples: int = setting(2000, minimum=100)
+    level: float = setting(0.95, exclusiveMinimum=0, exclusiveMaximum=1)
     seed: int = 0

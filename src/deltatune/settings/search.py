@@ -10,15 +10,15 @@ import copy
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SettingsError
-from .base import Settings, choice
+from ..metrics import MATCHED, SCORES
+from .base import Settings, setting
 
 METHODS = ("random", "grid")
-METRICS = ("pearson_delta_matched", "pearson_delta", "pearson_delta_perturbed_mean_matched",
-           "pearson_delta_perturbed_mean")
+METRICS = tuple(s.name for s in SCORES if s.searchable)  # the catalogue's scores a search may choose on
 # The design's ranges (design.md 2.7): a parameter is a stage setting's dotted path, with either
 # ``values`` to choose from or a ``low``-``high`` range of numbers (sampled on a log scale with
 # ``log``; an integer setting takes ``values``).
@@ -42,21 +42,23 @@ class SearchSettings(Settings):
     """
 
     start: str = ""
-    method: str = choice("random", METHODS)
-    trials: int = 4
+    method: str = setting("random", choices=METHODS)
+    trials: int = setting(4, minimum=1)
     seed: int = 0
-    metric: str = choice("pearson_delta_matched", METRICS)
-    parameters: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DESIGN_SPACE))
+    metric: str = setting(MATCHED, choices=METRICS)
+    parameters: dict[str, dict[str, Any]] = setting(default_factory=lambda: dict(DESIGN_SPACE))
 
     def check(self) -> None:
         super().check()
         if not self.start:
             raise SettingsError("start: name the stage the search starts from")
-        if self.trials < 1 or not self.parameters:
-            raise SettingsError("trials, parameters: needs at least one trial and one parameter")
+        if not self.parameters:
+            raise SettingsError("parameters: name at least one setting to search")
         for name, space in self.parameters.items():
-            numbers = all(isinstance(space.get(end), (int, float)) and not isinstance(space.get(end), bool)
-                          for end in ("low", "high"))
+            numbers = all(
+                isinstance(space.get(end), (int, float)) and not isinstance(space.get(end), bool)
+                for end in ("low", "high")
+            )
             if not (set(space) <= {"values"} and space.get("values")) and not (
                 set(space) <= {"low", "high", "log"} and numbers and space["low"] <= space["high"]
             ):
@@ -100,4 +102,3 @@ def with_overrides(stage: dict[str, Any], overrides: dict[str, Any]) -> dict[str
                 raise SettingsError(f"{path}: '{key}' is a setting, not a section of settings")
         node[leaf] = value
     return merged
-

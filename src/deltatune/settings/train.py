@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import SettingsError
-from .base import Settings, choice
+from .base import Settings, setting
 from .model import LoraSettings
 from .pairing import STRATEGIES
 
@@ -20,17 +20,15 @@ class LossWeights(Settings):
     """Weights of the loss components; the model's own loss alone by default
     (:class:`deltatune.train.losses.DeltaAwareLoss`)."""
 
-    base: float = 1.0
-    delta_mse: float = 0.0
-    delta_pearson: float = 0.0
-    pearson_mode: str = choice("cell_set", PEARSON_MODES)
-    diversity: float = 0.0
-    eps: float = 1e-8
+    base: float = setting(1.0, minimum=0)
+    delta_mse: float = setting(0.0, minimum=0)
+    delta_pearson: float = setting(0.0, minimum=0)
+    pearson_mode: str = setting("cell_set", choices=PEARSON_MODES)
+    diversity: float = setting(0.0, minimum=0)
+    eps: float = setting(1e-8, exclusiveMinimum=0)
 
     def check(self) -> None:
         super().check()
-        if min(self.base, self.delta_mse, self.delta_pearson, self.diversity) < 0:
-            raise SettingsError("base, delta_mse, delta_pearson, diversity: loss weights must be non-negative")
         if self.base + self.delta_mse + self.delta_pearson == 0:
             raise SettingsError("base, delta_mse, delta_pearson: at least one loss weight must be positive")
 
@@ -40,28 +38,22 @@ class TrainSettings(Settings):
     """How to train: data pairing, loss, optimizer and schedule (config ``base_model.pretrain``).
 
     ``batch_size`` counts cells per optimizer step and is rounded down to whole cell sets
-    (at least one set).
+    (at least one set). ``checkpoint_every`` (steps between the checkpoints a killed run resumes
+    from) is run-only: it never changes the weights trained, so changing it retrains nothing.
     """
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_fraction: float = 0.05
-    grad_clip: float = 1.0
-    pairing: str = choice("random", STRATEGIES)
-    control_input: str = choice("cells", CONTROL_INPUTS)
-    loss: LossWeights = field(default_factory=LossWeights)
+    epochs: int = setting(10, minimum=1)
+    batch_size: int = setting(128, minimum=1)
+    lr: float = setting(3e-4, exclusiveMinimum=0)
+    weight_decay: float = setting(0.0, minimum=0)
+    warmup_fraction: float = setting(0.05, minimum=0, exclusiveMaximum=1)
+    grad_clip: float = setting(1.0, exclusiveMinimum=0)
+    pairing: str = setting("random", choices=STRATEGIES)
+    control_input: str = setting("cells", choices=CONTROL_INPUTS)
+    loss: LossWeights = setting(default_factory=LossWeights)
     seed: int = 0
-    precision: str = choice("32-true", PRECISIONS)
-    checkpoint_every: int = 100
-
-    def check(self) -> None:
-        super().check()
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.checkpoint_every < 1:
-            raise SettingsError("epochs, batch_size, checkpoint_every and lr must be positive")
-        if not 0 <= self.warmup_fraction < 1:
-            raise SettingsError("warmup_fraction must be in [0, 1)")
+    precision: str = setting("32-true", choices=PRECISIONS)
+    checkpoint_every: int = setting(100, minimum=1, run_only=True)
 
 
 @dataclass(frozen=True)
@@ -72,12 +64,7 @@ class DoseInterpolation(Settings):
     a plate, equally spaced in log dose; 0 adds none (:mod:`deltatune.train.doses`).
     """
 
-    points: int = 0
-
-    def check(self) -> None:
-        super().check()
-        if self.points < 0:
-            raise SettingsError("points must be 0 (off) or a positive number of doses between measured ones")
+    points: int = setting(0, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +72,6 @@ class StageSettings(TrainSettings):
     """Training settings plus what is adapted (config ``stages.<name>``): LoRA adapters where
     ``lora`` says, or, with ``adaptation: full``, every weight of the base model (``lora`` unused)."""
 
-    adaptation: str = choice("lora", ADAPTATIONS)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    dose_interpolation: DoseInterpolation = field(default_factory=DoseInterpolation)
+    adaptation: str = setting("lora", choices=ADAPTATIONS)
+    lora: LoraSettings = setting(default_factory=LoraSettings)
+    dose_interpolation: DoseInterpolation = setting(default_factory=DoseInterpolation)

@@ -1,29 +1,61 @@
-"""From the workflow's config to each step's settings, written once.
+"""From the workflow's config to what each rule reads of it, written once.
 
-``workflow/rules/common.smk`` passes these mappings to the ``deltatune`` commands through
-``params:``, and the report's provenance fills in every default from the same mappings, so the
-two cannot disagree on which config key feeds which setting. Only the standard library is
-imported: Snakemake reads this while it parses the workflow.
+:class:`WorkflowSettings` validates a config into the settings dataclasses once, while Snakemake
+parses the workflow (defaults filled in, ``extends`` resolved, the search drawn), and gives each
+rule exactly the settings its output depends on; ``workflow/rules/common.smk`` passes them to
+the ``deltatune`` commands through ``params:``. Snakemake reruns a job when its params change,
+so what a rule is given decides what reruns it:
+
+* resolved settings, not the keys as written: writing a default out changes nothing;
+* only what the rule reads: its own obs columns (the others as null), and of a section only the
+  keys its step reads (``ceiling_splits`` is how many ceiling jobs run, which no step reads);
+* no run-only setting (``checkpoint_every`` of pretraining and each stage; ``compute``'s threads
+  and accelerator): they reach the rules as ``threads:`` and ``resources:``, which rerun nothing.
+
+The report is given the effective config (:meth:`WorkflowSettings.effective`), every setting
+that shapes a result, to record; so it reruns on any of them. ``tests/test_rerun.py`` changes one
+config key at a time and checks, by dry run over a finished run, that exactly the rules below
+rerun. Only the standard library is imported: Snakemake reads this while it parses the workflow.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..errors import SettingsError
 from ..roles import BASE_ROW, TUNED_ROW
-from .base import from_mapping, to_dict
+from .base import from_mapping, output_dict, to_dict
 from .compute import ComputeSettings
-from .data import PreprocessSettings, ScreenSpec
+from .data import Columns, PreprocessSettings, ScreenSpec
 from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
 from .predict import InferenceSettings
 from .report import BootstrapSettings
-from .search import SearchSettings, with_overrides
+from .search import SearchSettings, trials, with_overrides
 from .train import StageSettings, TrainSettings
 
-CHECKPOINT_KEYS = tuple(f.name for f in dataclasses.fields(CheckpointSettings))  # its base_model keys
+# The obs columns (besides perturbation and control) each rule reads; a few depend on settings
+# (:meth:`WorkflowSettings.columns_for`). The other columns reach the rule as null.
+COLUMNS_READ = {
+    "check_obs": ("cell_type", "batch", "drug", "dose"),  # checks every configured column
+    "preprocess": ("cell_type", "drug"),  # the target line, and the split unit
+    "pretrain": ("cell_type", "batch"),  # cell sets share perturbation, line and plate
+    "finetune": ("cell_type", "batch"),
+    "infer": ("cell_type", "batch"),
+    "reference": ("batch",),  # a reference per plate
+    "evaluate": ("batch",),  # plate-matched scores
+    "ceiling": ("batch",),
+}
+# The columns each pairing strategy groups controls by.
+STRATEGY_COLUMNS = {
+    "random": (),
+    "batch": ("batch",),
+    "celltype": ("cell_type",),
+    "batch_celltype": ("batch", "cell_type"),
+}
+# The evaluation section's keys each scoring rule reads (ceiling_splits: the number of ceiling jobs).
+EVALUATION_READ = {"evaluate": ("profile", "cell_cap", "control_cap", "seed"), "ceiling": ("profile",)}
+OTHER_LINES = "baseline_other_lines"  # the one baseline that reads the cell line column
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -38,7 +70,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def resolve_stages(stages: dict[str, dict]) -> dict[str, dict]:
-    """Each stage's settings with its ``extends`` chain merged in (a stage overrides its parent)."""
+    """Each stage's keys with its ``extends`` chain merged in (a stage overrides its parent)."""
     if BASE_ROW in stages:
         raise SettingsError(f"stages: '{BASE_ROW}' is reserved for the untuned base model")
 
@@ -60,134 +92,233 @@ def resolve_stages(stages: dict[str, dict]) -> dict[str, dict]:
     return resolved
 
 
-def search_settings(config: dict, stages: dict[str, dict]) -> SearchSettings | None:
-    """The config's ``search`` (None without one); its start must be a stage, and ``tuned`` free."""
-    if not config.get("search"):
-        return None
-    search = from_mapping(SearchSettings, config["search"], "search")
-    if search.start not in stages:
-        raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(stages)})")
-    if TUNED_ROW in stages:
-        raise SettingsError(f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search")
-    for name, space in search.parameters.items():
-        for value in space["values"] if "values" in space else (space["low"], space["high"]):
-            _check_override(stages[search.start], search.start, name, value)
-    return search
-
-
-def _check_override(stage: dict, stage_name: str, name: str, value: Any) -> None:
-    """``stage`` with the searched setting ``name`` at ``value`` must be valid stage settings: a
-    misspelled path or a value of the wrong type stops the workflow while it is parsed, not
-    inside every trial job."""
-    try:
-        from_mapping(StageSettings, with_overrides(stage, {name: value}), f"stages.{stage_name}")
-    except SettingsError as err:
-        raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{stage_name}': {err}") from None
-
-
-def with_tuned(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, dict]:
-    """The stages, then ``tuned`` (the search's start stage; the chosen trial's values are laid over
-    it when it trains) when there is a search."""
-    return stages if search is None else {**stages, TUNED_ROW: stages[search.start]}
-
-
-def stage_parents(stages: dict[str, dict], search: SearchSettings | None) -> dict[str, str]:
-    """The row each stage is tested against: the stage it ``extends`` (``base`` for one that extends
-    none); ``tuned`` against the search's start stage. ``stages`` as configured (not resolved)."""
-    parents = {name: stage.get("extends") or BASE_ROW for name, stage in stages.items()}
-    return parents if search is None else {**parents, TUNED_ROW: search.start}
-
-
-def trial_settings(stages: dict[str, dict], search: SearchSettings, values: list[dict]) -> list[dict]:
-    """Every trial's stage settings: the start stage (its first replicate's seed) with the trial's
-    ``values`` (:func:`deltatune.settings.search.trials`)."""
-    start = stage_settings(stages[search.start], 0)
-    for trial in values:  # drawn from a range, a value can still be of the wrong type (a float rank)
-        for name, value in trial.items():
-            _check_override(start, search.start, name, value)
-    return [with_overrides(start, trial) for trial in values]
-
-
 def replicate_seed(seed: int, replicate: int) -> int:
     """The seed of replicate ``replicate`` of a step whose configured seed is ``seed``."""
     return seed + replicate
 
 
-def stage_settings(stage: dict, replicate: int) -> dict:
-    """A resolved stage's settings for one replicate (:class:`StageSettings` fields)."""
-    return {**stage, "seed": replicate_seed(stage.get("seed", 0), replicate)}
+def _check_override(stage: StageSettings, stage_name: str, name: str, value: Any) -> StageSettings:
+    """``stage`` with the searched setting ``name`` at ``value``: a misspelled path or a value of
+    the wrong type stops the workflow while it is parsed, not inside every trial job."""
+    try:
+        return from_mapping(StageSettings, with_overrides(to_dict(stage), {name: value}), f"stages.{stage_name}")
+    except SettingsError as err:
+        raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{stage_name}': {err}") from None
 
 
-def inference_settings(config: dict, replicate: int) -> dict:
-    """Inference settings for one replicate (:class:`InferenceSettings` fields)."""
-    inference = config["inference"]
-    return {**inference, "seed": replicate_seed(inference["seed"], replicate)}
+def _only(settings: dict, keys: tuple[str, ...]) -> dict:
+    return {k: settings[k] for k in keys}
 
 
-def preprocess_settings(config: dict) -> dict:
-    """:class:`PreprocessSettings` fields: section ``preprocess`` plus two ``data`` keys."""
-    data = config["data"]
-    return {"target_cell_line": data["target_cell_line"], "var_names": data.get("var_names"), **config.get("preprocess", {})}
+class WorkflowSettings:
+    """A validated workflow config, resolved once, and the settings each rule reads of it.
 
+    The attributes are the settings dataclasses of every section (``None`` where a section does
+    not apply: no ``screen`` for a user's file, no ``architecture`` or ``pretrain`` with a
+    checkpoint, no ``search`` without one); the methods give what a rule reads of them, as
+    JSON-able mappings.
+    """
 
-def checkpoint_settings(config: dict) -> dict:
-    """:class:`CheckpointSettings` fields set in ``base_model``; none without a checkpoint."""
-    model = config["base_model"]
-    if not model.get("checkpoint"):
-        return {}
-    return {k: model[k] for k in CHECKPOINT_KEYS if model.get(k) is not None}
+    def __init__(self, config: dict):
+        data, model = config["data"], config["base_model"]
+        self.config = config
+        self.run: str = config["run"]
+        self.replicates: int = config.get("replicates", 1)
+        self.baselines: list[str] = list(config.get("baselines", []))
+        self.screen_path: str | None = data.get("path")
+        self.checkpoint_dir: str | None = model.get("checkpoint")
+        self.columns = from_mapping(Columns, data["columns"], "data.columns")
+        self.screen = None if self.screen_path else from_mapping(ScreenSpec, data.get("simulate"), "data.simulate")
+        self.preprocess = from_mapping(
+            PreprocessSettings,
+            {
+                "target_cell_line": data["target_cell_line"],
+                "var_names": data.get("var_names"),
+                **config.get("preprocess", {}),
+            },
+            "preprocess",
+        )
+        given = {k: model[k] for k in ("checkpoint_file", "genes", "trusted") if model.get(k) is not None}
+        self.checkpoint = from_mapping(CheckpointSettings, given if self.checkpoint_dir else {}, "base_model")
+        self.perturbations = from_mapping(
+            PerturbationSettings,
+            {
+                "unseen_perturbations": model.get("unseen_perturbations", "error"),
+                "combination_separator": data.get("combination_separator"),
+            },
+            "base_model",
+        )
+        own_base = not self.checkpoint_dir
+        self.architecture = self.pretrain = None
+        if own_base:
+            self.architecture = from_mapping(Architecture, model.get("architecture"), "base_model.architecture")
+            self.pretrain = from_mapping(TrainSettings, model.get("pretrain"), "base_model.pretrain")
+        stages = resolve_stages(config["stages"])
+        self.stages = {name: from_mapping(StageSettings, s, f"stages.{name}") for name, s in stages.items()}
+        self.search = self._search(config.get("search"))
+        if self.search is not None:  # the winner, retrained: the start stage with the chosen values laid over it
+            self.stages[TUNED_ROW] = self.stages[self.search.start]
+        self.trial_values = trials(self.search) if self.search else []
+        self.trials = [self._trial(values) for values in self.trial_values]
+        self.inference = from_mapping(InferenceSettings, config.get("inference"), "inference")
+        self.evaluation = from_mapping(EvaluateSettings, config.get("evaluation"), "evaluation")
+        self.bootstrap = from_mapping(BootstrapSettings, config.get("report", {}).get("bootstrap"), "report.bootstrap")
+        self.compute = from_mapping(ComputeSettings, config.get("compute"), "compute")
+        parents = {name: stage.get("extends") or BASE_ROW for name, stage in config["stages"].items()}
+        self.parents = parents if self.search is None else {**parents, TUNED_ROW: self.search.start}
+        self._check_pairings()
 
+    def _search(self, values: dict | None) -> SearchSettings | None:
+        """The config's ``search``: its start must be a stage, ``tuned`` free, every searched path a
+        stage setting (checked with the range's ends, or each listed value)."""
+        if not values:
+            return None
+        search = from_mapping(SearchSettings, values, "search")
+        if search.start not in self.stages:
+            raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(self.stages)})")
+        if TUNED_ROW in self.stages:
+            raise SettingsError(
+                f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search"
+            )
+        for name, space in search.parameters.items():
+            for value in space["values"] if "values" in space else (space["low"], space["high"]):
+                _check_override(self.stages[search.start], search.start, name, value)
+        return search
 
-def perturbation_settings(config: dict) -> dict:
-    """:class:`PerturbationSettings` fields, from ``base_model`` and ``data``."""
-    return {
-        "unseen_perturbations": config["base_model"].get("unseen_perturbations", "error"),
-        "combination_separator": config["data"].get("combination_separator"),
-    }
+    def _trial(self, values: dict[str, Any]) -> StageSettings:
+        """A trial's stage: the start stage (its first replicate's seed) with the trial's values;
+        a value drawn from a range can still be of the wrong type (a float rank)."""
+        stage = self.stages[self.search.start]
+        for name, value in values.items():
+            stage = _check_override(stage, self.search.start, name, value)
+        return stage
 
+    def _check_pairings(self) -> None:
+        """Stop before any job when a pairing needs the batch column and the data has none."""
+        pairings = {f"stages.{n}": s.pairing for n, s in self.stages.items()}
+        if self.pretrain is not None:
+            pairings["base_model.pretrain"] = self.pretrain.pairing
+        needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
+        if needs_batch and not self.columns.batch:
+            raise SettingsError(
+                f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
+                "name the plate / batch column (public benchmark files often have `dataset`), "
+                "or set their pairing to celltype or random"
+            )
 
-def effective_config(config: dict, stages: dict[str, dict]) -> dict:
-    """``config`` with every section's defaults filled in; ``stages`` has ``extends`` resolved."""
+    # What each rule reads.
 
-    def effective(cls: type, values: Any, where: str) -> dict:
-        return to_dict(from_mapping(cls, values, where))
+    def columns_for(self, rule: str, stage: TrainSettings | None = None) -> dict:
+        """The obs columns rule ``rule`` reads (:data:`COLUMNS_READ`), the others null.
 
-    data, model = config["data"], config["base_model"]
-    given = bool(model.get("checkpoint"))
-    return {
-        "run": config["run"],
-        "replicates": config.get("replicates", 1),
-        "data": {
-            **data,
-            "simulate": None if data.get("path") else effective(ScreenSpec, data.get("simulate"), "data.simulate"),
-        },
-        "preprocess": effective(PreprocessSettings, preprocess_settings(config), "preprocess"),
-        "base_model": {
-            "checkpoint": model.get("checkpoint"),
-            **(effective(CheckpointSettings, checkpoint_settings(config), "base_model") if given else {}),
-            **effective(PerturbationSettings, perturbation_settings(config), "base_model"),
-            "architecture": None if given else effective(Architecture, model.get("architecture"), "base_model.architecture"),
-            "pretrain": None if given else effective(TrainSettings, model.get("pretrain"), "base_model.pretrain"),
-        },
-        "stages": {name: effective(StageSettings, s, f"stages.{name}") for name, s in stages.items()},
-        "inference": effective(InferenceSettings, config.get("inference"), "inference"),
-        "evaluation": effective(EvaluateSettings, config.get("evaluation"), "evaluation"),
-        "report": effective(BootstrapSettings, config.get("report", {}).get("bootstrap"), "report.bootstrap"),
-        "compute": effective(ComputeSettings, config.get("compute"), "compute"),
-        "search": effective(SearchSettings, config["search"], "search") if config.get("search") else None,
-    }
+        A training ``stage`` reads the drug column only for the diversity reward or dose
+        interpolation, and the dose column only for dose interpolation.
+        """
+        names = COLUMNS_READ[rule]
+        if stage is not None:
+            interpolates = isinstance(stage, StageSettings) and stage.dose_interpolation.points > 0
+            names += ("drug",) if stage.loss.diversity > 0 or interpolates else ()
+            names += ("dose",) if interpolates else ()
+        return to_dict(self.columns.only(names))
+
+    def pair_columns(self, strategy: str) -> dict:
+        """The columns a pairing strategy groups controls by."""
+        return to_dict(self.columns.only(STRATEGY_COLUMNS[strategy]))
+
+    def baseline_columns(self, kind: str) -> dict:
+        """The other-lines baseline reads the cell line column; the others only tell controls apart."""
+        return to_dict(self.columns.only(("cell_type",) if kind == OTHER_LINES else ()))
+
+    def check_obs_settings(self) -> dict:
+        """The lines the obs check looks for (:class:`PreprocessSettings` fields)."""
+        return _only(to_dict(self.preprocess), ("target_cell_line", "base_cell_lines"))
+
+    def preprocess_settings(self) -> dict:
+        """Preprocessing's settings; ``n_top_genes`` only without a checkpoint (whose genes replace
+        the selection), ``max_missing_genes`` only with one."""
+        unread = "n_top_genes" if self.checkpoint_dir else "max_missing_genes"
+        return {k: v for k, v in to_dict(self.preprocess).items() if k != unread}
+
+    def stage_settings(self, stage: str, replicate: int) -> dict:
+        """A stage's resolved settings for one replicate, without its run-only ones."""
+        settings = output_dict(self.stages[stage])
+        return {**settings, "seed": replicate_seed(settings["seed"], replicate)}
+
+    def inference_settings(self, replicate: int) -> dict:
+        inference = to_dict(self.inference)
+        return {**inference, "seed": replicate_seed(inference["seed"], replicate)}
+
+    def evaluation_settings(self, rule: str) -> dict:
+        """The keys of the evaluation section ``rule`` (evaluate or ceiling) reads."""
+        return _only(to_dict(self.evaluation), EVALUATION_READ[rule])
+
+    def trial_settings(self, trial: int) -> dict:
+        """A search trial's stage settings (the start stage's first replicate, with the trial's values)."""
+        return output_dict(self.trials[trial])
+
+    def trial_columns(self, trial: int) -> dict:
+        """A search trial runs finetune, infer and evaluate: it reads what the three read (infer and
+        evaluate read no column that finetune does not)."""
+        return self.columns_for("finetune", stage=self.trials[trial])
+
+    # Run-only settings, for ``threads:`` and ``resources:``.
+
+    def checkpoint_every(self, stage: str | None = None, trial: int | None = None) -> int:
+        """Steps between resumable checkpoints of a stage, a search trial, or (neither given)
+        pretraining."""
+        if trial is not None:
+            return self.trials[trial].checkpoint_every
+        return (self.pretrain if stage is None else self.stages[stage]).checkpoint_every
+
+    # The record of a run.
+
+    def effective(self) -> dict:
+        """Every setting that shapes a result, defaults filled in and ``extends`` resolved, as a
+        config this workflow accepts: what ``provenance.json`` records. Run-only settings are left
+        out: they change no result."""
+        data = {
+            "path": self.screen_path,
+            "columns": to_dict(self.columns),
+            "target_cell_line": self.preprocess.target_cell_line,
+            "var_names": self.preprocess.var_names,
+            "combination_separator": self.perturbations.combination_separator,
+        }
+        if self.screen is not None:
+            data["simulate"] = to_dict(self.screen)
+        preprocess = {k: v for k, v in to_dict(self.preprocess).items() if k not in ("target_cell_line", "var_names")}
+        base_model = {
+            "checkpoint": self.checkpoint_dir,
+            "unseen_perturbations": self.perturbations.unseen_perturbations,
+        }
+        if self.checkpoint_dir:
+            base_model |= to_dict(self.checkpoint)
+        else:
+            base_model |= {"architecture": to_dict(self.architecture), "pretrain": output_dict(self.pretrain)}
+        return {
+            "run": self.run,
+            "data": data,
+            "preprocess": preprocess,
+            "base_model": base_model,
+            "stages": {name: output_dict(stage) for name, stage in self.stages.items() if name != TUNED_ROW},
+            "search": None if self.search is None else to_dict(self.search),
+            "replicates": self.replicates,
+            "baselines": self.baselines,
+            "inference": to_dict(self.inference),
+            "evaluation": to_dict(self.evaluation),
+            "report": {"bootstrap": to_dict(self.bootstrap)},
+        }
 
 
 def seeds(effective: dict) -> dict:
-    """Every seed of a run (of :func:`effective_config`), replicate offsets applied."""
+    """Every seed of a run (of :meth:`WorkflowSettings.effective`), replicate offsets applied."""
     reps = range(effective["replicates"])
-    simulated = effective["data"]["simulate"]
-    pretrain = effective["base_model"]["pretrain"]
+    simulated = effective["data"].get("simulate")  # none for a user's screen
+    pretrain = effective["base_model"].get("pretrain")  # none with a checkpoint
     return {
         "simulate": simulated["seed"] if simulated else None,
         "split": effective["preprocess"]["split"]["seed"],
         "pretrain": pretrain["seed"] if pretrain else None,
         "stages": {name: [replicate_seed(s["seed"], r) for r in reps] for name, s in effective["stages"].items()},
         "inference": [replicate_seed(effective["inference"]["seed"], r) for r in reps],
-        "bootstrap": effective["report"]["seed"],
+        "bootstrap": effective["report"]["bootstrap"]["seed"],
     }

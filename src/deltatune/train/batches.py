@@ -23,10 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..data.groups import group_codes
 from ..data.readers import check_read, dense_rows
 from ..errors import InputDataError, SettingsError
 from ..model.cellsets import make_cell_sets
-from ..pairing.groups import group_codes
 from ..pairing.index import PairingIndex
 from ..settings import Columns
 from ..settings.train import CONTROL_INPUTS
@@ -67,8 +67,9 @@ class CellSetBatches:
         if len(index.perturbed) == 0:
             raise InputDataError("no perturbed cells to train on")
         index.check_rows_of(adata.obs_names, "the training data")
-        check_read(adata.X, index.perturbed if control_input == "mean" else np.r_[index.perturbed, index.controls],
-                   "training")
+        check_read(
+            adata.X, index.perturbed if control_input == "mean" else np.r_[index.perturbed, index.controls], "training"
+        )
         self.index = index
         self.X, self.row_of = _smaller_form(sp.csr_matrix(adata.X, dtype=np.float32))
         self.codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
@@ -110,7 +111,9 @@ class CellSetBatches:
             ctrl = plan.control[start : start + sets_per_step].ravel()
             yield {
                 "pert_emb": self.pert_table[self.codes[torch.from_numpy(rows)]],
-                "ctrl_cell_emb": self._rows(ctrl) if self.control_input == "cells" else self.means[torch.from_numpy(ctrl)],
+                "ctrl_cell_emb": (
+                    self._rows(ctrl) if self.control_input == "cells" else self.means[torch.from_numpy(ctrl)]
+                ),
                 "pert_cell_emb": self._rows(rows),
                 "set_drug": self.drugs[torch.from_numpy(sets[:, 0])],
             }

@@ -36,10 +36,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from ..data.groups import group_codes
+from ..data.means import group_means
 from ..data.readers import PartlyRead, dense_rows, rows_read
 from ..errors import SettingsError
-from ..pairing.groups import group_codes
-from ..pairing.means import group_means
 from ..settings import Columns
 
 INTERPOLATED = "interpolated"  # obs column marking the added cells
@@ -84,16 +84,24 @@ def _fractions(points: int) -> np.ndarray:
 
 def _on_measured_doses(targets: pd.DataFrame, measured: pd.DataFrame, columns: Columns) -> np.ndarray:
     """Which ``targets`` rows sit on a dose their drug was measured at (in ``measured``'s obs)."""
-    doses = measured[[columns.drug, columns.dose]].assign(
-        **{columns.dose: pd.to_numeric(measured[columns.dose], errors="coerce")}).dropna().drop_duplicates()
-    pairs = targets[[columns.drug, columns.dose]].reset_index(names="row").merge(
-        doses.astype({columns.drug: str}), on=columns.drug, suffixes=("", "_measured"))
+    doses = (
+        measured[[columns.drug, columns.dose]]
+        .assign(**{columns.dose: pd.to_numeric(measured[columns.dose], errors="coerce")})
+        .dropna()
+        .drop_duplicates()
+    )
+    pairs = (
+        targets[[columns.drug, columns.dose]]
+        .reset_index(names="row")
+        .merge(doses.astype({columns.drug: str}), on=columns.drug, suffixes=("", "_measured"))
+    )
     same = np.isclose(pairs[columns.dose], pairs[f"{columns.dose}_measured"], rtol=1e-6, atol=0.0)
     return np.isin(np.arange(len(targets)), pairs.loc[same, "row"].to_numpy())
 
 
-def interpolated_targets(adata: ad.AnnData, columns: Columns, points: int,
-                         measured: pd.DataFrame | None = None) -> DoseTargets:
+def interpolated_targets(
+    adata: ad.AnnData, columns: Columns, points: int, measured: pd.DataFrame | None = None
+) -> DoseTargets:
     """The interpolated mean profiles of ``adata``'s perturbed cells (all of them are used), less
     those on a dose their drug was measured at in ``measured`` (an obs table: the whole line)."""
     codes, keys, lower, upper = _neighbours(columns, adata.obs)
@@ -101,8 +109,15 @@ def interpolated_targets(adata: ad.AnnData, columns: Columns, points: int,
     t = np.tile(_fractions(points), len(lower))
     lo, hi = np.repeat(lower, points), np.repeat(upper, points)
     d_lo, d_hi = keys[columns.dose].to_numpy(np.float64)[lo], keys[columns.dose].to_numpy(np.float64)[hi]
-    table = keys.iloc[lo].reset_index(drop=True).assign(
-        **{columns.dose: np.exp((1 - t) * np.log(d_lo) + t * np.log(d_hi))}, dose_low=d_lo, dose_high=d_hi, t=t,
+    table = (
+        keys.iloc[lo]
+        .reset_index(drop=True)
+        .assign(
+            **{columns.dose: np.exp((1 - t) * np.log(d_lo) + t * np.log(d_hi))},
+            dose_low=d_lo,
+            dose_high=d_hi,
+            t=t,
+        )
     )
     keep = np.ones(len(table), dtype=bool) if measured is None else ~_on_measured_doses(table, measured, columns)
     profiles = (1 - t)[:, None] * means[lo] + t[:, None] * means[hi]
@@ -118,7 +133,12 @@ def _with_mean(cells: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def with_interpolated_doses(
-    adata: ad.AnnData, rows: np.ndarray, columns: Columns, codes: np.ndarray, inputs: torch.Tensor, points: int,
+    adata: ad.AnnData,
+    rows: np.ndarray,
+    columns: Columns,
+    codes: np.ndarray,
+    inputs: torch.Tensor,
+    points: int,
     seed: int,
 ) -> tuple[ad.AnnData, np.ndarray, torch.Tensor, np.ndarray]:
     """``adata`` with interpolated cells appended, built from its perturbed ``rows``.
@@ -143,7 +163,8 @@ def with_interpolated_doses(
         code_lo, code_hi = codes[rows[a[0]]], codes[rows[b[0]]]
         new_inputs.append((1 - t) * inputs[code_lo] + t * inputs[code_hi])
         new_codes.append(np.full(n, len(inputs) + k, dtype=np.int64))
-        labels += [f"{targets.keys.loc[k, columns.drug]} at {targets.keys.loc[k, columns.dose]:.4g} ({INTERPOLATED})"] * n
+        drug, dose = targets.keys.loc[k, columns.drug], targets.keys.loc[k, columns.dose]
+        labels += [f"{drug} at {dose:.4g} ({INTERPOLATED})"] * n
     if not blocks:
         return adata, codes, inputs, np.zeros(0, dtype=np.int64)
     like = np.concatenate(like)
@@ -155,5 +176,9 @@ def with_interpolated_doses(
     extended = ad.concat([adata, added], merge="first")
     extended.X = PartlyRead(extended.X, read=np.r_[rows_read(adata.X), np.ones(added.n_obs, dtype=bool)])
     extended.obs[INTERPOLATED] = np.r_[np.zeros(adata.n_obs, dtype=bool), np.ones(added.n_obs, dtype=bool)]
-    return (extended, np.concatenate([codes, np.concatenate(new_codes)]),
-            torch.cat([inputs, torch.stack(new_inputs)]), like)
+    return (
+        extended,
+        np.concatenate([codes, np.concatenate(new_codes)]),
+        torch.cat([inputs, torch.stack(new_inputs)]),
+        like,
+    )

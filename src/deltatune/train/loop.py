@@ -88,17 +88,18 @@ def fingerprint(settings: dict, inputs: list[str | Path]) -> str:
 
 
 class Trainer:
-    """Trains the parameters of ``model`` that require grad, with checkpoints in ``work_dir``.
+    """Where and how a run trains: the device, and the checkpoints in ``work_dir`` it resumes from.
 
     ``fingerprint`` identifies the run (settings and inputs); a checkpoint with another
-    fingerprint is not resumed from.
+    fingerprint is not resumed from. What to train with (optimizer, schedule, precision, how
+    often to checkpoint) is the settings given to :meth:`fit`.
     """
 
-    def __init__(self, settings: TrainSettings, work_dir: str | Path, fingerprint: str, accelerator: str = "auto"):
-        self.settings = settings
+    def __init__(self, work_dir: str | Path, fingerprint: str, accelerator: str = "auto"):
         self.work_dir = Path(work_dir)
         self.fingerprint = fingerprint
-        self.fabric = Fabric(accelerator=accelerator, devices=1, precision=settings.precision)
+        self.accelerator = accelerator
+        self.fabric = Fabric(accelerator=accelerator, devices=1)
 
     @property
     def device_name(self) -> str:
@@ -147,27 +148,40 @@ class Trainer:
         log.info("resuming from %s at step %d", self.checkpoint_path, state["position"]["global_step"])
         return state["position"], state["history"]
 
-    def _step(self, model, optimizer, loss: DeltaAwareLoss, batch: dict, set_size: int, epoch: int, step: int) -> dict:
+    def _step(
+        self,
+        model,
+        optimizer,
+        loss: DeltaAwareLoss,
+        batch: dict,
+        set_size: int,
+        grad_clip: float,
+        epoch: int,
+        step: int,
+    ) -> dict:
         """One optimizer step; returns the loss components and gradient norm as floats.
 
         Nothing is updated unless every component and the gradient norm are finite.
         """
         batch = self.fabric.to_device(batch)
         pred = model(batch, padded=True).reshape(-1, set_size, batch["pert_cell_emb"].shape[-1])
-        parts = loss(pred.float(), batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape),
-                     drugs=batch["set_drug"])
+        real, control = batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape)
+        parts = loss(pred.float(), real, control, drugs=batch["set_drug"])
         values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
         _check_finite(values, epoch, step, self.checkpoint_path)
         optimizer.zero_grad(set_to_none=True)
         self.fabric.backward(parts["total"])
-        values["grad_norm"] = float(self.fabric.clip_gradients(model, optimizer, max_norm=self.settings.grad_clip))
+        values["grad_norm"] = float(self.fabric.clip_gradients(model, optimizer, max_norm=grad_clip))
         _check_finite({"gradient norm": values["grad_norm"]}, epoch, step, self.checkpoint_path)
         optimizer.step()
         return values
 
-    def fit(self, model: torch.nn.Module, data: CellSetBatches, loss: DeltaAwareLoss, desc: str) -> pd.DataFrame:
-        """Train ``model`` in place; return the per-step history of every loss component."""
-        s = self.settings
+    def fit(
+        self, model: torch.nn.Module, data: CellSetBatches, loss: DeltaAwareLoss, settings: TrainSettings, desc: str
+    ) -> pd.DataFrame:
+        """Train ``model`` in place with ``settings``; return the per-step history of every loss component."""
+        s = settings
+        self.fabric = Fabric(accelerator=self.accelerator, devices=1, precision=s.precision)
         sets_per_step = max(1, s.batch_size // data.set_size)
         steps_per_epoch = data.n_steps(sets_per_step)
         total_steps = s.epochs * steps_per_epoch
@@ -183,14 +197,18 @@ class Trainer:
 
         global_step = position["global_step"]
         progress = tqdm(
-            total=total_steps, initial=global_step, desc=desc, file=sys.stderr,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True,
+            total=total_steps,
+            initial=global_step,
+            desc=desc,
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            dynamic_ncols=True,
         )
         for epoch in range(position["epoch"], s.epochs):
             skip = position["step"] if epoch == position["epoch"] else 0
             batches = data.batches(data.plan(s.seed, epoch), sets_per_step)
             for step_in_epoch, batch in enumerate(itertools.islice(batches, skip, None), start=skip):
-                values = self._step(fmodel, foptimizer, loss, batch, data.set_size, epoch, global_step)
+                values = self._step(fmodel, foptimizer, loss, batch, data.set_size, s.grad_clip, epoch, global_step)
                 scheduler.step()
                 global_step += 1
                 history.append({"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0], **values})
@@ -198,7 +216,9 @@ class Trainer:
                     progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                 if global_step % s.checkpoint_every == 0:
                     end_of_epoch = step_in_epoch + 1 == steps_per_epoch
-                    nxt = {"epoch": epoch + 1, "step": 0} if end_of_epoch else {"epoch": epoch, "step": step_in_epoch + 1}
+                    nxt = (
+                        {"epoch": epoch + 1, "step": 0} if end_of_epoch else {"epoch": epoch, "step": step_in_epoch + 1}
+                    )
                     self._save(model, optimizer, scheduler, {**nxt, "global_step": global_step}, history)
         progress.close()
         model.eval()

@@ -69,8 +69,9 @@ def drug_spread(delta: torch.Tensor, drugs: torch.Tensor) -> torch.Tensor:
     return (sums / counts[:, None]).var(dim=0, unbiased=False).mean()
 
 
-def diversity_reward(pred_delta: torch.Tensor, true_delta: torch.Tensor, drugs: torch.Tensor,
-                     eps: float) -> torch.Tensor:
+def diversity_reward(
+    pred_delta: torch.Tensor, true_delta: torch.Tensor, drugs: torch.Tensor, eps: float
+) -> torch.Tensor:
     """The predicted spread across drugs as a share of the real one, capped at 1 (no gradient
     beyond); 0 without real spread."""
     real = drug_spread(true_delta, drugs).detach()
@@ -109,8 +110,9 @@ class DeltaAwareLoss(torch.nn.Module):
         self.base_loss = base_loss
         self.weights = weights
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor,
-                drugs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor, drugs: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Components and ``total`` for (B, S, G) predictions, targets and paired controls;
         ``drugs`` (B,) is each set's drug code, needed when the diversity weight is set."""
         w = self.weights
@@ -126,7 +128,9 @@ class DeltaAwareLoss(torch.nn.Module):
             "delta_mse": F.mse_loss(pred_delta, true_delta),
             "delta_pearson": 1.0 - corr,
         }
-        parts["total"] = w.base * parts["base"] + w.delta_mse * parts["delta_mse"] + w.delta_pearson * parts["delta_pearson"]
+        parts["total"] = (
+            w.base * parts["base"] + w.delta_mse * parts["delta_mse"] + w.delta_pearson * parts["delta_pearson"]
+        )
         if w.diversity:
             if drugs is None:
                 raise ValueError("the diversity regularizer needs each set's drug code")

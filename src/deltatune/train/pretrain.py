@@ -24,17 +24,17 @@ def pretrain_base(
     adata: ad.AnnData,
     columns: Columns,
     arch: Architecture,
+    settings: TrainSettings,
     trainer: Trainer,
     index: PairingIndex,
 ) -> tuple[BaseModel, pd.DataFrame]:
-    """Train every weight of a fresh ST model on ``adata``; return it with its history.
+    """Train every weight of a fresh ST model on ``adata`` with ``settings``; return it with its history.
 
     ``index`` pairs the perturbed cells of ``adata`` with controls. The vocabulary is every
     perturbation label of ``adata``, control included (as in ST's ``pert_onehot_map``).
     """
     if adata.n_obs == 0:
         raise InputDataError("no cells of other cell lines to pretrain a base model on")
-    settings: TrainSettings = trainer.settings
     check_index(index, settings)
     labels = adata.obs[columns.perturbation].astype(str).to_numpy()
     vocab = sorted(np.unique(labels))
@@ -43,8 +43,13 @@ def pretrain_base(
     base = BaseModel(model=model, genes=list(map(str, adata.var_names)), perturbations=vocab)
     codes, table = base.vocabulary(labels, columns.control).encode(labels)
     data = CellSetBatches(
-        adata, columns, codes, table, index,
-        control_input=settings.control_input, set_size=arch.cell_set_len,
+        adata,
+        columns,
+        codes,
+        table,
+        index,
+        control_input=settings.control_input,
+        set_size=arch.cell_set_len,
     )
-    history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), desc="pretrain")
+    history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), settings, desc="pretrain")
     return base, history

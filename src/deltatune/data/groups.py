@@ -1,28 +1,16 @@
-"""Group codes: which cells belong together (a plate, a cell type, a perturbation), vectorized."""
+"""Which cells belong together (a plate, a cell type, a perturbation) and which are controls, vectorized.
+
+Every step groups cells by obs columns: pairing by plate, training sets by perturbation and plate,
+evaluation by perturbation and plate. The codes are computed once per call, without a loop over cells.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError, SettingsError
+from ..errors import InputDataError
 from ..settings import Columns
-from ..settings.pairing import STRATEGIES
-
-
-def strategy_columns(strategy: str, columns: Columns) -> list[str]:
-    """The obs columns whose combination defines a pairing group under ``strategy``."""
-    if strategy not in STRATEGIES:
-        raise SettingsError(f"unknown pairing strategy '{strategy}'; choose one of {STRATEGIES}")
-    wanted = {
-        "random": [],
-        "batch": [columns.batch],
-        "celltype": [columns.cell_type],
-        "batch_celltype": [columns.batch, columns.cell_type],
-    }[strategy]
-    if None in wanted:
-        raise SettingsError(f"pairing strategy '{strategy}' needs data.columns.batch, which is not set")
-    return wanted
 
 
 def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -44,7 +32,8 @@ def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFr
     dense = np.full(int(np.prod(dims)), -1, dtype=np.int64)
     dense[present] = np.arange(len(present))
     per_column = np.unravel_index(present, dims)
-    keys = pd.DataFrame({c: np.asarray(u)[i].astype(str) for c, (_, u), i in zip(by, factorized, per_column, strict=True)})
+    values = zip(by, factorized, per_column, strict=True)
+    keys = pd.DataFrame({c: np.asarray(uniques)[i].astype(str) for c, (_, uniques), i in values})
     return dense[flat], keys
 
 
