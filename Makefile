@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := env PATH="$(BIN):$$PATH"
+# pip compiles the installed modules one at a time; compileall does it on every core afterwards
+# (a module never compiled is compiled again by every process that imports it).
+PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
 .PHONY: setup demo test lint lock container-smoke reliability
 
@@ -13,10 +16,11 @@ setup: $(STAMP)
 
 $(STAMP): envs/torch.lock envs/requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r envs/torch.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r envs/requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install $(PIP_FLAGS) -r envs/torch.lock
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps -r envs/requirements.lock
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps -e .
 	$(BIN)/python -m pip check
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true  # like pip: skips what is not 3.11
 	touch $@
 
 demo: $(STAMP)
@@ -29,7 +33,7 @@ test: $(STAMP)
 
 # The fault and bad-input suite alone, writing the table of what it observed.
 reliability: $(STAMP)
-	$(RUN) python -m pytest tests -m reliability --reliability-table docs/reliability.md
+	$(RUN) python -m pytest tests -n 0 -m reliability --reliability-table docs/reliability.md
 
 # ruff's checks and formatting with the settings of pyproject.toml ([tool.ruff]), then
 # Snakemake's own lint of the rules. `ruff format .` formats the tree.
@@ -45,5 +49,5 @@ container-smoke:
 
 # Refresh envs/requirements.lock from the current .venv (after a deliberate upgrade).
 lock: $(STAMP)
-	{ sed -n '1,3p' envs/requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(torch|deltatune)=='; } > envs/requirements.lock.new
+	{ sed -n '1,4p' envs/requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(torch|deltatune)=='; } > envs/requirements.lock.new
 	mv envs/requirements.lock.new envs/requirements.lock

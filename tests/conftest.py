@@ -89,6 +89,19 @@ def snakemake(workdir: Path, *args: str, config: Path | None = None) -> subproce
     return subprocess.run(command, capture_output=True, text=True, env=snakemake_env(), timeout=900, check=False)
 
 
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    lines = result.stdout.splitlines()
+    start = lines.index("Job stats:") + 3
+    jobs = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
 def write_config(workdir: Path, config: dict) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -118,6 +131,26 @@ def new_base(preprocessed, columns):
         return BaseModel(build_st_model(TINY_ARCH, genes, vocab, columns.control), genes, vocab)
 
     return make
+
+
+# The modules whose tests read the session's tiny run: one worker runs them all, so that the run
+# is made once.
+TINY_RUN_MODULES = {"test_api", "test_reliability", "test_report", "test_rerun", "test_workflow"}
+# Modules whose fixtures run a workflow of their own: each runs on one worker.
+WORKFLOW_MODULES = {"test_own_data", "test_search", "test_slurm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Group tests for pytest-xdist (``-n 2 --dist loadgroup``, pyproject.toml): the suite's end-to-end
+    runs each stay on one worker while the other worker takes the rest; a single end-to-end run
+    leaves a core idle much of the time (starting jobs, waiting for SLURM)."""
+    for item in items:
+        module = item.module.__name__
+        if module in TINY_RUN_MODULES:
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+        elif module in WORKFLOW_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
 
 
 def pytest_addoption(parser):

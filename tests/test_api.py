@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -14,16 +15,17 @@ import pytest
 from conftest import REPO
 
 import deltatune
-from deltatune import EvaluateSettings, InputDataError, scorecard
+from deltatune import EvaluateSettings, InputDataError, SettingsError, scorecard
 
 
-def _python_blocks() -> list[str]:
-    """The README section's Python examples, with the demo's results folder replaced by the tiny run's."""
+def _python_blocks(results: Path) -> list[str]:
+    """The README section's Python examples, reading the finished run in ``results`` instead of
+    the demo's results folder (what they write goes to the working directory)."""
     text = (REPO / "README.md").read_text()
     section = text.split("## Use it from Python", 1)[1].split("\n## ", 1)[0]
-    return [
-        block.replace("results/demo", "results/tiny") for block in re.findall(r"```python\n(.*?)```", section, re.S)
-    ]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2 and all("results/demo" in block for block in blocks), "the README's examples changed"
+    return [block.replace("results/demo", str(results)) for block in blocks]
 
 
 def test_importing_every_public_name_loads_no_torch():
@@ -38,13 +40,14 @@ def test_importing_every_public_name_loads_no_torch():
         deltatune.finetune  # noqa: B018 (the attribute access is the test)
 
 
-def test_the_readme_trains_and_predicts_a_stage_of_its_own(finished_run, monkeypatch):
-    monkeypatch.chdir(finished_run)
-    training = _python_blocks()[0].replace("epochs=50", "epochs=2")  # the tiny run's length
-    exec(compile(training, "README.md", "exec"), {})
-    assert (finished_run / "my_stage" / "adapter" / "adapter_model.safetensors").exists()
-    assert not (finished_run / "my_stage.checkpoints").exists()
-    mine = ad.read_h5ad(finished_run / "my_prediction.h5ad")
+def test_the_readme_trains_and_predicts_a_stage_of_its_own(finished_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    training = _python_blocks(finished_run / "results" / "tiny")[0]
+    assert "epochs=50" in training
+    exec(compile(training.replace("epochs=50", "epochs=2"), "README.md", "exec"), {})  # the tiny run's length
+    assert (tmp_path / "my_stage" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "my_stage.checkpoints").exists()
+    mine = ad.read_h5ad(tmp_path / "my_prediction.h5ad")
     workflows = ad.read_h5ad(finished_run / "results" / "tiny" / "predictions" / "base" / "rep0.h5ad")
     assert sorted(mine.obs_names) == sorted(workflows.obs_names)
     assert not np.allclose(mine[workflows.obs_names].X, workflows.X), "the stage changed the predictions"
@@ -52,11 +55,9 @@ def test_the_readme_trains_and_predicts_a_stage_of_its_own(finished_run, monkeyp
 
 @pytest.fixture(scope="module")
 def card(finished_run):
-    """The README's scorecard, run in the tiny run's folder."""
+    """The README's scorecard of the tiny run's untuned base model."""
     namespace = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(finished_run)
-        exec(compile(_python_blocks()[1], "README.md", "exec"), namespace)
+    exec(compile(_python_blocks(finished_run / "results" / "tiny")[1], "README.md", "exec"), namespace)
     return namespace["card"]
 
 
@@ -129,3 +130,18 @@ def test_someone_elses_prediction_is_scored_against_the_real_controls(card, fini
     missing = theirs[theirs.obs_names != theirs.obs_names[theirs.obs["predicted"].to_numpy()][0]].copy()
     with pytest.raises(InputDataError, match="the prediction lacks 1 cell"):
         scorecard(missing, results / "data" / "target_line.h5ad", results / "data" / "split.tsv")
+
+
+def test_a_prediction_that_cannot_be_scored_is_named(finished_run):
+    """Repeated cell names, a missing measured gene, a name the scorecard uses for a row of its own:
+    one message each, before anything is computed."""
+    results = finished_run / "results" / "tiny"
+    data, split = results / "data" / "target_line.h5ad", results / "data" / "split.tsv"
+    ours = ad.read_h5ad(results / "predictions" / "base" / "rep0.h5ad")
+    repeated = ad.concat([ours, ours[:1]])
+    with pytest.raises(InputDataError, match="the prediction's cell names are not unique"):
+        scorecard(repeated, data, split)
+    with pytest.raises(InputDataError, match="the prediction lacks 1 gene"):
+        scorecard(ours[:, 1:].copy(), data, split)
+    with pytest.raises(SettingsError, match="name 'ceiling' is a row of the scorecard already"):
+        scorecard(ours, data, split, name="ceiling")

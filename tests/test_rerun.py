@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from conftest import snakemake
-from test_workflow import planned_jobs
+from conftest import planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 

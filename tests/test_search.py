@@ -21,7 +21,7 @@ from deltatune.search.validation import validation_view
 from deltatune.settings import from_mapping
 from deltatune.settings.search import DESIGN_SPACE, SearchSettings, trials, with_overrides
 
-TRIALS = 3
+TRIALS = 2
 SEARCH = {
     "start": "lora_random",
     "trials": TRIALS,
@@ -75,11 +75,14 @@ def test_the_best_trial_is_chosen_and_ties_go_to_the_first():
         pd.DataFrame({"perturbation": ["p", "q"], "pearson_delta_matched": v})
         for v in ([0.1, 0.3], [0.4, 0.2], [0.3, 0.3])
     ]
-    records = [trial_record(k, {"lr": k}, s, "pearson_delta_matched") for k, s in enumerate(scores)]
-    best, table = choose(records)
-    assert best["trial"] == 1 and table["chosen"].tolist() == [False, True, False]
-    best, _ = choose([{**records[2], "trial": 3}, records[2]])  # the same score: the earlier trial
+    records = [trial_record(k, {"lr": k}, s) for k, s in enumerate(scores)]
+    best, table = choose(records, "pearson_delta_matched")
+    assert best["trial"] == 1 and best["score"] == pytest.approx(0.3) and best["n_validation_perturbations"] == 2
+    assert table["chosen"].tolist() == [False, True, False]
+    best, _ = choose([{**records[2], "trial": 3}, records[2]], "pearson_delta_matched")  # a tie: the earlier trial
     assert best["trial"] == 2
+    with pytest.raises(InputDataError, match="search.metric 'pearson_delta' is not among the trials' scores"):
+        choose(records, "pearson_delta")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,14 @@ from deltatune.errors import SettingsError
 from deltatune.settings import (
     Architecture,
     BootstrapSettings,
+    CheckpointSettings,
     Columns,
     ComputeSettings,
     EvaluateSettings,
     InferenceSettings,
     LoraSettings,
     LossWeights,
+    PerturbationSettings,
     PreprocessSettings,
     ScreenSpec,
     SplitSettings,
@@ -48,6 +50,8 @@ SECTIONS = {
     "data.columns": (PROPS["data"]["properties"]["columns"], Columns),
     "preprocess": (PROPS["preprocess"], PreprocessSettings),
     "preprocess.split": (PROPS["preprocess"]["properties"]["split"], SplitSettings),
+    "base_model": (PROPS["base_model"], CheckpointSettings),
+    "base_model (perturbations)": (PROPS["base_model"], PerturbationSettings),  # unseen_perturbations lives there
     "base_model.architecture": (PROPS["base_model"]["properties"]["architecture"], Architecture),
     "base_model.pretrain": (DEFS["training"], TrainSettings),
     "stages.lora_random": ({"properties": {**DEFS["training"]["properties"], **STAGE["properties"]}}, StageSettings),
@@ -89,9 +93,8 @@ def test_schema_enums_and_defaults_are_the_dataclasses(path):
 
 def test_strategies_are_listed_once():
     from deltatune.settings.pairing import STRATEGIES
-    from deltatune.settings.workflow import STRATEGY_COLUMNS
 
-    assert DEFS["training"]["properties"]["pairing"]["enum"] == list(STRATEGIES) == list(STRATEGY_COLUMNS)
+    assert DEFS["training"]["properties"]["pairing"]["enum"] == list(STRATEGIES)
 
 
 def _schema_bounds(prop: dict) -> tuple[dict, dict]:
@@ -318,3 +321,53 @@ def test_the_effective_config_is_a_config_the_workflow_accepts(tiny_config, own_
     found = seeds(effective)
     assert found["stages"] == {"lora_random": [0, 1], "ext": [0, 1]} and found["split"] == 0
     assert (found["simulate"], found["pretrain"]) == ((None, None) if own_data else (1, 0))
+
+
+def test_the_demo_stages_resolve_through_their_extends_chains():
+    """Each stage starts from the one it extends, three levels deep, and is tested against it."""
+    from deltatune.settings.workflow import WorkflowSettings
+
+    demo = WorkflowSettings(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    ext = demo.stages["lora_batch_delta_ext"]
+    assert (ext.pairing, ext.epochs, ext.lr, ext.control_input) == ("batch", 50, 1e-3, "cells")  # from lora_random
+    assert (ext.loss.base, ext.loss.delta_mse, ext.loss.delta_pearson) == (1.0, 0.5, 0.3)  # from lora_batch_delta
+    assert ext.lora.targets == ("backbone_attention", "pert_encoder", "basal_encoder") and ext.lora.rank == 8
+    assert ext.lora.rank_scale == {"basal_encoder": 0.5} and ext.lora.alpha == 16
+    assert demo.stages["lora_batch"].loss.delta_mse == 0.0, "a stage does not see what extends it"
+    assert demo.parents == {"lora_random": "base", "lora_batch": "lora_random", "lora_batch_delta": "lora_batch",
+                            "lora_batch_delta_ext": "lora_batch_delta"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ({"a": {"extends": "b", "pairing": "batch"}, "b": {"extends": "a"}}, "stages: 'extends' cycle through"),
+        ({"a": {"extends": "z", "pairing": "batch"}}, "stages.a.extends: unknown stage 'z'"),
+        ({"a": {"lr": 1e-3}}, "stages.a.pairing: set it"),
+        ({"base": {"pairing": "batch"}}, "stages: 'base' is reserved for the untuned base model"),
+    ],
+    ids=["a cycle", "an unknown parent", "no pairing", "the base model's name"],
+)
+def test_a_stage_that_cannot_be_resolved_is_named(tiny_config, stages, message):
+    from deltatune.settings.workflow import WorkflowSettings
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        WorkflowSettings({**tiny_config, "stages": stages})
+
+
+def test_the_search_winner_reads_what_any_trial_reads(tiny_config):
+    """``tuned`` trains with values known only after the search: given the columns of every trial
+    (a diversity reward reads the drug column), never only its start stage's."""
+    from deltatune.settings.workflow import WorkflowSettings
+
+    search = {"start": "lora_random", "method": "grid", "parameters": {"loss.diversity": {"values": [0.0, 1.0]}}}
+    workflow = WorkflowSettings({**tiny_config, "search": search})
+    assert workflow.stage_columns("lora_random")["drug"] is None
+    assert [workflow.trial_columns(k)["drug"] for k in range(2)] == [None, "drug"]
+    assert workflow.stage_columns("tuned")["drug"] == "drug"
+    with pytest.raises(SettingsError, match="search.metric 'pearson_delta_matched' is scored against each plate"):
+        no_plates = {**tiny_config["data"], "columns": {**tiny_config["data"]["columns"], "batch": None}}
+        stages = {"lora_random": {**tiny_config["stages"]["lora_random"], "pairing": "random"}}
+        pretrain = {**tiny_config["base_model"]["pretrain"], "pairing": "celltype"}
+        WorkflowSettings({**tiny_config, "data": no_plates, "stages": stages, "search": search,
+                          "base_model": {**tiny_config["base_model"], "pretrain": pretrain}})  # fmt: skip

@@ -6,7 +6,7 @@ What a changed setting reruns is tests/test_rerun.py; a run killed and resumed, 
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 
 import numpy as np
 import pandas as pd
@@ -17,17 +17,11 @@ from conftest import snakemake, write_config
 pytestmark = pytest.mark.workflow
 
 
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from a dry run's job stats table."""
-    lines = result.stdout.splitlines()
-    start = lines.index("Job stats:") + 3
-    jobs = {}
-    for line in lines[start:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
+def test_the_tiny_run_tests_share_one_worker(request):
+    """Under pytest-xdist every test of the session's tiny run is in one group, so that the run is
+    made once (a pytest that ignores the groups would make it on both workers)."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        assert request.node.nodeid.endswith("@tiny_run"), request.node.nodeid
 
 
 def test_every_output_is_written(finished_run):
@@ -112,16 +106,18 @@ def test_misspelled_key_stops_before_anything_runs(tmp_path, tiny_config):
     [
         ({"batch": "plate_id"}, "column 'plate_id' is not in obs"),
         ({"control": "DMSO"}, "control label 'DMSO' does not occur in column 'drugname_drugconc'"),
+        ({"dose": "conc_um"}, "column 'conc_um' is not in obs"),  # read by the report alone
     ],
 )
 def test_bad_columns_stop_before_training(tmp_path, tiny_config, finished_run, columns, message):
+    """On one core the check runs first (its priority) and nothing else starts after it fails."""
     config = yaml.safe_load(yaml.safe_dump(tiny_config))
     config["data"]["path"] = str(finished_run / "results" / "tiny" / "data" / "screen.h5ad")
     config["data"]["columns"].update(columns)
     write_config(tmp_path, config)
-    result = snakemake(tmp_path)
+    result = snakemake(tmp_path, "--cores", "1")
     assert result.returncode != 0
     log = (tmp_path / "results" / "tiny" / "logs" / "check_obs.log").read_text()
     assert "deltatune check-obs: error: " in log and f"screen.h5ad: {message}" in log
     assert f"screen.h5ad: {message}" in result.stdout + result.stderr, "Snakemake shows the failed check's log"
-    assert not (tmp_path / "results" / "tiny" / "models").exists()
+    assert not (tmp_path / "results" / "tiny" / "data" / "target_line.h5ad").exists(), "nothing ran after the check"

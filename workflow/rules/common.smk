@@ -9,8 +9,8 @@ from snakemake.utils import validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
 from deltatune.settings import output_dict, to_dict
-from deltatune.settings.pairing import STRATEGIES
-from deltatune.settings.workflow import WorkflowSettings
+from deltatune.settings.pairing import STRATEGIES, plate_strategy
+from deltatune.settings.workflow import OTHER_LINES, WorkflowSettings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -105,13 +105,13 @@ def get_stage_pairing(wildcards):
 
 def get_inference_pairing():
     """Control means for inference: per plate, or one global mean when there is no plate column."""
-    return pairing_index("target_line", "batch" if BATCH else "random")
+    return pairing_index("target_line", plate_strategy(BATCH))
 
 
 def get_baseline_inputs(wildcards):
     """A baseline's inputs: the other-lines baseline also needs the base lines and their index."""
     inputs = {"pairing": get_inference_pairing()}
-    if wildcards.baseline == "baseline_other_lines":
+    if wildcards.baseline == OTHER_LINES:
         inputs["base_data"] = f"{RESULTS}/data/base_lines.h5ad"
         inputs["base_pairing"] = pairing_index("base_lines", "batch_celltype" if BATCH else "celltype")
     return inputs

@@ -35,9 +35,12 @@ rule genes:
         "deltatune genes --base {input.base} --checkpoint {params.checkpoint:q} --out {output} 2> {log}"
 
 
-# Every configured column is checked (obs only: seconds), beside preprocessing, which reads only
-# some of them: renaming a column preprocessing does not read reruns the check, not preprocessing
-# and all that follows. A failed check stops the workflow; jobs already running finish.
+# Every configured column is checked (obs only: seconds), first (priority) and beside preprocessing,
+# which reads only some of them: renaming a column preprocessing does not read reruns the check, not
+# preprocessing and all that follows. A failed check stops the workflow before any training: jobs
+# already running finish, none starts. (Preprocessing does not take the check as an input: neither
+# as a plain input, which would rerun everything after every check, nor as ancient(), under which
+# Snakemake stops looking at the params of every job downstream of a rerun check.)
 rule check_obs:
     input:
         get_screen(),
@@ -50,6 +53,7 @@ rule check_obs:
     params:
         columns=as_json(SETTINGS.columns_for("check_obs")),
         settings=as_json(SETTINGS.check_obs_settings()),
+    priority: 100
     resources:
         mem_mb=mem_mb("check_obs"),
         runtime=runtime("check_obs"),

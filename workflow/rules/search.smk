@@ -24,7 +24,6 @@ rule trial:
         overrides=lambda wc: as_json(SETTINGS.trial_values[int(wc.trial)]),
         inference=as_json(SETTINGS.inference_settings(0)),
         evaluation=as_json(SETTINGS.evaluation_settings("evaluate")),
-        metric=SEARCH.metric,
     threads: SETTINGS.compute.train_threads
     resources:
         mem_mb=mem_mb("trial"),
@@ -37,7 +36,7 @@ rule trial:
         "--checkpoint {params.checkpoint:q} --perturbations {params.perturbations:q} "
         "--pairing {input.pairing} --plates {input.plates} --reference {input.reference} --columns {params.columns:q} "
         "--settings {params.settings:q} --overrides {params.overrides:q} --inference {params.inference:q} "
-        "--evaluation {params.evaluation:q} --metric {params.metric} --trial {wildcards.trial} --out {output} "
+        "--evaluation {params.evaluation:q} --trial {wildcards.trial} --out {output} "
         "--checkpoint-every {resources.checkpoint_every} --threads {threads} "
         "--accelerator {resources.accelerator} 2> {log}"
 
@@ -52,8 +51,11 @@ rule choose:
         f"{RESULTS}/logs/search/choose.log",
     benchmark:
         f"{RESULTS}/benchmarks/search/choose.tsv"
+    params:
+        metric=SEARCH.metric,
     resources:
         mem_mb=mem_mb("choose"),
         runtime=runtime("choose"),
     shell:
-        "deltatune choose --trials {input} --out {output.chosen} --out-table {output.table} 2> {log}"
+        "deltatune choose --trials {input} --metric {params.metric} --out {output.chosen} "
+        "--out-table {output.table} 2> {log}"

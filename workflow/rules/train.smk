@@ -44,7 +44,7 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{trained_stage}}/rep{{rep}}.tsv"
     params:
-        columns=lambda wc: as_json(SETTINGS.columns_for("finetune", stage=SETTINGS.stages[wc.trained_stage])),
+        columns=lambda wc: as_json(SETTINGS.stage_columns(wc.trained_stage)),
         checkpoint=as_json(to_dict(SETTINGS.checkpoint)),
         perturbations=as_json(to_dict(SETTINGS.perturbations)),
         settings=lambda wc: as_json(SETTINGS.stage_settings(wc.trained_stage, int(wc.rep))),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import replace
 
 Run = Callable[[argparse.Namespace], None]
 
@@ -49,6 +50,24 @@ def accelerator_argument(p: argparse.ArgumentParser) -> None:
         choices=("auto", "cpu", "gpu"),
         help="device (Lightning Fabric): auto takes a visible GPU, else the CPU",
     )
+
+
+def checkpoint_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (run-only; default: the settings')")
+
+
+def with_checkpoint_interval(settings, args: argparse.Namespace):
+    """Training ``settings`` with the run-only ``--checkpoint-every``, if given, checked like any setting."""
+    from ..errors import SettingsError
+
+    if args.checkpoint_every is None:
+        return settings
+    changed = replace(settings, checkpoint_every=args.checkpoint_every)
+    try:
+        changed.check()
+    except SettingsError as err:
+        raise SettingsError(f"--checkpoint-every: {err}") from None
+    return changed
 
 
 def columns(args: argparse.Namespace):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 from . import _args
 
@@ -19,10 +18,9 @@ def _trial_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overrides", required=True, help="JSON: the trial's searched values (dotted setting paths)")
     p.add_argument("--inference", default="{}", help="JSON: InferenceSettings (inference)")
     p.add_argument("--evaluation", default="{}", help="JSON: EvaluateSettings (evaluation)")
-    p.add_argument("--metric", required=True, help="score of the choice (search.metric)")
     p.add_argument("--trial", type=int, required=True, help="the trial's number")
     p.add_argument("--out", required=True, help="the trial's record (.json)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (run-only; default: the settings')")
+    _args.checkpoint_argument(p)
     _args.threads_argument(p)
     _args.accelerator_argument(p)
 
@@ -34,8 +32,7 @@ def run_trial(args: argparse.Namespace) -> None:
 
     _args.set_threads(args.threads)
     settings = from_json(StageSettings, args.settings, f"search trial {args.trial}")
-    if args.checkpoint_every is not None:
-        settings = replace(settings, checkpoint_every=args.checkpoint_every)
+    settings = _args.with_checkpoint_interval(settings, args)
     try:
         overrides = json.loads(args.overrides)
     except json.JSONDecodeError as err:
@@ -51,7 +48,6 @@ def run_trial(args: argparse.Namespace) -> None:
         trial=args.trial,
         settings=settings,
         overrides=overrides,
-        metric=args.metric,
         columns=_args.columns(args),
         inference=from_json(InferenceSettings, args.inference, "inference"),
         evaluation=from_json(EvaluateSettings, args.evaluation, "evaluation"),
@@ -65,12 +61,13 @@ def _choose_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", nargs="+", required=True, help="the trials' records (.json)")
     p.add_argument("--out", required=True, help="the chosen trial (.json)")
     p.add_argument("--out-table", required=True, help="every trial's settings and score (.tsv)")
+    p.add_argument("--metric", required=True, help="the score the choice is made on (search.metric)")
 
 
 def run_choose(args: argparse.Namespace) -> None:
     from ..search.steps import choose_files
 
-    choose_files(args.trials, out=args.out, out_table=args.out_table)
+    choose_files(args.trials, out=args.out, out_table=args.out_table, metric=args.metric)
 
 
 def register(sub) -> None:

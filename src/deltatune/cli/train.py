@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from . import _args
 
@@ -13,14 +12,9 @@ def _training_arguments(p: argparse.ArgumentParser, settings: str, out: str) -> 
     p.add_argument("--settings", required=True, help=f"JSON: {settings} fields")
     p.add_argument("--out", required=True, help=out)
     p.add_argument("--work-dir", required=True, help="checkpoints for resuming")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (run-only; default: the settings')")
+    _args.checkpoint_argument(p)
     _args.threads_argument(p)
     _args.accelerator_argument(p)
-
-
-def _with_run_settings(settings, args: argparse.Namespace):
-    """``settings`` with the run-only checkpoint interval given on the command line, if any."""
-    return settings if args.checkpoint_every is None else replace(settings, checkpoint_every=args.checkpoint_every)
 
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +36,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
         args.out,
         columns=_args.columns(args),
         architecture=from_json(Architecture, args.architecture, "base_model.architecture"),
-        settings=_with_run_settings(settings, args),
+        settings=_args.with_checkpoint_interval(settings, args),
         work_dir=args.work_dir,
         accelerator=args.accelerator,
     )
@@ -75,7 +69,7 @@ def run_finetune(args: argparse.Namespace) -> None:
         args.out,
         stage=args.stage,
         columns=_args.columns(args),
-        settings=_with_run_settings(settings, args),
+        settings=_args.with_checkpoint_interval(settings, args),
         work_dir=args.work_dir,
         accelerator=args.accelerator,
         **_args.model_settings(args),

@@ -26,7 +26,7 @@ from ..data.means import group_means
 from ..errors import InputDataError, SettingsError
 from ..files import atomic_path
 from ..settings import Columns
-from ..settings.pairing import STRATEGIES
+from ..settings.pairing import STRATEGIES, STRATEGY_COLUMNS
 
 ARRAYS = ("controls", "start", "count", "perturbed", "perturbed_group", "means", "overall")  # an index file's arrays
 
@@ -175,15 +175,11 @@ def strategy_columns(strategy: str, columns: Columns) -> list[str]:
     """The obs columns whose combination defines a pairing group under ``strategy``."""
     if strategy not in STRATEGIES:
         raise SettingsError(f"unknown pairing strategy '{strategy}'; choose one of {STRATEGIES}")
-    wanted = {
-        "random": [],
-        "batch": [columns.batch],
-        "celltype": [columns.cell_type],
-        "batch_celltype": [columns.batch, columns.cell_type],
-    }[strategy]
-    if None in wanted:
-        raise SettingsError(f"pairing strategy '{strategy}' needs data.columns.batch, which is not set")
-    return wanted
+    fields = STRATEGY_COLUMNS[strategy]
+    unset = [f for f in fields if getattr(columns, f) is None]
+    if unset:
+        raise SettingsError(f"pairing strategy '{strategy}' needs data.columns.{unset[0]}, which is not set")
+    return [getattr(columns, f) for f in fields]
 
 
 def build_pairing_index(obs: pd.DataFrame, columns: Columns, strategy: str) -> PairingIndex:

@@ -14,6 +14,7 @@ beyond "drugs do roughly this" or "this drug does the same in every line".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,8 +112,20 @@ def other_lines(inputs: BaselineInputs) -> Effect:
     return Effect(per_line.to_numpy(), per_line.index.get_indexer(labels))
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline: the effect it adds, and what it is in words (the report's note on baselines)."""
+
+    effect: Callable[[BaselineInputs], Effect]
+    description: str
+
+
 # Every baseline by name: the config's ``baselines`` (whose schema lists the same names) picks them.
-BASELINES = {"baseline_mean_delta": mean_delta, "baseline_other_lines": other_lines, FLOOR_BASELINE: plate_control}
+BASELINES = {
+    "baseline_mean_delta": Baseline(mean_delta, "the average effect of the target line's training perturbations"),
+    "baseline_other_lines": Baseline(other_lines, "the same perturbation's average effect in the other lines"),
+    FLOOR_BASELINE: Baseline(plate_control, "no effect (the floor)"),
+}
 
 
 def predict_baseline(
@@ -135,7 +148,7 @@ def predict_baseline(
     if kind not in BASELINES:
         raise SettingsError(f"baselines: unknown baseline '{kind}'; known: {sorted(BASELINES)}")
     inputs = BaselineInputs(target, split, columns, index, base, base_index)
-    effect = BASELINES[kind](inputs)
+    effect = BASELINES[kind].effect(inputs)
     test = inputs.cells("test")
     control = control_mean_inputs(index, test)
     with Prediction(target, test, columns, out) as prediction:

@@ -99,5 +99,7 @@ def predict(
             "seed": settings.seed,
             "fallback_cells": inputs.fallback_cells,
             "unseen_by_base": unseen,
+            "device": str(device),  # run-only, like the threads: recorded for the provenance
+            "threads": torch.get_num_threads(),
         }
         return prediction.finish(info)

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from ..data.genes import measured_genes
 from ..data.groups import control_mask
 from ..data.readers import dense_rows
 from ..errors import InputDataError
@@ -98,13 +99,19 @@ def as_prediction(adata: ad.AnnData, target: ad.AnnData, cells: np.ndarray, colu
     order, followed by the target's real controls.
 
     Whatever ``adata`` predicts for control cells is dropped: a prediction is scored against the
-    real controls (cell-eval issues 183 and 196). Cells or genes of the target that ``adata``
-    lacks are an :class:`~deltatune.errors.InputDataError` naming how many and a few of them.
+    real controls (cell-eval issues 183 and 196). A test cell or a measured gene of the target
+    that ``adata`` lacks, or cell names that repeat, are an :class:`~deltatune.errors.InputDataError`
+    naming how many and a few of them; genes the target only holds as zeros for a checkpoint
+    (``var["measured"]`` False: never scored) may be absent and are then zeros too.
     """
+    if not adata.obs_names.is_unique:
+        repeated = list(adata.obs_names[adata.obs_names.duplicated()][:3])
+        raise InputDataError(f"the prediction's cell names are not unique (e.g. {repeated})")
     names = target.obs_names[cells]
     rows = adata.obs_names.get_indexer(names)
     genes = adata.var_names.get_indexer(target.var_names)
-    for what, wanted, found in (("cell", names, rows), ("gene", target.var_names, genes)):
+    scored = measured_genes(target).var_names
+    for what, wanted, found in (("cell", names, rows), ("gene", scored, adata.var_names.get_indexer(scored))):
         if (found < 0).any():
             missing = list(wanted[found < 0][:3])
             raise InputDataError(
@@ -115,6 +122,6 @@ def as_prediction(adata: ad.AnnData, target: ad.AnnData, cells: np.ndarray, colu
         for start in range(0, len(rows), CHUNK_ROWS):
             block = rows[start : start + CHUNK_ROWS]
             increasing = np.sort(block)  # a backed file reads rows in increasing order
-            values = dense_rows(adata.X[increasing])[:, genes]
-            prediction.append(values[np.searchsorted(increasing, block)])
+            values = dense_rows(adata.X[increasing])[np.searchsorted(increasing, block)]
+            prediction.append(np.where(genes >= 0, values[:, np.maximum(genes, 0)], np.float32(0.0)))
         return prediction.finish({"mode": "external"})

@@ -158,7 +158,7 @@ def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd
         "container": provenance.container(manifest.container_image),
         "inputs": provenance.input_digests(manifest.inputs),
         "screen": json.loads(Path(manifest.obs_check).read_text()),
-        "device": provenance.device(stage_info),
+        "device": provenance.device(stage_info, inference),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
         "search": None
         if chosen is None

@@ -20,6 +20,7 @@ from ..metrics import (
     SCORES,
     no_signal,
 )
+from ..predict.baselines import BASELINES
 from .tables import INTERVAL_NOTE, p_suffix, position_column
 
 STYLE = """
@@ -235,6 +236,18 @@ def _plate_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> str:
     )
 
 
+def _baselines_note(rows_roles: dict[str, str]) -> str:
+    """What each baseline of the run predicts (:data:`deltatune.predict.baselines.BASELINES`)."""
+    kinds = [row for row, role in rows_roles.items() if roles.is_baseline(role)]
+    if not kinds:
+        return ""
+    each = ", ".join(f"<code>{html.escape(kind)}</code> {html.escape(BASELINES[kind].description)}" for kind in kinds)
+    return (
+        "<p class='note'>Baselines predict each test cell as its plate's control mean plus a fixed effect: "
+        f"{each}. A stage below them has learned less than these rules of thumb.</p>"
+    )
+
+
 def _findings(summary: pd.DataFrame, rows_roles: dict[str, str]) -> list[str]:
     """Plain statements read off the summary: change against base, and which baselines are cleared."""
     table = summary.set_index("stage")
@@ -301,13 +314,7 @@ def render(
         _table(tests_table(summary)),
         _plate_warning(summary, rows_roles),
         f"<ul>{findings}</ul>",
-        (
-            "<p class='note'>Baselines predict each test cell as its plate's control mean plus a fixed effect: "
-            "<code>baseline_mean_delta</code> the average effect of the target line's training perturbations, "
-            "<code>baseline_other_lines</code> the same perturbation's average effect in the base model's "
-            "training lines, <code>baseline_plate_control</code> no effect (the floor). A stage below them has "
-            "learned less than these rules of thumb.</p>"
-        ),
+        _baselines_note(rows_roles),
         "<h2>Per perturbation: every stage against the base model</h2>",
         fig["stage_vs_base"],
         "<h2>Predicted against real effect</h2>",

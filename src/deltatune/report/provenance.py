@@ -103,8 +103,10 @@ def rule_times(benchmark_dir: Path) -> dict[str, float]:
     return times
 
 
-def device(stage_summaries: dict[str, list[dict]]) -> dict:
-    """The machine of this step, and the devices the stages trained on (their ``summary.json``)."""
+def device(stage_summaries: dict[str, list[dict]], inference: dict[str, dict]) -> dict:
+    """The machine of this step, and where each stage trained and each model predicted: device and
+    CPU threads (run-only settings, recorded by each stage's ``summary.json`` and each prediction),
+    for they can change the last bits of a result."""
     replicates = [r for reps in stage_summaries.values() for r in reps]
     gpus = sorted({r["device_name"] for r in replicates if r["device"].startswith("cuda")})
     return {
@@ -114,4 +116,12 @@ def device(stage_summaries: dict[str, list[dict]]) -> dict:
         "cpu_count": os.cpu_count(),
         "cuda": ", ".join(gpus) or None,
         "training": {s: sorted({r["device"] for r in reps}) for s, reps in stage_summaries.items()},
+        "training_threads": {
+            s: sorted({r.get("threads") for r in reps}, key=str) for s, reps in stage_summaries.items()
+        },
+        "inference": {
+            row: {k: info[k] for k in ("device", "threads") if k in info}
+            for row, info in inference.items()
+            if "device" in info
+        },
     }

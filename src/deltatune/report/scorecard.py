@@ -22,6 +22,7 @@ from .. import roles
 from ..data.genes import measured_genes
 from ..data.readers import read_h5ad
 from ..data.splits import cells_of_split, read_split
+from ..errors import SettingsError
 from ..evaluate.pairs import evaluation_pair, real_test_cells
 from ..evaluate.reference import training_reference
 from ..evaluate.scores import ceiling_scores, score_prediction
@@ -29,6 +30,7 @@ from ..pairing.index import build_pairing_index
 from ..predict.baselines import predict_baseline
 from ..predict.prediction import as_prediction
 from ..settings import BootstrapSettings, Columns, EvaluateSettings
+from ..settings.pairing import plate_strategy
 from .tables import summarize, tidy_metrics
 
 
@@ -72,12 +74,14 @@ def scorecard(
     allowed); its own control cells, if any, are replaced by the real ones. The ceiling takes
     ``evaluation.ceiling_splits`` random split-halves of the real cells.
     """
+    if name in (roles.FLOOR_BASELINE, roles.CEILING_ROW, roles.BOUND_ROW):
+        raise SettingsError(f"name '{name}' is a row of the scorecard already: call the prediction otherwise")
     real = _read(real)
     table = split if isinstance(split, pd.DataFrame) else read_split(split)
     test = cells_of_split(real.obs, columns, table, "test").nonzero()[0]
     predicted = as_prediction(_read(prediction), real, test, columns)
     reference = training_reference(real, table, columns, measured_genes(real).var_names)
-    index = build_pairing_index(real.obs, columns, "batch" if columns.batch else "random").with_means(real.X)
+    index = build_pairing_index(real.obs, columns, plate_strategy(columns.batch)).with_means(real.X)
     floor = predict_baseline(roles.FLOOR_BASELINE, real, table, columns, index)
     scores, matching = {}, {}
     for row, made in ((name, predicted), (roles.FLOOR_BASELINE, floor)):

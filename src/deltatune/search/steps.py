@@ -48,7 +48,6 @@ def trial_file(
     trial: int,
     settings: StageSettings,
     overrides: dict,
-    metric: str,
     columns: Columns,
     inference: InferenceSettings = InferenceSettings(),
     evaluation: EvaluateSettings = EvaluateSettings(),
@@ -58,7 +57,8 @@ def trial_file(
     threads: int = 1,
 ) -> dict:
     """Train, predict and score one search trial on the validation perturbations of ``data`` and
-    write its record (settings, validation score, per-perturbation scores) to ``out`` (.json).
+    write its record (settings, and every searchable score per validation perturbation) to ``out``
+    (.json).
 
     ``settings`` is the trial's stage (the search's start stage with ``overrides``, the searched
     values); ``pairing`` the target line's index for its strategy, ``plates`` the plate index
@@ -103,16 +103,17 @@ def trial_file(
             settings=evaluation,
             threads=threads,
         )
-        record = trial_record(trial, overrides, scores, metric)
+        record = trial_record(trial, overrides, scores)
         record["training"] = read_summary(work / "stage")["final_loss"]
     write_json(out, record)
     return record
 
 
-def choose_files(trials: list[str | Path], *, out: str | Path, out_table: str | Path) -> dict:
-    """The best of the trials' records (highest validation score, the earliest on a tie): written
-    to ``out`` (.json), with every trial's settings and score in ``out_table`` (.tsv)."""
-    best, table = choose([json.loads(Path(p).read_text()) for p in trials])
+def choose_files(trials: list[str | Path], *, out: str | Path, out_table: str | Path, metric: str) -> dict:
+    """The best of the trials' records on ``metric`` (the highest mean over the validation
+    perturbations, the earliest on a tie): written to ``out`` (.json), with every trial's settings
+    and score in ``out_table`` (.tsv)."""
+    best, table = choose([json.loads(Path(p).read_text()) for p in trials], metric)
     log.info(
         "chosen: trial %d %s (%s %.4f)", best["trial"], json.dumps(best["overrides"]), best["metric"], best["score"]
     )

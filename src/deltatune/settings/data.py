@@ -17,7 +17,7 @@ class Columns(Settings):
     ``batch`` (plate) and ``drug`` / ``dose`` are optional: a screen without plates pairs
     controls at random or by cell type only, and a screen without a drug column splits by
     perturbation label. The workflow passes each rule only the columns it reads, the others as
-    None (:func:`deltatune.settings.workflow.WorkflowSettings.columns_for`), so that renaming a
+    None (:meth:`deltatune.settings.workflow.WorkflowSettings.columns_for`), so that renaming a
     column reruns only the rules that read it.
     """
 
@@ -109,7 +109,7 @@ class SplitSettings(Settings):
 @dataclass(frozen=True)
 class PreprocessSettings(Settings):
     """Settings of preprocessing: config section ``preprocess`` plus ``data.target_cell_line`` and
-    ``data.var_names`` (:func:`deltatune.settings.workflow.preprocess_settings`).
+    ``data.var_names`` (:class:`deltatune.settings.workflow.WorkflowSettings` puts them together).
 
     ``base_cell_lines`` are the lines kept for pretraining a base model and for the other-lines
     baseline: None keeps every line but the target, an empty list none. ``var_names`` names a

@@ -63,7 +63,7 @@ class CheckpointSettings(Settings):
 class PerturbationSettings(Settings):
     """How data labels that the base model never saw are handled: config
     ``base_model.unseen_perturbations`` and ``data.combination_separator``
-    (:func:`deltatune.settings.workflow.perturbation_settings`)."""
+    (:class:`deltatune.settings.workflow.WorkflowSettings` puts them together)."""
 
     unseen_perturbations: str = setting("error", choices=UNSEEN_POLICIES)
     combination_separator: str | None = None

@@ -23,12 +23,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SettingsError
+from ..metrics import MATCHED_SUFFIX
 from ..roles import BASE_ROW, TUNED_ROW
 from .base import from_mapping, output_dict, to_dict
 from .compute import ComputeSettings
 from .data import Columns, PreprocessSettings, ScreenSpec
 from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
+from .pairing import STRATEGY_COLUMNS
 from .predict import InferenceSettings
 from .report import BootstrapSettings
 from .search import SearchSettings, trials, with_overrides
@@ -45,13 +47,6 @@ COLUMNS_READ = {
     "reference": ("batch",),  # a reference per plate
     "evaluate": ("batch",),  # plate-matched scores
     "ceiling": ("batch",),
-}
-# The columns each pairing strategy groups controls by.
-STRATEGY_COLUMNS = {
-    "random": (),
-    "batch": ("batch",),
-    "celltype": ("cell_type",),
-    "batch_celltype": ("batch", "cell_type"),
 }
 # The evaluation section's keys each scoring rule reads (ceiling_splits: the number of ceiling jobs).
 EVALUATION_READ = {"evaluate": ("profile", "cell_cap", "control_cap", "seed"), "ceiling": ("profile",)}
@@ -104,6 +99,16 @@ def _check_override(stage: StageSettings, stage_name: str, name: str, value: Any
         return from_mapping(StageSettings, with_overrides(to_dict(stage), {name: value}), f"stages.{stage_name}")
     except SettingsError as err:
         raise SettingsError(f"search.parameters.{name}: {value!r} does not fit stage '{stage_name}': {err}") from None
+
+
+def _columns_read(rule: str, stage: TrainSettings | None = None) -> tuple[str, ...]:
+    """The columns of :data:`COLUMNS_READ` for ``rule``, with those a training ``stage``'s settings add."""
+    names = COLUMNS_READ[rule]
+    if stage is not None:
+        interpolates = isinstance(stage, StageSettings) and stage.dose_interpolation.points > 0
+        names += ("drug",) if stage.loss.diversity > 0 or interpolates else ()
+        names += ("dose",) if interpolates else ()
+    return names
 
 
 def _only(settings: dict, keys: tuple[str, ...]) -> dict:
@@ -174,6 +179,11 @@ class WorkflowSettings:
         if not values:
             return None
         search = from_mapping(SearchSettings, values, "search")
+        if search.metric.endswith(MATCHED_SUFFIX) and not self.columns.batch:
+            raise SettingsError(
+                f"search.metric '{search.metric}' is scored against each plate's controls, but "
+                "data.columns.batch is null: choose a pooled score"
+            )
         if search.start not in self.stages:
             raise SettingsError(f"search.start: unknown stage '{search.start}' (stages: {sorted(self.stages)})")
         if TUNED_ROW in self.stages:
@@ -214,12 +224,14 @@ class WorkflowSettings:
         A training ``stage`` reads the drug column only for the diversity reward or dose
         interpolation, and the dose column only for dose interpolation.
         """
-        names = COLUMNS_READ[rule]
-        if stage is not None:
-            interpolates = isinstance(stage, StageSettings) and stage.dose_interpolation.points > 0
-            names += ("drug",) if stage.loss.diversity > 0 or interpolates else ()
-            names += ("dose",) if interpolates else ()
-        return to_dict(self.columns.only(names))
+        return to_dict(self.columns.only(_columns_read(rule, stage)))
+
+    def stage_columns(self, stage: str) -> dict:
+        """The columns fine-tuning ``stage`` reads. ``tuned`` trains with the search's chosen values,
+        known only once the search has run: it reads what any trial reads."""
+        candidates = [self.stages[stage], *(self.trials if stage == TUNED_ROW else [])]
+        names = {name for candidate in candidates for name in _columns_read("finetune", candidate)}
+        return to_dict(self.columns.only(tuple(sorted(names))))
 
     def pair_columns(self, strategy: str) -> dict:
         """The columns a pairing strategy groups controls by."""

@@ -98,8 +98,9 @@ def finetune_stage(
 
 
 def stage_summary(result: StageResult, stage: str, settings: StageSettings, trainer: Trainer) -> dict:
-    """What a stage replicate's ``summary.json`` records: its effective settings (run-only ones
-    left out: they changed nothing), parameter and pairing counts, steps, time and device."""
+    """What a stage replicate's ``summary.json`` records: its effective settings (the run-only ones
+    left out of them), parameter and pairing counts, steps, time, and the device and CPU threads it
+    trained with (run-only, but they can change the last bits of the weights)."""
     return {
         "stage": stage,
         "settings": output_dict(settings),
@@ -109,5 +110,6 @@ def stage_summary(result: StageResult, stage: str, settings: StageSettings, trai
         "train_seconds": round(result.seconds, 2),
         "device": str(trainer.fabric.device),
         "device_name": trainer.device_name,
+        "threads": torch.get_num_threads(),
         "final_loss": result.history.iloc[-1].drop(["epoch", "step"]).to_dict(),
     }
