@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := env PATH="$(BIN):$$PATH"
 # pip compiles the installed modules one at a time; compileall does it on every core afterwards
-# (a module never compiled is compiled again by every process that imports it).
+# (where PYTHONDONTWRITEBYTECODE is set, a module never compiled is compiled again at every import).
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
 .PHONY: setup demo test lint lock container-smoke reliability

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,31 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
+def with_key(config: dict, path: str, value) -> dict:
+    """A copy of ``config`` with the dotted ``path`` set to ``value``."""
+    changed = copy.deepcopy(config)
+    *parents, leaf = path.split(".")
+    node = changed
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return changed
+
+
+def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
+    """Rule -> job count that ``config`` plans in ``workdir`` (a finished run), by dry run."""
+    variant = workdir / f"variant-{uuid.uuid4().hex}.yaml"
+    variant.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        done = snakemake(workdir, "--dry-run", config=variant)
+    finally:
+        variant.unlink()
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = planned_jobs(done) if "Job stats:" in done.stdout else {}
+    jobs.pop("all", None)
+    return jobs
+
+
 def write_config(workdir: Path, config: dict) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -133,24 +160,18 @@ def new_base(preprocessed, columns):
     return make
 
 
-# The modules whose tests read the session's tiny run: one worker runs them all, so that the run
-# is made once.
-TINY_RUN_MODULES = {"test_api", "test_reliability", "test_report", "test_rerun", "test_workflow"}
-# Modules whose fixtures run a workflow of their own: each runs on one worker.
-WORKFLOW_MODULES = {"test_own_data", "test_search", "test_slurm"}
+# The session's end-to-end runs of the tiny config: every test that reads one runs on one worker.
+TINY_RUN_FIXTURES = {"finished_run", "killed_run"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Group tests for pytest-xdist (``-n 2 --dist loadgroup``, pyproject.toml): the suite's end-to-end
-    runs each stay on one worker while the other worker takes the rest; a single end-to-end run
-    leaves a core idle much of the time (starting jobs, waiting for SLURM)."""
+    """Group tests for pytest-xdist (``-n 2 --dist loadgroup``, pyproject.toml): the tests that read
+    the tiny run in one group, so that it is made once; every other module in a group of its own,
+    so that its module-scoped fixtures (a workflow run of its own, in some) are made once."""
     for item in items:
-        module = item.module.__name__
-        if module in TINY_RUN_MODULES:
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-        elif module in WORKFLOW_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+        group = "tiny_run" if TINY_RUN_FIXTURES & set(item.fixturenames) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_addoption(parser):
@@ -159,6 +180,12 @@ def pytest_addoption(parser):
         default=None,
         help="write the reliability suite's observations to this Markdown file (docs/reliability.md)",
     )
+
+
+def pytest_configure(config):
+    """The reliability table comes from one process: pytest-xdist's workers each record only their own cases."""
+    if config.getoption("--reliability-table") and config.getoption("numprocesses", None):
+        raise pytest.UsageError("--reliability-table needs the suite in one process: add -n 0 (make reliability)")
 
 
 def pytest_sessionfinish(session, exitstatus):

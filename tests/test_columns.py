@@ -1,11 +1,15 @@
 """Each rule is given only the obs columns it reads (the others as null), so that renaming a column
-reruns only the rules that read it. Here every step computes the same with the columns its rule is
-given as with all of them: a step that read a column its rule is not given would differ."""
+reruns only the rules that read it. Here every step runs twice with all the columns named: on the
+data as it is, and with every column its rule is not given replaced by random labels. A step that
+read such a column would compute something else, whatever the data's structure (one cell line in
+the target, one plate per test perturbation); the last test shows that scrambling a column a step
+does read changes its result."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +30,7 @@ from deltatune.train.loop import Trainer
 from deltatune.train.pretrain import pretrain_base
 
 FAST = EvaluateSettings(profile="anndata", ceiling_splits=1)
+OPTIONAL = [f.name for f in fields(Columns) if f.name not in ("perturbation", "control")]
 
 
 @pytest.fixture(scope="module")
@@ -33,43 +38,59 @@ def workflow(tiny_config) -> WorkflowSettings:
     return WorkflowSettings(tiny_config)
 
 
-def _given(columns: dict) -> Columns:
-    """The columns a rule's command builds from its params."""
-    return from_mapping(Columns, columns, "data.columns")
+def _unread(columns: Columns, given: dict) -> list[str]:
+    """The obs columns named in ``columns`` that a rule given ``given`` (its params) does not read."""
+    rule = from_mapping(Columns, given, "data.columns")
+    return [getattr(columns, f) for f in OPTIONAL if getattr(columns, f) and getattr(rule, f) is None]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_pairing(workflow, preprocessed, columns, strategy):
-    obs = preprocessed.base.obs
-    full = build_pairing_index(obs, columns, strategy)
-    given = build_pairing_index(obs, _given(workflow.pair_columns(strategy)), strategy)
-    assert given.keys.equals(full.keys) and np.array_equal(given.perturbed_group, full.perturbed_group)
-
-
-def test_preprocessing(workflow, screen, columns):
-    from deltatune.data.preprocess import preprocess
-
-    full = preprocess(screen.copy(), columns, workflow.preprocess)
-    given = preprocess(screen.copy(), _given(workflow.columns_for("preprocess")), workflow.preprocess)
-    assert given.split.equals(full.split) and (given.target.X != full.target.X).nnz == 0
+def _scrambled(adata: ad.AnnData, names: list[str], seed: int = 0) -> ad.AnnData:
+    """A copy of ``adata`` whose obs ``names`` hold random labels (random numbers for a numeric column)."""
+    out, rng = adata.copy(), np.random.default_rng(seed)
+    for name in names:
+        numeric = pd.api.types.is_numeric_dtype(out.obs[name])
+        out.obs[name] = rng.uniform(0, 10, out.n_obs) if numeric else rng.choice(["x", "y", "z"], out.n_obs)
+    return out
 
 
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters() if p.requires_grad]
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_pairing(workflow, preprocessed, columns, strategy):
+    base = preprocessed.base
+    unread = _unread(columns, workflow.pair_columns(strategy))
+    full = build_pairing_index(base.obs, columns, strategy)
+    scrambled = build_pairing_index(_scrambled(base, unread).obs, columns, strategy)
+    assert scrambled.keys.equals(full.keys) and np.array_equal(scrambled.perturbed_group, full.perturbed_group)
+
+
+def test_preprocessing(workflow, screen, columns):
+    from deltatune.data.preprocess import preprocess
+
+    unread = _unread(columns, workflow.columns_for("preprocess"))
+    full = preprocess(screen.copy(), columns, workflow.preprocess)
+    scrambled = preprocess(_scrambled(screen, unread), columns, workflow.preprocess)
+    assert scrambled.split.equals(full.split) and scrambled.summary == full.summary
+    for part in ("base", "target"):
+        a, b = getattr(full, part), getattr(scrambled, part)
+        assert (a.X != b.X).nnz == 0 and a.var.equals(b.var)
+        assert a.obs.drop(columns=unread).equals(b.obs.drop(columns=unread)), part
+
+
 def test_pretraining(workflow, preprocessed, columns, tmp_path):
     settings = replace(workflow.pretrain, epochs=1)
     base = preprocessed.base
+    index = build_pairing_index(base.obs, columns, settings.pairing)  # the pair rule's
+    unread = _unread(columns, workflow.columns_for("pretrain", stage=settings))
 
-    def train(given: Columns):
-        index = build_pairing_index(base.obs, given, settings.pairing)
-        model, _ = pretrain_base(base, given, workflow.architecture, settings, Trainer(tmp_path / str(id(given)), "fp"),
-                                 index)  # fmt: skip
+    def train(data: ad.AnnData, name: str) -> list[torch.Tensor]:
+        model, _ = pretrain_base(data, columns, workflow.architecture, settings, Trainer(tmp_path / name, "fp"), index)
         return _weights(model.model)
 
-    full, given = train(columns), train(_given(workflow.columns_for("pretrain", stage=settings)))
-    assert all(torch.equal(a, b) for a, b in zip(full, given, strict=True))
+    full, scrambled = train(base, "full"), train(_scrambled(base, unread), "scrambled")
+    assert all(torch.equal(a, b) for a, b in zip(full, scrambled, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -83,69 +104,76 @@ def test_pretraining(workflow, preprocessed, columns, tmp_path):
 )
 def test_fine_tuning(workflow, new_base, preprocessed, columns, tmp_path, settings):
     target, split = preprocessed.target, preprocessed.split
+    index = build_pairing_index(target.obs, columns, settings.pairing)  # the pair rule's
+    unread = _unread(columns, workflow.columns_for("finetune", settings))
 
-    def train(given: Columns):
-        index = build_pairing_index(target.obs, given, settings.pairing)
-        result = finetune_stage(new_base(), target, split, given, settings, Trainer(tmp_path / str(id(given)), "fp"),
-                                index)  # fmt: skip
+    def train(data: ad.AnnData, name: str):
+        result = finetune_stage(new_base(), data, split, columns, settings, Trainer(tmp_path / name, "fp"), index)
         return result.history, _weights(result.model)
 
-    (full_history, full), (history, given) = train(columns), train(_given(workflow.columns_for("finetune", settings)))
+    (full_history, full), (history, scrambled) = train(target, "full"), train(_scrambled(target, unread), "scrambled")
     pd.testing.assert_frame_equal(history, full_history)
-    assert all(torch.equal(a, b) for a, b in zip(full, given, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(full, scrambled, strict=True))
 
 
 def test_inference(workflow, new_base, preprocessed, columns):
-    target, split, base = preprocessed.target, preprocessed.split, new_base()
+    # every perturbation predicted: some are on two plates, which the cell sets must not mix
+    target, split, base = preprocessed.target, preprocessed.split.assign(split="test"), new_base()
+    plates = build_pairing_index(target.obs, columns, "batch").with_means(target.X)  # the pair rule's
+    unread = _unread(columns, workflow.columns_for("infer"))
 
-    def infer(given: Columns) -> np.ndarray:
-        plates = build_pairing_index(target.obs, given, "batch").with_means(target.X)
-        return predict(base.model, base, target, split, given, plates).X
+    def infer(data: ad.AnnData) -> np.ndarray:
+        return predict(base.model, base, data, split, columns, plates).X
 
-    assert np.array_equal(infer(columns), infer(_given(workflow.columns_for("infer"))))
+    assert np.array_equal(infer(target), infer(_scrambled(target, unread)))
 
 
 @pytest.mark.parametrize("kind", list(BASELINES))
 def test_baselines(workflow, preprocessed, columns, kind):
     target, split, other = preprocessed.target, preprocessed.split, preprocessed.base
+    plates = build_pairing_index(target.obs, columns, "batch").with_means(target.X)  # the pair rules'
+    lines = build_pairing_index(other.obs, columns, "batch_celltype").with_means(other.X)
+    unread = _unread(columns, workflow.baseline_columns(kind))
 
-    def baseline(given: Columns) -> np.ndarray:
-        plates = build_pairing_index(target.obs, columns, "batch").with_means(target.X)  # the pair rule's
-        lines = build_pairing_index(other.obs, columns, "batch_celltype").with_means(other.X)
-        return predict_baseline(kind, target, split, given, plates, other, lines).X
+    def baseline(data: ad.AnnData, other_lines: ad.AnnData) -> np.ndarray:
+        return predict_baseline(kind, data, split, columns, plates, other_lines, lines).X
 
-    assert np.array_equal(baseline(columns), baseline(_given(workflow.baseline_columns(kind))))
+    assert np.array_equal(baseline(target, other), baseline(_scrambled(target, unread), _scrambled(other, unread)))
+
+
+def _prediction(preprocessed, columns) -> ad.AnnData:
+    target, split = preprocessed.target, preprocessed.split
+    plates = build_pairing_index(target.obs, columns, "batch").with_means(target.X)
+    return predict_baseline("baseline_mean_delta", target, split, columns, plates)
+
+
+def _scores(target: ad.AnnData, prediction: ad.AnnData, split: pd.DataFrame, columns: Columns):
+    """The reference rule's pooled reference, the evaluate rule's scores and the ceiling rule's."""
+    pair = evaluation_pair(target, prediction, split, columns)
+    reference = training_reference(target, split, columns, pair.var_names)
+    evaluated, _ = score_prediction(pair, reference, FAST, threads=1)
+    ceiling = ceiling_scores(real_test_cells(target, split, columns), reference, columns, FAST, threads=1, seed=0)
+    return reference.pooled, evaluated, ceiling
 
 
 def test_scoring(workflow, preprocessed, columns):
-    """The reference, the evaluation and the ceiling."""
+    """The reference, the evaluation and the ceiling, whose rules are given the same columns."""
     target, split = preprocessed.target, preprocessed.split
-    prediction = predict_baseline("baseline_mean_delta", target, split, columns,
-                                  build_pairing_index(target.obs, columns, "batch").with_means(target.X))  # fmt: skip
-
-    def scores(reference_columns: Columns, evaluate_columns: Columns, ceiling_columns: Columns):
-        pair = evaluation_pair(target, prediction, split, evaluate_columns)
-        reference = training_reference(target, split, reference_columns, pair.var_names)
-        evaluated, _ = score_prediction(pair, reference, FAST, threads=1)
-        ceiling = ceiling_scores(real_test_cells(target, split, ceiling_columns), reference, ceiling_columns, FAST,
-                                 threads=1, seed=0)  # fmt: skip
-        return reference.pooled, evaluated, ceiling
-
-    full = scores(columns, columns, columns)
-    given = scores(*(_given(workflow.columns_for(rule)) for rule in ("reference", "evaluate", "ceiling")))
-    assert np.array_equal(full[0], given[0])
-    pd.testing.assert_frame_equal(full[1], given[1])
-    pd.testing.assert_frame_equal(full[2], given[2])
+    prediction = _prediction(preprocessed, columns)
+    unread = _unread(columns, workflow.columns_for("evaluate"))
+    assert all(_unread(columns, workflow.columns_for(rule)) == unread for rule in ("reference", "ceiling"))
+    full = _scores(target, prediction, split, columns)
+    scrambled = _scores(_scrambled(target, unread), _scrambled(prediction, unread, seed=1), split, columns)
+    assert np.array_equal(full[0], scrambled[0])
+    pd.testing.assert_frame_equal(full[1], scrambled[1])
+    pd.testing.assert_frame_equal(full[2], scrambled[2])
 
 
-def test_a_missing_column_would_be_caught(preprocessed, columns):
-    """The check has teeth: scoring without the plate column gives other scores (no plate-matched ones)."""
+def test_a_scrambled_column_that_is_read_changes_the_scores(preprocessed, columns):
+    """The check has teeth: scrambling the plate column, which scoring reads, changes the scores."""
     target, split = preprocessed.target, preprocessed.split
-    prediction = predict_baseline("baseline_mean_delta", target, split, columns,
-                                  build_pairing_index(target.obs, columns, "batch").with_means(target.X))  # fmt: skip
-
-    def evaluated(given: Columns) -> pd.DataFrame:
-        pair = evaluation_pair(target, prediction, split, given)
-        return score_prediction(pair, training_reference(target, split, given, pair.var_names), FAST, threads=1)[0]
-
-    assert not evaluated(columns).equals(evaluated(replace(columns, batch=None)))
+    prediction = _prediction(preprocessed, columns)
+    plates = [columns.batch]
+    full = _scores(target, prediction, split, columns)[1]
+    scrambled = _scores(_scrambled(target, plates), _scrambled(prediction, plates, seed=1), split, columns)[1]
+    assert not full.equals(scrambled)

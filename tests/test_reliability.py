@@ -512,25 +512,44 @@ def test_a_stage_killed_after_a_checkpoint_resumes_from_it_and_no_temporary_file
     assert not list(results.rglob(".*.tmp*")), "every temporary file of a killed write was removed"
 
 
+# What the killed run writes besides the report, each a table the tiny run writes too.
+KILLED_RUN_TABLES = {
+    "data/split.tsv",
+    "models/base/history.tsv",
+    "models/lora_random/rep0/history.tsv",
+    "metrics/base/rep0.tsv",
+    "metrics/lora_random/rep0.tsv",
+    "metrics/baseline_plate_control/rep0.tsv",
+    "metrics/ceiling/rep0.tsv",
+}
+COMPARISON_KEYS = ["stage", "replicate", "perturbation", "metric"]
+
+
 def test_killed_jobs_leave_nothing_half_written_and_rerun_to_the_same_results(killed_run, finished_run):
     """The run killed at every point of :data:`KILLS` ends with the same split, training histories
     and scores as the undisturbed run of the tiny config (the session's tiny run, of which the
-    killed config is a subset), byte for byte."""
+    killed config is a subset), byte for byte, and its report holds the same values for the rows
+    both reports have."""
     killed, finished = killed_run / "results" / "tiny", finished_run / "results" / "tiny"
-    tables = sorted(
-        p.relative_to(killed)
+    tables = {
+        str(p.relative_to(killed))
         for p in killed.rglob("*.tsv")
         if p.relative_to(killed).parts[0] not in ("benchmarks", "report")
-    )
-    assert {"data", "models", "metrics"} <= {p.parts[0] for p in tables}, tables
-    for name in tables:
+    }
+    assert tables == KILLED_RUN_TABLES
+    for name in sorted(tables):
         assert (killed / name).read_bytes() == (finished / name).read_bytes(), name
+    reported = pd.read_csv(killed / "report" / "comparison.csv").sort_values(COMPARISON_KEYS, ignore_index=True)
+    undisturbed = pd.read_csv(finished / "report" / "comparison.csv").merge(reported[COMPARISON_KEYS])
+    undisturbed = undisturbed.sort_values(COMPARISON_KEYS, ignore_index=True)
+    pd.testing.assert_frame_equal(reported, undisturbed, check_exact=True)
     record(
         "Reproducibility",
         f"a run of the tiny config (every rule once) killed {len(KILLS)} times, against its undisturbed run",
         "all",
         "(none)",
-        f"the split, training histories and scores ({len(tables)} tables) byte-identical (same machine, same threads)",
+        f"the split, training histories and scores ({len(tables)} tables) byte-identical, and the report's "
+        f"{len(reported)} values the two reports share equal (same machine, same threads)",
     )
 
 

@@ -9,12 +9,11 @@ three ceiling splits.
 
 from __future__ import annotations
 
-import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from conftest import planned_jobs, snakemake
+from conftest import dry_run_jobs, with_key
 
 pytestmark = pytest.mark.workflow
 
@@ -60,26 +59,9 @@ CASES = {
 }
 
 
-def _with(config: dict, path: str, value) -> dict:
-    changed = copy.deepcopy(config)
-    *parents, leaf = path.split(".")
-    node = changed
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-    return changed
-
-
 def test_a_changed_key_reruns_exactly_the_rules_that_read_it(finished_run, tiny_config):
     def plan(path: str) -> dict[str, int]:
-        variant = finished_run / f"variant-{path}.yaml"
-        variant.write_text(yaml.safe_dump(_with(tiny_config, path, CASES[path][0]), sort_keys=False))
-        done = snakemake(finished_run, "--dry-run", config=variant)
-        assert done.returncode == 0, f"{path}: {done.stderr[-2000:]}"
-        variant.unlink()
-        jobs = planned_jobs(done) if "Job stats:" in done.stdout else {}
-        jobs.pop("all", None)
-        return jobs
+        return dry_run_jobs(finished_run, with_key(tiny_config, path, CASES[path][0]))
 
     with ThreadPoolExecutor(2) as pool:  # dry runs only read the finished run
         planned = dict(zip(CASES, pool.map(plan, CASES), strict=True))

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import snakemake, write_config
+import yaml
+from conftest import dry_run_jobs, snakemake, with_key, write_config
 
 from deltatune.errors import InputDataError, SettingsError
 from deltatune.files import write_h5ad
@@ -138,6 +139,22 @@ def test_a_search_never_reads_the_test_perturbations(searched, tmp_path):
     clean, chosen = _records(searched)
     dirty, dirty_chosen = _records(poisoned)
     assert dirty == clean and dirty_chosen == chosen
+
+
+# What a search key reruns (dry runs over the finished search): the trials keep every searchable
+# score, so the metric reruns only the choice and the winner's stage; the seed draws other trials.
+TUNED_AND_REPORT = {"finetune": 1, "infer": 1, "evaluate": 1, "report": 1}
+SEARCH_CASES = {
+    "search.metric": ("pearson_delta", {"choose": 1, **TUNED_AND_REPORT}),
+    "search.seed": (1, {"trial": TRIALS, "choose": 1, **TUNED_AND_REPORT}),
+}
+
+
+@pytest.mark.parametrize("path", SEARCH_CASES)
+def test_a_changed_search_key_reruns_exactly_the_rules_that_read_it(searched, path):
+    config = yaml.safe_load((searched / "config.yaml").read_text())
+    value, expected = SEARCH_CASES[path]
+    assert dry_run_jobs(searched, with_key(config, path, value)) == expected
 
 
 def test_the_winner_trains_as_tuned_beside_the_fixed_stages(searched):

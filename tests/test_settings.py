@@ -259,6 +259,7 @@ def test_list_and_mapping_elements_are_type_checked(cls, values, message):
         ),
         ({"lr.base": {"values": [1]}}, "search.parameters.lr.base: 1 does not fit stage 's'"),
         ({"lr": {"low": "small", "high": 1e-3}}, "search.parameters.lr: give 'values' (a list) or numbers"),
+        ({"pairing": {"values": ["random", "batch"]}}, "search.parameters.pairing: the pairing strategy cannot be"),
     ],
     ids=[
         "misspelled path",
@@ -266,6 +267,7 @@ def test_list_and_mapping_elements_are_type_checked(cls, values, message):
         "a range over an integer setting",
         "a setting as a section",
         "a range of words",
+        "the pairing, an input of the trial jobs",
     ],
 )
 def test_search_paths_and_values_are_checked_when_the_workflow_is_parsed(tiny_config, parameters, message):

@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from ..metrics import SCORES
-
-SEARCHABLE = tuple(s.name for s in SCORES if s.searchable)
+from ..settings.search import METRICS
 
 
 def trial_record(trial: int, overrides: dict, scores: pd.DataFrame) -> dict:
@@ -27,7 +25,7 @@ def trial_record(trial: int, overrides: dict, scores: pd.DataFrame) -> dict:
         "overrides": overrides,
         "per_perturbation": {
             metric: {str(k): float(v) for k, v in by_perturbation[metric].items()}
-            for metric in SEARCHABLE
+            for metric in METRICS
             if metric in by_perturbation
         },
     }

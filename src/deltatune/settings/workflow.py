@@ -191,6 +191,11 @@ class WorkflowSettings:
                 f"stages: '{TUNED_ROW}' is reserved for the search's winner when the config has a search"
             )
         for name, space in search.parameters.items():
+            if name == "pairing":
+                raise SettingsError(
+                    "search.parameters.pairing: the pairing strategy cannot be searched (its control index is an "
+                    "input of every trial and of the winner's stage); give each strategy a stage of its own"
+                )
             for value in space["values"] if "values" in space else (space["low"], space["high"]):
                 _check_override(self.stages[search.start], search.start, name, value)
         return search
