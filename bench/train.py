@@ -28,11 +28,12 @@ import resource
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe
+from machine import commit, describe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from deltatune.data.preprocess import preprocess
@@ -185,6 +186,8 @@ def main() -> None:
     result |= {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": args.threads,
+        "commit": commit(Path(__file__).parent),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": describe(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

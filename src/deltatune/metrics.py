@@ -91,11 +91,6 @@ SCORE_NAMES = tuple(s.name for s in SCORES)
 CORRELATIONS = tuple(s.name for s in SCORES if s.correlation)
 
 
-def score_of(name: str) -> Score:
-    """The catalogue entry of ``name``."""
-    return next(s for s in SCORES if s.name == name)
-
-
 def no_signal(metric: str) -> str:
     """The column holding the share of ``metric`` scored 0 because the prediction had no signal."""
     return NO_SIGNAL_PREFIX + metric
