@@ -97,6 +97,19 @@ def benchmark_screen(path: Path, seed: int = 1) -> Path:
     return path
 
 
+def split_into_files(path: Path, column: str, seed: int = 2) -> list[Path]:
+    """``path``'s cells as one file per value of obs ``column`` (``<stem>_<value>.h5ad`` beside it),
+    as Tahoe-100M comes as a file per plate; each file's genes in an order of its own."""
+    screen = ad.read_h5ad(path)
+    rng = np.random.default_rng(seed)
+    files = []
+    for value in sorted(screen.obs[column].unique()):
+        part = screen[(screen.obs[column] == value).to_numpy()]
+        files.append(path.with_name(f"{path.stem}_{value}.h5ad"))
+        part[:, rng.permutation(part.n_vars)].copy().write_h5ad(files[-1])
+    return files
+
+
 def train_st_run_directory(workdir: Path, steps: int = 40) -> Path:
     """A real ST run directory, written by ``state tx train`` on a cell-load layout dataset."""
     data_dir = workdir / "st_data"

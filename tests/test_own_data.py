@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import snakemake, write_config
-from own_data import GENES, SINGLES, UNSEEN, benchmark_screen, train_st_run_directory
+from own_data import GENES, SINGLES, UNSEEN, benchmark_screen, split_into_files, train_st_run_directory
 from safetensors.torch import load_file
 
 from deltatune.model.checkpoint import CHECKPOINTS, find_checkpoint, load_base_model
@@ -67,8 +67,12 @@ def user_config(screen, checkpoint, batch="dataset") -> dict:
 
 @pytest.fixture(scope="session")
 def own_run(tmp_path_factory, st_run):
+    """The benchmark file as one file per dataset (as Tahoe comes as one per plate), named by a glob."""
     workdir = tmp_path_factory.mktemp("own")
-    write_config(workdir, user_config(benchmark_screen(workdir / "screen.h5ad"), st_run))
+    (workdir / "data").mkdir()
+    split_into_files(benchmark_screen(workdir / "data" / "all.h5ad"), "dataset")
+    (workdir / "data" / "all.h5ad").unlink()
+    write_config(workdir, user_config("data/all_*.h5ad", st_run))
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir / "results" / "own"
@@ -107,6 +111,13 @@ def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(ow
     assert list(target.var_names) == base.genes
     assert sorted(target.var_names[~target.var["measured"].to_numpy()]) == ["GENE00", "GENE01"]
     assert json.loads((own_run / "data" / "preprocess.json").read_text())["n_genes_missing"] == 2
+
+    # Inputs: the glob's two files, each with its size and digest.
+    inputs = json.loads((own_run / "report" / "provenance.json").read_text())["inputs"]
+    files = {path: record for path, record in inputs.items() if path.startswith("data/")}
+    assert sorted(files) == ["data/all_norman2019.h5ad", "data/all_replogle2022.h5ad"]
+    for path, record in files.items():
+        assert record["bytes"] == (own_run.parents[1] / path).stat().st_size > 0
 
     # Perturbations: combinations scored, the unseen one predicted through its new input row.
     split = pd.read_csv(own_run / "data" / "split.tsv", sep="\t")

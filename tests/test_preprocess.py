@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from deltatune.data.preprocess import detect_scale, preprocess
+from deltatune.data.normalize import detect_scale
+from deltatune.data.preprocess import preprocess
 from deltatune.data.splits import cells_of_split, split_perturbations
 from deltatune.errors import InputDataError
 from deltatune.settings import Columns, PreprocessSettings, SplitSettings
@@ -103,17 +104,26 @@ def test_batch_column_with_missing_values_is_named(screen, columns):
 
 
 def test_file_is_read_in_chunks_to_the_same_result(screen, columns, tmp_path, monkeypatch):
+    import anndata as ad
+
     from deltatune.data import readers
-    from deltatune.data.preprocess import preprocess_file
+    from deltatune.data.preprocess import preprocess_screen
 
     path = tmp_path / "screen.h5ad"
     screen.write_h5ad(path)
     expected = preprocess(screen.copy(), columns, SETTINGS)
     monkeypatch.setattr(readers, "CHUNK_ROWS", 97)
-    from_file = preprocess_file(str(path), columns, SETTINGS)
-    assert (from_file.target.X != expected.target.X).nnz == 0
-    assert from_file.split.equals(expected.split)
-    assert list(from_file.base.obs_names) == list(expected.base.obs_names)
+    monkeypatch.setattr(readers, "CHUNK_VALUES", 5000)
+    chunks = []
+    real = readers._csr_chunks
+    monkeypatch.setattr(readers, "_csr_chunks", lambda *a: (chunks.append(c) or c for c in real(*a)))
+    split, _ = preprocess_screen([path], columns, SETTINGS, tmp_path / "target.h5ad", tmp_path / "base.h5ad")
+    target, base = ad.read_h5ad(tmp_path / "target.h5ad"), ad.read_h5ad(tmp_path / "base.h5ad")
+    assert len(chunks) > 2 * screen.n_obs / 97, "read in windows of fewer rows than CHUNK_ROWS"
+    assert (target.X != expected.target.X).nnz == 0 and (base.X != expected.base.X).nnz == 0
+    assert split.equals(expected.split)
+    assert list(base.obs_names) == list(expected.base.obs_names)
+    assert target.var.equals(expected.target.var)
 
 
 def test_dense_file_is_read_as_sparse(screen, columns, tmp_path):
@@ -130,11 +140,15 @@ def test_dense_file_is_read_as_sparse(screen, columns, tmp_path):
 
 def test_bad_column_fails_before_expression_is_read(screen, columns, tmp_path, monkeypatch):
     from deltatune.data import preprocess as module
+    from deltatune.data import screen as screens
 
     screen.write_h5ad(tmp_path / "screen.h5ad")
-    monkeypatch.setattr(module, "read_rows", lambda *a, **k: pytest.fail("X was read"))
+    monkeypatch.setattr(screens, "row_chunks", lambda *a, **k: pytest.fail("X was read"))
     with pytest.raises(InputDataError, match="column 'plate_id' is not in obs"):
-        module.preprocess_file(str(tmp_path / "screen.h5ad"), Columns(batch="plate_id"), SETTINGS)
+        module.preprocess_screen(
+            [tmp_path / "screen.h5ad"], Columns(batch="plate_id"), SETTINGS, tmp_path / "t.h5ad", tmp_path / "b.h5ad"
+        )
+    assert not list(tmp_path.glob("*t.h5ad*")), "no output, not even a temporary, is left"
 
 
 def test_only_the_chosen_base_lines_are_kept(screen, columns):

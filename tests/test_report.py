@@ -312,7 +312,10 @@ def test_provenance_matches_the_run(finished_run):
     assert record["seeds"]["stages"]["lora_random"] == [0, 1]
     assert record["seeds"]["simulate"] == config["data"]["simulate"]["seed"]
     screen = results / "data" / "screen.h5ad"
-    assert record["inputs"]["results/tiny/data/screen.h5ad"] == hashlib.sha256(screen.read_bytes()).hexdigest()
+    assert record["inputs"]["results/tiny/data/screen.h5ad"] == {
+        "bytes": screen.stat().st_size,
+        "sha256": hashlib.sha256(screen.read_bytes()).hexdigest(),
+    }
     assert "results/tiny/models/base/checkpoints/final.ckpt" in record["inputs"]
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     assert record["git"]["commit"] == head.stdout.strip()

@@ -118,24 +118,35 @@ def _records(workdir: Path) -> tuple[list[dict], dict]:
 
 
 def test_a_search_never_reads_the_test_perturbations(searched, tmp_path):
-    """Every test cell's expression replaced by noise: the same trial scores, the same choice."""
+    """Every test cell's counts in the raw screen replaced by noise before preprocessing: the same
+    genes are chosen, and the trials score and choose the same."""
     poisoned = tmp_path / "poisoned"
     shutil.copytree(searched, poisoned, ignore=shutil.ignore_patterns(".snakemake"))
     data = poisoned / "results" / "tiny" / "data"
-    target = ad.read_h5ad(data / "target_line.h5ad")
+    screen = ad.read_h5ad(data / "screen.h5ad")
     split = pd.read_csv(data / "split.tsv", sep="\t")
+    config = yaml.safe_load((searched / "config.yaml").read_text())
     test = (
-        target.obs["drugname_drugconc"].astype(str).isin(split.loc[split["split"] == "test", "perturbation"]).to_numpy()
-    )
+        screen.obs["drugname_drugconc"].astype(str).isin(split.loc[split["split"] == "test", "perturbation"])
+        & (screen.obs["cell_line"] == config["data"]["target_cell_line"])
+    ).to_numpy()
     assert test.sum() > 0 and split["split"].eq("val").any()
-    X = target.X.toarray()
-    X[test] = np.random.default_rng(0).uniform(0, 5, (test.sum(), X.shape[1]))
-    target.X = sp.csr_matrix(X.astype(np.float32))
-    write_h5ad(target, data / "target_line.h5ad")
+    X = screen.X.toarray()
+    X[test] = np.random.default_rng(0).poisson(
+        np.random.default_rng(1).uniform(0, 200, X.shape[1]), (test.sum(), X.shape[1])
+    )
+    screen.X = sp.csr_matrix(X.astype(np.float32))
+    write_h5ad(screen, data / "screen.h5ad")
     shutil.rmtree(poisoned / "results" / "tiny" / "search")
     done = snakemake(poisoned, "--until", "choose")
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "rule trial" in done.stdout + done.stderr, "the trials ran again on the poisoned data"
+    log = done.stdout + done.stderr
+    assert "rule preprocess" in log and "rule trial" in log, "preprocessing and the trials ran again"
+    genes = [
+        ad.read_h5ad(run / "results" / "tiny" / "data" / "target_line.h5ad", backed="r").var_names
+        for run in (searched, poisoned)
+    ]
+    assert list(genes[0]) == list(genes[1])
     clean, chosen = _records(searched)
     dirty, dirty_chosen = _records(poisoned)
     assert dirty == clean and dirty_chosen == chosen

@@ -45,8 +45,8 @@ def as_json(value):
 
 
 def get_screen():
-    """The raw screen: the user's file, or the simulated embedded default."""
-    return SETTINGS.screen_path or f"{RESULTS}/data/screen.h5ad"
+    """The raw screen's files: the user's (data.path, globs expanded), or the simulated default."""
+    return SETTINGS.screen_files or [f"{RESULTS}/data/screen.h5ad"]
 
 
 def get_base_model():
@@ -152,7 +152,7 @@ def report_manifest(wildcards, input):
             "data": input.data,
             "split": input.split,
             "obs_check": input.obs_check,
-            "inputs": [input.screen, input.base],
+            "inputs": [*input.screen, input.base],
             "benchmarks": f"{RESULTS}/benchmarks",
             "repo": workflow.basedir,
             "container_image": container_image(),

@@ -43,7 +43,7 @@ rule genes:
 # Snakemake stops looking at the params of every job downstream of a rerun check.)
 rule check_obs:
     input:
-        get_screen(),
+        screen=get_screen(),
     output:
         f"{RESULTS}/data/obs_check.json",
     log:
@@ -58,7 +58,7 @@ rule check_obs:
         mem_mb=mem_mb("check_obs"),
         runtime=runtime("check_obs"),
     shell:
-        "deltatune check-obs --input {input} --columns {params.columns:q} --settings {params.settings:q} "
+        "deltatune check-obs --input {input.screen:q} --columns {params.columns:q} --settings {params.settings:q} "
         "--out {output} 2> {log}"
 
 
@@ -83,6 +83,6 @@ rule preprocess:
         mem_mb=mem_mb("preprocess"),
         runtime=runtime("preprocess"),
     shell:
-        "deltatune preprocess --input {input.screen} {params.genes} --columns {params.columns:q} "
+        "deltatune preprocess --input {input.screen:q} {params.genes} --columns {params.columns:q} "
         "--settings {params.settings:q} --out-base {output.base} --out-target {output.target} "
         "--out-split {output.split} --out-summary {output.summary} 2> {log}"

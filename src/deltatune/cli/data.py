@@ -21,7 +21,7 @@ def run_simulate(args: argparse.Namespace) -> None:
 
 
 def _check_obs_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="the screen (.h5ad); only its obs is read")
+    p.add_argument("--input", required=True, nargs="+", help="the screen's file(s) (.h5ad); only their obs is read")
     p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
     p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields (target_cell_line, ...)")
     p.add_argument("--out", required=True, help="what was found (.json)")
@@ -51,7 +51,9 @@ def run_genes(args: argparse.Namespace) -> None:
 
 
 def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="the screen (.h5ad): raw counts or log1p")
+    p.add_argument(
+        "--input", required=True, nargs="+", help="the screen's file(s) (.h5ad, e.g. one per plate): counts or log1p"
+    )
     p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
     p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
     p.add_argument("--genes", help="gene list of a base model (from `deltatune genes`); replaces HVG selection")

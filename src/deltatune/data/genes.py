@@ -4,13 +4,15 @@ A checkpoint fixes the genes and their order; a user's file has its own. Preproc
 the data to the model's list once, so every later step can insist on an exact match. A few
 model genes may be absent from the data (annotation versions differ): up to
 ``max_missing_fraction`` of them enter as zero columns marked ``var["measured"] = False``, which
-the model reads as unexpressed and evaluation leaves out. More than that is an error with
+the model reads as unexpressed and evaluation leaves out (a gene absent from any one input file
+is marked). More than that is an error with
 counts and examples, because a model fed mostly zeros predicts nothing worth scoring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -57,26 +59,73 @@ def use_var_column(adata: ad.AnnData, column: str | None, source: str) -> ad.Ann
     return adata
 
 
-def match_genes(adata: ad.AnnData, genes: list[str], max_missing_fraction: float, source: str) -> ad.AnnData:
-    """``adata`` with exactly ``genes`` as columns, in that order; absent ones as zero columns."""
-    names = pd.Index(adata.var_names.astype(str))
-    if names.has_duplicates:
-        raise InputDataError(f"{source}: gene names are not unique (e.g. {list(names[names.duplicated()][:5])})")
-    position = names.get_indexer(genes)
-    missing = [g for g, p in zip(genes, position, strict=True) if p < 0]
-    if len(missing) > max_missing_fraction * len(genes):
-        raise CheckpointError(
-            f"{source}: {len(missing)} of the base model's {len(genes)} genes are not in the data "
-            f"(e.g. {missing[:5]}; the data's genes look like {list(names[:5])}); at most "
-            f"{max_missing_fraction:.0%} may be missing (preprocess.max_missing_genes). Check that "
-            "both use the same gene naming (symbols vs IDs: data.var_names picks a var column)"
-        )
-    X = sp.csr_matrix(adata.X)
-    if missing:
-        X = sp.hstack([X, sp.csr_matrix((adata.n_obs, 1), dtype=X.dtype)], format="csr")
+@dataclass
+class GeneSpace:
+    """The genes of the preprocessed data and, per input, the column of each (-1: absent, a zero
+    column marked ``measured = False``)."""
+
+    names: list[str]
+    positions: list[np.ndarray]
+
+    @property
+    def measured(self) -> np.ndarray:
+        """Genes present in every input; evaluation leaves the others out."""
+        return np.logical_and.reduce([p >= 0 for p in self.positions])
+
+    def subset(self, keep: np.ndarray) -> GeneSpace:
+        """The genes of mask ``keep``, in their order."""
+        return GeneSpace([n for n, k in zip(self.names, keep, strict=True) if k], [p[keep] for p in self.positions])
+
+    def var(self) -> pd.DataFrame:
+        """The var table of the preprocessed data: ``measured`` where a gene may be absent."""
+        return pd.DataFrame({MEASURED: self.measured}, index=pd.Index(self.names))
+
+
+def shared_genes(genes: list[pd.Index], sources: list[str]) -> GeneSpace:
+    """The first input's genes, which every other input must hold too (in any order): inputs are
+    matched by name, and an input lacking some of them is an error naming it and how many."""
+    names = genes[0]
+    positions = []
+    for own, source in zip(genes, sources, strict=True):
+        position = own.get_indexer(names)
+        lacking = names[position < 0]
+        extra = own.difference(names)
+        if len(lacking) or len(extra):
+            raise InputDataError(
+                f"{source} lacks {len(lacking)} of the {len(names)} genes of {sources[0]} and has {len(extra)} "
+                f"it lacks (e.g. {list(lacking[:3]) + list(extra[:3])}): every input file must measure the "
+                "same genes (matched by name; data.var_names picks a var column of names)"
+            )
+        positions.append(position)
+    return GeneSpace(list(names.astype(str)), positions)
+
+
+def model_genes(genes: list[pd.Index], sources: list[str], model: list[str], max_missing_fraction: float) -> GeneSpace:
+    """A base model's genes, in its order, found by name in each input; up to
+    ``max_missing_fraction`` of them may be absent from an input (zero columns)."""
+    positions = []
+    for own, source in zip(genes, sources, strict=True):
+        position = own.get_indexer(model)
+        missing = [g for g, p in zip(model, position, strict=True) if p < 0]
+        if len(missing) > max_missing_fraction * len(model):
+            raise CheckpointError(
+                f"{source}: {len(missing)} of the base model's {len(model)} genes are not in the data "
+                f"(e.g. {missing[:5]}; the data's genes look like {list(own[:5])}); at most "
+                f"{max_missing_fraction:.0%} may be missing (preprocess.max_missing_genes). Check that "
+                "both use the same gene naming (symbols vs IDs: data.var_names picks a var column)"
+            )
+        positions.append(position)
+    return GeneSpace(list(model), positions)
+
+
+def take_genes(X: sp.csr_matrix, position: np.ndarray) -> sp.csr_matrix:
+    """Columns ``position`` of ``X`` in that order, a zero column where the position is -1."""
+    if len(position) == X.shape[1] and np.array_equal(position, np.arange(X.shape[1])):
+        return X
+    if (position < 0).any():
+        X = sp.hstack([X, sp.csr_matrix((X.shape[0], 1), dtype=X.dtype)], format="csr")
         position = np.where(position < 0, X.shape[1] - 1, position)
-    var = pd.DataFrame({MEASURED: position < names.size if missing else True}, index=pd.Index(genes))
-    return ad.AnnData(X=X[:, position], obs=adata.obs, var=var, uns=adata.uns)
+    return X[:, position]
 
 
 def check_model_genes(adata: ad.AnnData, genes: list[str], data_source: str, model_source: str) -> None:

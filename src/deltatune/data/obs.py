@@ -1,6 +1,15 @@
-"""Checks of a screen's ``obs``: the configured columns (:class:`~deltatune.settings.Columns`) and the cell lines."""
+"""Checks of a screen's ``obs``: the configured columns (:class:`~deltatune.settings.Columns`) and the cell lines.
+
+A screen may be several files (Tahoe-100M: a file per plate, every line on every plate). The
+columns are checked file by file, each message naming its file; what only the whole screen can
+say (the control label occurs, the target line is there with controls of its own, the base
+lines exist) is checked on a :class:`Census` of all files.
+"""
 
 from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -9,12 +18,9 @@ from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 
 
-def check_obs(obs: pd.DataFrame, columns: Columns, source: str) -> None:
-    """Raise :class:`InputDataError` naming the first unusable column of ``obs``.
-
-    Checks that every configured column exists, that grouping columns hold no missing values,
-    and that the control label occurs in the perturbation column.
-    """
+def check_columns(obs: pd.DataFrame, columns: Columns, source: str) -> None:
+    """Raise :class:`InputDataError` naming the first unusable column of ``obs`` (of file ``source``):
+    every configured column must exist, grouping columns without missing values, cell names unique."""
     for name in columns.required():
         if name not in obs.columns:
             available = ", ".join(map(str, obs.columns[:20]))
@@ -26,44 +32,83 @@ def check_obs(obs: pd.DataFrame, columns: Columns, source: str) -> None:
         if name is not None and obs[name].isna().any():
             n = int(obs[name].isna().sum())
             raise InputDataError(f"{source}: column '{name}' has {n} missing value(s)")
-    labels = obs[columns.perturbation].astype(str)
-    if not (labels == columns.control).any():
-        examples = ", ".join(repr(v) for v in labels.value_counts().index[:5])
-        raise InputDataError(
-            f"{source}: control label {columns.control!r} does not occur in column "
-            f"'{columns.perturbation}' (most common labels: {examples})"
-        )
+    if not obs.index.is_unique:
+        dupes = obs.index[obs.index.duplicated()][:3].tolist()
+        raise InputDataError(f"{source}: cell names are not unique (e.g. {dupes})")
+
+
+@dataclass
+class Census:
+    """What the whole screen holds, gathered file by file: cell lines, control and target counts."""
+
+    lines: set[str] = field(default_factory=set)
+    labels: Counter = field(default_factory=Counter)
+    n_controls: int = 0
+    n_target: int = 0
+    n_target_controls: int = 0
+    n_base: int = 0
+
+    def add(self, obs: pd.DataFrame, in_target: np.ndarray, in_base: np.ndarray, columns: Columns) -> None:
+        """Count the cells of one file's ``obs`` with their roles (:func:`cell_roles`)."""
+        is_control = control_labels(obs, columns)
+        self.lines |= set(obs[columns.cell_type].astype(str).unique())
+        self.labels.update(obs[columns.perturbation].astype(str).value_counts().head(5).to_dict())
+        self.n_controls += int(is_control.sum())
+        self.n_target += int(in_target.sum())
+        self.n_target_controls += int((in_target & is_control).sum())
+        self.n_base += int(in_base.sum())
+
+    def check(self, columns: Columns, settings: PreprocessSettings, source: str) -> None:
+        """Raise :class:`InputDataError` unless the screen can be preprocessed: controls exist, the
+        target line is there with controls of its own, and ``settings.base_cell_lines`` exist."""
+        if not self.n_controls:
+            examples = ", ".join(repr(v) for v, _ in self.labels.most_common(5))
+            raise InputDataError(
+                f"{source}: control label {columns.control!r} does not occur in column "
+                f"'{columns.perturbation}' (most common labels: {examples})"
+            )
+        if not self.n_target:
+            raise InputDataError(
+                f"{source}: target cell line '{settings.target_cell_line}' not found in column "
+                f"'{columns.cell_type}' (values: {sorted(self.lines)[:10]})"
+            )
+        if not self.n_target_controls:
+            raise InputDataError(
+                f"{source}: cell line '{settings.target_cell_line}' has no control cells "
+                f"({columns.perturbation} == {columns.control!r}): nothing to predict from"
+            )
+        if settings.base_cell_lines is None:
+            return
+        unknown = sorted(set(settings.base_cell_lines) - self.lines)
+        if unknown or settings.target_cell_line in settings.base_cell_lines:
+            raise InputDataError(
+                f"{source}: base_cell_lines must be lines of column '{columns.cell_type}' other than the "
+                f"target; not usable: {unknown or [settings.target_cell_line]}"
+            )
+
+
+def control_labels(obs: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """Mask of the control cells of ``obs``."""
+    return (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
+
+
+def cell_roles(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The masks of the target line's cells and of the base lines' cells (``settings.base_cell_lines``,
+    or every other line)."""
+    lines = obs[columns.cell_type].astype(str)
+    in_target = (lines == settings.target_cell_line).to_numpy()
+    if settings.base_cell_lines is None:
+        return in_target, ~in_target
+    return in_target, lines.isin(settings.base_cell_lines).to_numpy()
 
 
 def screen_cells(
     obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The masks of the target line's cells and of the base lines' cells (``settings.base_cell_lines``,
-    or every other line), after checking ``obs`` (:func:`check_obs`): unique cell names, the
-    target line present with controls of its own, base lines that exist."""
-    check_obs(obs, columns, source)
-    if not obs.index.is_unique:
-        dupes = obs.index[obs.index.duplicated()][:3].tolist()
-        raise InputDataError(f"{source}: cell names are not unique (e.g. {dupes})")
-    lines = obs[columns.cell_type].astype(str)
-    in_target = (lines == settings.target_cell_line).to_numpy()
-    if not in_target.any():
-        raise InputDataError(
-            f"{source}: target cell line '{settings.target_cell_line}' not found in column "
-            f"'{columns.cell_type}' (values: {sorted(lines.unique())[:10]})"
-        )
-    is_control = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    if not (in_target & is_control).any():
-        raise InputDataError(
-            f"{source}: cell line '{settings.target_cell_line}' has no control cells "
-            f"({columns.perturbation} == {columns.control!r}): nothing to predict from"
-        )
-    if settings.base_cell_lines is None:
-        return in_target, ~in_target
-    unknown = sorted(set(settings.base_cell_lines) - set(lines))
-    if unknown or settings.target_cell_line in settings.base_cell_lines:
-        raise InputDataError(
-            f"{source}: base_cell_lines must be lines of column '{columns.cell_type}' other than the "
-            f"target; not usable: {unknown or [settings.target_cell_line]}"
-        )
-    return in_target, lines.isin(settings.base_cell_lines).to_numpy()
+    """:func:`cell_roles` of a screen held in one ``obs``, after all of the checks above."""
+    check_columns(obs, columns, source)
+    in_target, in_base = cell_roles(obs, columns, settings)
+    census = Census()
+    census.add(obs, in_target, in_base, columns)
+    census.check(columns, settings, source)
+    return in_target, in_base

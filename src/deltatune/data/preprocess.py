@@ -3,27 +3,38 @@
 The fine-tuning cell line is held out from the base model's lines, and its perturbations are
 split into train / val / test by a unit (a drug with all its doses, by default) so that a drug
 seen in fine-tuning at one dose is never scored at another.
+
+A screen is one or more inputs (:mod:`deltatune.data.screen`) read in three passes, so memory
+follows the output rather than the input: obs of every input (checks, the cells kept, the split,
+which needs nothing else), then the training cells' expression in row chunks for the per-gene
+sums of highly-variable-gene selection (:mod:`deltatune.data.hvg`; skipped when a checkpoint
+fixes the genes), then every kept cell in row chunks, normalized
+(:mod:`deltatune.data.normalize`), reduced to the chosen genes and appended to the outputs.
+Genes are chosen on **training cells only**: the base lines, and the target line's controls
+and training perturbations, never a validation or test cell.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
-from .genes import MEASURED, match_genes, use_var_column
-from .obs import screen_cells
-from .readers import open_backed, read_rows
-from .splits import SPLITS, split_perturbations
-
-TARGET_SUM = 1e4
-MAX_LOG1P_VALUE = 30.0
+from .genes import GeneSpace, model_genes, shared_genes, take_genes
+from .hvg import GeneMoments, seurat_hvg
+from .normalize import COUNTS, NORMALIZATION, ScaleTracker, normalize_block
+from .obs import Census, control_labels
+from .screen import ScreenPart, open_files, open_memory
+from .splits import SPLITS, split_perturbations, training_cells
+from .writers import H5adRows
 
 
 @dataclass
@@ -36,48 +47,28 @@ class Preprocessed:
     summary: dict
 
 
-def _matrix_values(X) -> np.ndarray:
-    """The stored values of a dense or sparse matrix, as a flat array (no copy when possible)."""
-    return X.data if sp.issparse(X) else np.asarray(X).ravel()
+@dataclass
+class Genes:
+    """The genes chosen and their var table."""
+
+    space: GeneSpace
+    var: pd.DataFrame
+    how: str
+    n_cells_selected_on: int = 0
 
 
-def detect_scale(X) -> str:
-    """Say whether ``X`` holds raw ``"counts"`` or ``"log1p"`` data; reject anything else.
+class _InMemory:
+    """An output held in memory: the rows appended, as one AnnData when finished."""
 
-    Counts are non-negative integers; log1p data is non-negative and small. Large non-integer
-    values (CPM, TPM without log) are rejected because every metric downstream assumes log1p.
-    """
-    values = _matrix_values(X)
-    if not np.isfinite(values).all():
-        raise InputDataError(f"X holds {int((~np.isfinite(values)).sum())} NaN or infinite value(s)")
-    if values.size and values.min() < 0:
-        raise InputDataError(f"X holds negative values (min {values.min():.3g}): expected counts or log1p")
-    if np.array_equal(values, np.round(values)):
-        return "counts"
-    if values.size and values.max() > MAX_LOG1P_VALUE:
-        raise InputDataError(
-            f"X holds non-integer values up to {values.max():.3g}: neither raw counts nor "
-            "log1p-normalized data; give raw counts or log1p(normalized) values"
-        )
-    return "log1p"
+    def __init__(self) -> None:
+        self.blocks: list[sp.csr_matrix] = []
 
+    def append(self, X: sp.csr_matrix) -> None:
+        self.blocks.append(X)
 
-def log_normalize(adata: ad.AnnData) -> str:
-    """Normalize counts to :data:`TARGET_SUM` per cell and log1p in place; keep log1p data."""
-    scale = detect_scale(adata.X)
-    if scale == "counts":
-        sc.pp.normalize_total(adata, target_sum=TARGET_SUM)
-        sc.pp.log1p(adata)
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-    return scale
-
-
-def select_genes(adata: ad.AnnData, n_top_genes: int) -> ad.AnnData:
-    """Keep the ``n_top_genes`` most variable genes (scanpy's seurat flavor on log1p data)."""
-    if n_top_genes >= adata.n_vars:
-        return adata
-    sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor="seurat")
-    return adata[:, adata.var["highly_variable"].to_numpy()].copy()
+    def finish(self, obs: pd.DataFrame, var: pd.DataFrame) -> None:
+        X = sp.vstack(self.blocks, format="csr") if self.blocks else sp.csr_matrix((0, len(var)), dtype=np.float32)
+        self.adata = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32), obs=obs, var=var)
 
 
 def preprocess(
@@ -87,53 +78,138 @@ def preprocess(
     source: str = "input",
     genes: list[str] | None = None,
 ) -> Preprocessed:
-    """Validate, log-normalize, select genes and split a screen held in memory.
+    """Validate, log-normalize, select genes and split a screen held in memory (``adata`` is not
+    changed). The target cell line becomes ``target`` (its controls and all its perturbations);
+    the other lines become ``base``, the data a base model is pretrained on. ``genes`` (a
+    checkpoint's gene order) replaces the highly-variable-gene selection: the data is put in
+    that order by name."""
+    parts, census = open_memory(adata, columns, settings, source)
+    target, base = _InMemory(), _InMemory()
+    split, summary = _preprocess(parts, census, columns, settings, genes, target, base)
+    return Preprocessed(base=base.adata, target=target.adata, split=split, summary=summary)
 
-    Like scanpy's ``pp`` functions it normalizes ``adata`` in place. The target cell line becomes
-    ``target`` (its controls and all its perturbations); the other lines become ``base``, the
-    data a base model is pretrained on. ``genes`` (a checkpoint's gene order) replaces the
-    highly-variable-gene selection: the data is put in that order by name.
-    """
-    adata = use_var_column(adata, settings.var_names, source)
-    in_target, in_base = screen_cells(adata.obs, columns, settings, source)
-    keep = in_target | in_base
-    if not keep.all():
-        adata, in_target = adata[keep].copy(), in_target[keep]
-    is_control = (adata.obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-    scale = log_normalize(adata)
-    if genes is None:
-        adata = select_genes(adata, settings.n_top_genes)
-    else:
-        adata = match_genes(adata, genes, settings.max_missing_genes, source)
-    split = split_perturbations(adata.obs[in_target], columns, settings.split)
-    target = adata[in_target].copy()
-    base = adata[~in_target].copy()
+
+def preprocess_screen(
+    paths: Sequence[str | Path],
+    columns: Columns,
+    settings: PreprocessSettings,
+    out_target: str | Path,
+    out_base: str | Path,
+    genes: list[str] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """:func:`preprocess` for screen files on disk, streamed: every input's obs is checked before
+    any expression is read, and the target and base lines are written to ``out_target`` and
+    ``out_base`` (.h5ad, atomically) a chunk of cells at a time. Returns the split and summary."""
+    parts, census = open_files(paths, columns, settings)
+    with H5adRows(out_target) as target, H5adRows(out_base) as base:
+        split, summary = _preprocess(parts, census, columns, settings, genes, target, base)
+    return split, {**summary, "n_input_files": len(parts)}
+
+
+def _preprocess(
+    parts: list[ScreenPart],
+    census: Census,
+    columns: Columns,
+    settings: PreprocessSettings,
+    genes: list[str] | None,
+    target: _InMemory | H5adRows,
+    base: _InMemory | H5adRows,
+) -> tuple[pd.DataFrame, dict]:
+    """The three passes (module docstring) from the inputs' obs pass to ``target`` and ``base``."""
+    obs = _concat_obs([p.obs for p in parts], [p.source for p in parts])
+    in_target = np.concatenate([p.in_target for p in parts])
+    split = split_perturbations(obs[in_target], columns, settings.split)
+    scale = ScaleTracker()
+    chosen = _choose_genes(parts, columns, settings, genes, split, scale)
+    _write(parts, chosen.space, scale, target, base)
+    target.finish(_rows_of(obs, in_target), chosen.var)
+    base.finish(_rows_of(obs, ~in_target), chosen.var)
+    is_control = control_labels(obs, columns)
     summary = {
-        "input_scale": scale,
-        "normalization": f"normalize_total({TARGET_SUM:g}) + log1p" if scale == "counts" else "none (already log1p)",
-        "n_genes": int(adata.n_vars),
-        "genes": "highly variable" if genes is None else "the base model's",
-        "n_genes_missing": 0 if genes is None else int((~adata.var[MEASURED]).sum()),
-        "n_cells_target": int(target.n_obs),
-        "n_cells_base": int(base.n_obs),
+        "input_scale": scale.scale or COUNTS,
+        "normalization": NORMALIZATION[scale.scale or COUNTS],
+        "n_genes": len(chosen.space.names),
+        "genes": chosen.how,
+        "n_cells_genes_chosen_on": chosen.n_cells_selected_on,
+        "n_genes_missing": int((~chosen.space.measured).sum()),
+        "n_cells_target": census.n_target,
+        "n_cells_base": census.n_base,
         "n_controls_target": int((in_target & is_control).sum()),
         "perturbations_per_split": split["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
     }
-    return Preprocessed(base=base, target=target, split=split, summary=summary)
+    return split, summary
 
 
-def preprocess_file(
-    path: str, columns: Columns, settings: PreprocessSettings, genes: list[str] | None = None
-) -> Preprocessed:
-    """:func:`preprocess` for an .h5ad on disk, validating obs before any expression is read.
+def _concat_obs(frames: list[pd.DataFrame], sources: list[str]) -> pd.DataFrame:
+    """The kept cells' obs of every input, in input order; columns categorical in any input stay
+    categorical. Cell names repeated across inputs get ``-<file name>`` appended (as anndata's
+    ``concat(index_unique="-")``)."""
+    if len(frames) == 1:
+        return frames[0]
+    obs = pd.concat(frames)
+    for name in obs.columns:
+        if any(isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames if name in f):
+            obs[name] = obs[name].astype("category")
+    if not obs.index.is_unique:
+        stems = np.repeat([Path(s).stem for s in sources], [len(f) for f in frames])
+        obs.index = obs.index.astype(str) + "-" + stems
+    return obs
 
-    X is streamed in row chunks (:mod:`deltatune.data.readers`), so memory stays near the size of
-    the cells kept rather than of the file.
-    """
-    backed = open_backed(path)
-    try:
-        in_target, in_base = screen_cells(backed.obs, columns, settings, str(path))
-        adata = read_rows(backed, np.flatnonzero(in_target | in_base))
-    finally:
-        backed.file.close()
-    return preprocess(adata, columns, settings, source=str(path), genes=genes)
+
+def _rows_of(obs: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """The rows of ``mask``, categories they do not use dropped (as subsetting an AnnData does)."""
+    rows = obs[mask].copy()
+    for name in rows.columns:
+        if isinstance(rows[name].dtype, pd.CategoricalDtype):
+            rows[name] = rows[name].cat.remove_unused_categories()
+    return rows
+
+
+def _progress(rows: list[np.ndarray], what: str) -> tqdm:
+    """A progress bar over the cells a pass reads (the log of a long read shows how far it is)."""
+    return tqdm(
+        total=sum(len(r) for r in rows), desc=what, unit="cells", unit_scale=True, file=sys.stderr, mininterval=30.0
+    )
+
+
+def _choose_genes(
+    parts: list[ScreenPart],
+    columns: Columns,
+    settings: PreprocessSettings,
+    genes: list[str] | None,
+    split: pd.DataFrame,
+    scale: ScaleTracker,
+) -> Genes:
+    """The checkpoint's genes, or the most variable genes of the training cells."""
+    own, sources = [p.genes for p in parts], [p.source for p in parts]
+    if genes is not None:
+        space = model_genes(own, sources, genes, settings.max_missing_genes)
+        return Genes(space, space.var(), "the base model's")
+    space = shared_genes(own, sources)
+    if settings.n_top_genes >= len(space.names):
+        return Genes(space, pd.DataFrame(index=pd.Index(space.names, name=own[0].name)), "all")
+    moments = GeneMoments(len(space.names))
+    rows = [p.rows[~p.in_target | training_cells(p.obs, columns, split)] for p in parts]
+    with _progress(rows, "preprocess: genes") as bar:
+        for part, chosen, position in zip(parts, rows, space.positions, strict=True):
+            for _, _, block in part.chunks(chosen):
+                moments.add(take_genes(normalize_block(block, scale.check(block, part.source)), position))
+                bar.update(block.shape[0])
+    table = seurat_hvg(moments, settings.n_top_genes)
+    keep = table["highly_variable"].to_numpy()
+    var = table.loc[keep, ["highly_variable", "means", "dispersions", "dispersions_norm"]]
+    var = var.astype({"dispersions_norm": np.float32})  # as scanpy stores it
+    var.index = pd.Index(np.asarray(space.names)[keep], name=own[0].name)
+    return Genes(space.subset(keep), var, "highly variable in the training cells", moments.n_cells)
+
+
+def _write(parts: list[ScreenPart], space: GeneSpace, scale: ScaleTracker, target, base) -> None:
+    """Every kept cell, normalized and reduced to ``space``'s genes, appended to its output."""
+    with _progress([p.rows for p in parts], "preprocess: write") as bar:
+        for part, position in zip(parts, space.positions, strict=True):
+            for lo, hi, block in part.chunks(part.rows):
+                X = take_genes(normalize_block(block, scale.check(block, part.source)), position)
+                in_target = part.in_target[lo:hi]
+                target.append(X[in_target])
+                base.append(X[~in_target])
+                bar.update(hi - lo)

@@ -8,7 +8,7 @@ the selected cells.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from ..errors import InputDataError
 
 CHUNK_ROWS = 100_000
+CHUNK_VALUES = 20_000_000  # stored values read at a time from a CSR X (160 MB with their indices)
 
 
 def read_h5ad(path: str | Path) -> ad.AnnData:
@@ -39,58 +40,89 @@ def open_backed(path: str | Path) -> ad.AnnData:
         raise InputDataError(f"{path} is not a readable .h5ad file ({err})") from err
 
 
-def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> ad.AnnData:
-    """An in-memory AnnData of ``rows`` (sorted positions) of a backed file, X as CSR float32."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if np.any(np.diff(rows) <= 0):
-        raise ValueError("rows must be sorted and unique")
+def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int | None = None) -> ad.AnnData:
+    """An in-memory AnnData of ``rows`` (sorted positions) of a backed file, X as CSR float32.
+
+    The CSR arrays are allocated once at their final size and filled chunk by chunk
+    (:func:`row_chunks`), so peak memory is the selected rows plus one chunk.
+    """
+    rows = _sorted_rows(rows)
     stored = backed.file["X"]
-    if isinstance(stored, h5py.Group) and stored.attrs.get("encoding-type") == "csr_matrix":
-        X = _csr_rows(stored, rows, chunk_rows)
+    lengths = _row_lengths(stored, rows) if _is_csr(stored) else None
+    if lengths is None:
+        blocks = [block for _, _, block in row_chunks(stored, rows, chunk_rows)]
+        X = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
     else:
-        X = _dense_or_csc_rows(backed, rows, chunk_rows)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        data = np.empty(indptr[-1], dtype=np.float32)
+        indices = np.empty(indptr[-1], dtype=stored["indices"].dtype)
+        for lo, hi, block in row_chunks(stored, rows, chunk_rows):
+            data[indptr[lo] : indptr[hi]] = block.data
+            indices[indptr[lo] : indptr[hi]] = block.indices
+        X = sp.csr_matrix((data, indices, indptr), shape=(len(rows), backed.n_vars))
     return ad.AnnData(X=X, obs=backed.obs.iloc[rows].copy(), var=backed.var.copy())
 
 
-def _csr_rows(group: h5py.Group, rows: np.ndarray, chunk_rows: int) -> sp.csr_matrix:
-    """``rows`` of a CSR matrix on disk, read into arrays allocated once at their final size.
-
-    Only ``indptr`` is read whole; ``data`` and ``indices`` are read a window of ``chunk_rows``
-    file rows at a time, and only the selected rows' entries are kept.
-    """
-    indptr = group["indptr"][:].astype(np.int64)
-    lengths = indptr[rows + 1] - indptr[rows]
-    out_indptr = np.concatenate([[0], np.cumsum(lengths)])
-    data = np.empty(out_indptr[-1], dtype=np.float32)
-    indices = np.empty(out_indptr[-1], dtype=group["indices"].dtype)
-    n_obs = len(indptr) - 1
+def row_chunks(
+    stored: h5py.Group | h5py.Dataset, rows: np.ndarray, chunk_rows: int | None = None
+) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """``rows`` (sorted positions) of an .h5ad's X (``file["X"]``) in file order, a window of file
+    rows at a time: ``(lo, hi, block)`` with ``block`` the CSR float32 expression of
+    ``rows[lo:hi]``. Only the window's part of the file is read (of a CSR X, only the span of the
+    selected rows' entries; ``indptr`` whole). ``chunk_rows`` defaults to :data:`CHUNK_ROWS`."""
+    rows, chunk_rows = _sorted_rows(rows), chunk_rows or CHUNK_ROWS
+    if _is_csr(stored):
+        yield from _csr_chunks(stored, rows, chunk_rows)
+        return
+    X = stored if isinstance(stored, h5py.Dataset) else ad.io.sparse_dataset(stored)
+    n_obs = X.shape[0]
     for start in range(0, n_obs, chunk_rows):
-        lo, hi = np.searchsorted(rows, [start, min(start + chunk_rows, n_obs)])
-        if lo == hi:
-            continue
-        first, last = indptr[rows[lo]], indptr[rows[hi - 1] + 1]
-        window_data, window_indices = group["data"][first:last], group["indices"][first:last]
-        # positions of the selected rows' entries inside the window, in order
-        take = np.repeat(indptr[rows[lo:hi]] - first - out_indptr[lo:hi], lengths[lo:hi]) + np.arange(
-            out_indptr[lo], out_indptr[hi]
-        )
-        data[out_indptr[lo] : out_indptr[hi]] = window_data[take]
-        indices[out_indptr[lo] : out_indptr[hi]] = window_indices[take]
-    return sp.csr_matrix((data, indices, out_indptr), shape=(len(rows), group.attrs["shape"][1]))
-
-
-def _dense_or_csc_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int) -> sp.csr_matrix:
-    """``rows`` of any other X, a chunk of file rows at a time (each chunk read whole)."""
-    blocks = []
-    for start in range(0, backed.n_obs, chunk_rows):
-        stop = min(start + chunk_rows, backed.n_obs)
+        stop = min(start + chunk_rows, n_obs)
         lo, hi = np.searchsorted(rows, [start, stop])
         if lo == hi:
             continue
-        block = backed.X[start:stop]
+        block = X[start:stop]
         block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        blocks.append(sp.csr_matrix(block[rows[lo:hi] - start], dtype=np.float32))
-    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, backed.n_vars), dtype=np.float32)
+        yield int(lo), int(hi), sp.csr_matrix(block[rows[lo:hi] - start], dtype=np.float32)
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.int64)
+    if np.any(np.diff(rows) <= 0):
+        raise ValueError("rows must be sorted and unique")
+    return rows
+
+
+def _is_csr(stored) -> bool:
+    return isinstance(stored, h5py.Group) and stored.attrs.get("encoding-type") == "csr_matrix"
+
+
+def _row_lengths(group: h5py.Group, rows: np.ndarray) -> np.ndarray:
+    indptr = group["indptr"][:].astype(np.int64)
+    return indptr[rows + 1] - indptr[rows]
+
+
+def _csr_chunks(group: h5py.Group, rows: np.ndarray, chunk_rows: int) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """The selected rows of a CSR matrix on disk, a window of at most ``chunk_rows`` file rows and
+    about :data:`CHUNK_VALUES` stored values at a time (a dense screen's rows hold thousands);
+    of each window only the span from its first to its last selected row is read."""
+    indptr = group["indptr"][:].astype(np.int64)
+    n_obs, n_vars = len(indptr) - 1, int(group.attrs["shape"][1])
+    by_values = np.searchsorted(indptr, np.arange(0, indptr[-1], CHUNK_VALUES), side="right") - 1
+    starts = np.union1d(np.arange(0, n_obs, chunk_rows), by_values)
+    for start, stop in zip(starts, [*starts[1:], n_obs], strict=True):
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if lo == hi:
+            continue
+        chosen = rows[lo:hi]
+        first, last = indptr[chosen[0]], indptr[chosen[-1] + 1]
+        lengths = indptr[chosen + 1] - indptr[chosen]
+        out_indptr = np.concatenate([[0], np.cumsum(lengths)])
+        # positions of the selected rows' entries inside the window, in order
+        take = np.repeat(indptr[chosen] - first - out_indptr[:-1], lengths) + np.arange(out_indptr[-1])
+        data = group["data"][first:last][take].astype(np.float32, copy=False)
+        indices = group["indices"][first:last][take]
+        yield int(lo), int(hi), sp.csr_matrix((data, indices, out_indptr), shape=(len(chosen), n_vars))
 
 
 class UnreadRowError(LookupError):

@@ -5,14 +5,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import write_h5ad, write_json, write_tsv
+from ..files import write_json, write_tsv
 from ..settings import Columns, PreprocessSettings, ScreenSpec
 from .genes import read_gene_list
-from .obs import screen_cells
-from .preprocess import preprocess_file
-from .readers import open_backed
+from .obs import Census, cell_roles, check_columns
+from .preprocess import preprocess_screen
+from .screen import read_obs_var
 from .simulate import write_screen
 
 log = logging.getLogger(__name__)
@@ -25,34 +26,42 @@ def simulate_file(out: str | Path, spec: ScreenSpec = ScreenSpec()) -> int:
     return n_cells
 
 
-def check_obs_file(screen: str | Path, out: str | Path, *, columns: Columns, settings: PreprocessSettings) -> dict:
-    """Check a screen's obs (never its expression) and write what was found to ``out`` (.json).
+def check_obs_file(
+    screen: str | Path | Sequence[str | Path], out: str | Path, *, columns: Columns, settings: PreprocessSettings
+) -> dict:
+    """Check a screen's obs (never its expression), file by file, and write what was found to
+    ``out`` (.json).
 
-    Every configured column must exist without missing values, the control label must occur, the
-    target line must have controls of its own, and ``settings.base_cell_lines`` must exist. The
-    summary counts cells by role and the values of every configured column.
+    Every configured column must exist in every file without missing values, the control label
+    must occur, the target line must have controls of its own, and ``settings.base_cell_lines``
+    must exist. The summary counts cells by role and the values of every configured column.
     """
-    backed = open_backed(screen)
-    try:
-        obs = backed.obs
-        in_target, in_base = screen_cells(obs, columns, settings, str(screen))
-        controls = (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
-        summary = {
-            "n_cells": int(backed.n_obs),
-            "n_genes": int(backed.n_vars),
-            "n_cells_target": int(in_target.sum()),
-            "n_controls_target": int((in_target & controls).sum()),
-            "n_cells_base": int(in_base.sum()),
-            "values_per_column": {c: int(obs[c].nunique()) for c in columns.required()},
-        }
-    finally:
-        backed.file.close()
+    paths = _paths(screen)
+    census, values, n_genes, n_cells = Census(), {c: set() for c in columns.required()}, set(), 0
+    for path in paths:
+        obs, var = read_obs_var(path)
+        n_cells += len(obs)
+        check_columns(obs, columns, str(path))
+        census.add(obs, *cell_roles(obs, columns, settings), columns)
+        for name, seen in values.items():
+            seen |= set(obs[name].unique())
+        n_genes.add(len(var))
+    census.check(columns, settings, str(paths[0]) if len(paths) == 1 else f"the {len(paths)} screen files")
+    summary = {
+        "n_files": len(paths),
+        "n_cells": n_cells,
+        "n_genes": max(n_genes),
+        "n_cells_target": census.n_target,
+        "n_controls_target": census.n_target_controls,
+        "n_cells_base": census.n_base,
+        "values_per_column": {name: len(seen) for name, seen in values.items()},
+    }
     write_json(out, summary)
     return summary
 
 
 def preprocess_files(
-    screen: str | Path,
+    screen: str | Path | Sequence[str | Path],
     *,
     out_base: str | Path,
     out_target: str | Path,
@@ -62,13 +71,19 @@ def preprocess_files(
     settings: PreprocessSettings,
     genes: str | Path | None = None,
 ) -> dict:
-    """Preprocess a screen file (:func:`~deltatune.data.preprocess.preprocess_file`) into the base
-    lines, the target line, the split table and a summary; ``genes`` is a gene list file (a
-    checkpoint's, from :func:`genes_file`) that replaces highly-variable-gene selection."""
-    result = preprocess_file(str(screen), columns, settings, read_gene_list(genes) if genes else None)
-    log.info("preprocess: %s", result.summary)
-    write_h5ad(result.base, out_base)
-    write_h5ad(result.target, out_target)
-    write_tsv(result.split, out_split)
-    write_json(out_summary, result.summary)
-    return result.summary
+    """Preprocess a screen, one file or several (:func:`~deltatune.data.preprocess.preprocess_screen`),
+    into the base lines, the target line, the split table and a summary; ``genes`` is a gene list
+    file (a checkpoint's, from :func:`~deltatune.model.steps.genes_file`) that replaces
+    highly-variable-gene selection."""
+    split, summary = preprocess_screen(
+        _paths(screen), columns, settings, out_target, out_base, read_gene_list(genes) if genes else None
+    )
+    log.info("preprocess: %s", summary)
+    write_tsv(split, out_split)
+    write_json(out_summary, summary)
+    return summary
+
+
+def _paths(screen: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One screen file, or several."""
+    return [screen] if isinstance(screen, str | Path) else list(screen)

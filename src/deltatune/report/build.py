@@ -156,7 +156,7 @@ def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd
         "packages": provenance.package_versions(),
         "git": provenance.git_state(Path(manifest.repo)),
         "container": provenance.container(manifest.container_image),
-        "inputs": provenance.input_digests(manifest.inputs),
+        "inputs": provenance.input_files(manifest.inputs),
         "screen": json.loads(Path(manifest.obs_check).read_text()),
         "device": provenance.device(stage_info, inference),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),

@@ -285,7 +285,10 @@ def render(
             ("container", json.dumps(provenance.get("container"))),
             ("device", json.dumps(provenance["device"]["training"]) + f" on {provenance['device']['processor']}"),
             ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
-            ("inputs (sha256)", "; ".join(f"{k}: {v[:16]}" for k, v in provenance["inputs"].items())),
+            (
+                "inputs (size, sha256)",
+                "; ".join(f"{k}: {v['bytes']:,} B, {v['sha256'][:16]}" for k, v in provenance["inputs"].items()),
+            ),
         ],
         columns=["what", "value"],
     )

@@ -82,16 +82,17 @@ def sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def input_digests(paths: list[str]) -> dict[str, str]:
-    """sha256 of each input file, or of every file under an input directory (a checkpoint)."""
-    digests = {}
+def input_files(paths: list[str]) -> dict[str, dict]:
+    """Size and sha256 of each input file (every screen file), or of every file under an input
+    directory (a checkpoint)."""
+    record = {}
     for path in map(Path, paths):
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != SNAKEMAKE_MARKER)
         else:
             files = [path]
-        digests.update({str(f): sha256(f) for f in files})
-    return digests
+        record.update({str(f): {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in files})
+    return record
 
 
 def rule_times(benchmark_dir: Path) -> dict[str, float]:

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field, fields, replace
 
-from ..errors import SettingsError
+from ..errors import InputDataError, SettingsError
 from .base import Settings, setting
 
 TAHOE_CONTROL = "[('DMSO_TF', 0.0, 'uM')]"
+
+
+def screen_files(path: str | list[str] | None) -> list[str] | None:
+    """The files ``data.path`` names, in order: one file, a list, or glob patterns (``*``, ``?``,
+    ``[...]``: Tahoe-100M's ``plate*_filt_Vevo_Tahoe100M_*.h5ad``), each pattern's matches
+    sorted; None (simulate the screen) stays None. A pattern that matches nothing, or a file
+    named twice, stops the run here; a plain path is checked where it is read."""
+    if path is None:
+        return None
+    files: list[str] = []
+    for entry in [path] if isinstance(path, str) else path:
+        matches = sorted(glob.glob(entry)) if glob.has_magic(entry) else [entry]
+        if not matches:
+            raise InputDataError(
+                f"data.path pattern {entry!r} matches no file (a relative path starts in the working directory)"
+            )
+        files += matches
+    if not files:
+        raise InputDataError("data.path is an empty list: name at least one .h5ad file, or null to simulate one")
+    repeated = sorted({f for f in files if files.count(f) > 1})
+    if repeated:
+        raise InputDataError(f"data.path names {repeated[0]} more than once")
+    return files
 
 
 @dataclass(frozen=True)
@@ -114,7 +138,7 @@ class PreprocessSettings(Settings):
     ``base_cell_lines`` are the lines kept for pretraining a base model and for the other-lines
     baseline: None keeps every line but the target, an empty list none. ``var_names`` names a
     var column to take gene names from; ``max_missing_genes`` is the fraction of a checkpoint's
-    genes that may be absent from the data (:func:`deltatune.data.genes.match_genes`).
+    genes that may be absent from the data (:func:`deltatune.data.genes.model_genes`).
     """
 
     target_cell_line: str

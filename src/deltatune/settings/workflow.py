@@ -27,7 +27,7 @@ from ..metrics import MATCHED_SUFFIX
 from ..roles import BASE_ROW, TUNED_ROW
 from .base import from_mapping, output_dict, to_dict
 from .compute import ComputeSettings
-from .data import Columns, PreprocessSettings, ScreenSpec
+from .data import Columns, PreprocessSettings, ScreenSpec, screen_files
 from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
 from .pairing import STRATEGY_COLUMNS
@@ -130,10 +130,10 @@ class WorkflowSettings:
         self.run: str = config["run"]
         self.replicates: int = config.get("replicates", 1)
         self.baselines: list[str] = list(config.get("baselines", []))
-        self.screen_path: str | None = data.get("path")
+        self.screen_files: list[str] | None = screen_files(data.get("path"))
         self.checkpoint_dir: str | None = model.get("checkpoint")
         self.columns = from_mapping(Columns, data["columns"], "data.columns")
-        self.screen = None if self.screen_path else from_mapping(ScreenSpec, data.get("simulate"), "data.simulate")
+        self.screen = None if self.screen_files else from_mapping(ScreenSpec, data.get("simulate"), "data.simulate")
         self.preprocess = from_mapping(
             PreprocessSettings,
             {
@@ -294,7 +294,7 @@ class WorkflowSettings:
         config this workflow accepts: what ``provenance.json`` records. Run-only settings are left
         out: they change no result."""
         data = {
-            "path": self.screen_path,
+            "path": self.config["data"].get("path"),
             "columns": to_dict(self.columns),
             "target_cell_line": self.preprocess.target_cell_line,
             "var_names": self.preprocess.var_names,

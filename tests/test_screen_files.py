@@ -1,0 +1,180 @@
+"""A screen as many files (Tahoe-100M: one per plate), streamed: the same data as one file read
+whole, genes matched by name, each file's faults named, genes chosen on training cells only."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+from own_data import split_into_files
+
+from deltatune.data import readers
+from deltatune.data.hvg import GeneMoments, seurat_hvg
+from deltatune.data.normalize import normalize_block
+from deltatune.data.preprocess import preprocess, preprocess_screen
+from deltatune.data.splits import training_cells
+from deltatune.errors import CheckpointError, InputDataError
+from deltatune.settings import Columns, PreprocessSettings, SplitSettings
+from deltatune.settings.data import screen_files
+
+SETTINGS = PreprocessSettings(target_cell_line="c", n_top_genes=40, split=SplitSettings(val_fraction=0.2))
+
+
+@pytest.fixture
+def plate_files(screen, tmp_path) -> list:
+    """The tiny screen as one file per plate, each with its genes in an order of its own."""
+    screen.write_h5ad(tmp_path / "screen.h5ad")
+    return split_into_files(tmp_path / "screen.h5ad", "plate")
+
+
+def _read(paths, columns, tmp_path, settings=SETTINGS, genes=None):
+    split, summary = preprocess_screen(
+        paths, columns, settings, tmp_path / "target.h5ad", tmp_path / "base.h5ad", genes=genes
+    )
+    return ad.read_h5ad(tmp_path / "target.h5ad"), ad.read_h5ad(tmp_path / "base.h5ad"), split, summary
+
+
+def _same_cells(a: ad.AnnData, b: ad.AnnData) -> None:
+    """``a`` and ``b`` hold the same cells and genes (in any order) with the same expression and obs."""
+    assert sorted(a.var_names) == sorted(b.var_names)
+    b = b[a.obs_names, a.var_names]
+    assert (a.X != b.X).nnz == 0
+    pd.testing.assert_frame_equal(a.obs.astype(str), b.obs.astype(str))  # categories in any order
+
+
+def test_plate_files_give_what_the_whole_screen_gives(screen, plate_files, columns, tmp_path, monkeypatch):
+    assert len(plate_files) > 2
+    whole = preprocess(screen, columns, SETTINGS)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 50)  # several chunks per file
+    target, base, split, summary = _read(plate_files, columns, tmp_path)
+    _same_cells(whole.target, target)
+    _same_cells(whole.base, base)
+    assert split.equals(whole.split)
+    assert summary["n_input_files"] == len(plate_files)
+    assert {k: v for k, v in summary.items() if k != "n_input_files"} == whole.summary
+
+
+def test_a_glob_names_the_files_in_order(plate_files, tmp_path):
+    assert screen_files(str(tmp_path / "screen_*.h5ad")) == sorted(map(str, plate_files))
+    assert screen_files([str(plate_files[1]), str(tmp_path / "screen_c*_plate1.h5ad")])[0] == str(plate_files[1])
+    with pytest.raises(InputDataError, match="matches no file"):
+        screen_files(str(tmp_path / "plate*.h5ad"))
+    with pytest.raises(InputDataError, match="more than once"):
+        screen_files([str(plate_files[0]), str(tmp_path / "screen_*.h5ad")])
+
+
+def test_a_file_lacking_genes_is_named_with_how_many(screen, plate_files, columns, tmp_path):
+    short = ad.read_h5ad(plate_files[1])
+    short[:, ~short.var_names.isin(screen.var_names[:3])].copy().write_h5ad(plate_files[1])
+    with pytest.raises(InputDataError, match=rf"{plate_files[1]} lacks 3 of the {screen.n_vars} genes of"):
+        _read(plate_files, columns, tmp_path)
+    # A checkpoint's list with max_missing_genes allows them: zero columns, marked unmeasured.
+    model = list(screen.var_names[:40])
+    lenient = PreprocessSettings(target_cell_line="c", max_missing_genes=0.1)
+    target, *_ = _read(plate_files, columns, tmp_path, settings=lenient, genes=model)
+    assert list(target.var_names) == model
+    assert target.var["measured"].tolist() == [False] * 3 + [True] * 37
+    strict = PreprocessSettings(target_cell_line="c", max_missing_genes=0.05)
+    with pytest.raises(CheckpointError, match=rf"{plate_files[1]}: 3 of the base model's 40 genes"):
+        _read(plate_files, columns, tmp_path, settings=strict, genes=model)
+
+
+def test_a_bad_column_in_one_file_names_that_file(plate_files, columns, tmp_path):
+    part = ad.read_h5ad(plate_files[2])
+    part.obs = part.obs.rename(columns={"plate": "plate_id"})
+    part.write_h5ad(plate_files[2])
+    with pytest.raises(InputDataError, match=rf"{plate_files[2]}: column 'plate' is not in obs"):
+        _read(plate_files, columns, tmp_path)
+    assert not list(tmp_path.glob("*target.h5ad*")), "nothing written"
+
+
+def test_files_on_different_scales_are_refused(plate_files, columns, tmp_path):
+    part = ad.read_h5ad(plate_files[-1])
+    sc.pp.log1p(part)
+    part.write_h5ad(plate_files[-1])
+    with pytest.raises(
+        InputDataError, match=rf"{plate_files[-1]} holds log1p where the screen read before it holds counts"
+    ):
+        _read(plate_files, columns, tmp_path)
+
+
+def test_blocks_normalize_to_scanpys_numbers_on_the_whole_matrix(screen):
+    whole = screen.copy()
+    sc.pp.normalize_total(whole, target_sum=1e4)
+    sc.pp.log1p(whole)
+    blocks = [normalize_block(screen.X[start : start + 77], "counts") for start in range(0, screen.n_obs, 77)]
+    assert (sp.vstack(blocks) != sp.csr_matrix(whole.X, dtype=np.float32)).nnz == 0
+
+
+def test_streamed_moments_select_scanpys_genes(screen):
+    """Equal to scanpy's seurat flavor on the same cells, including genes never expressed (a NaN
+    dispersion) and a bin holding a single gene."""
+    sc.pp.normalize_total(screen, target_sum=1e4)
+    sc.pp.log1p(screen)
+    X = screen.X.tocsc()
+    X[:, 5] = 0  # never expressed
+    X[:, 9] = X[:, 9] * 4.0  # far above the other means: a bin of its own
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    expected = ad.AnnData(X=X.copy())
+    sc.pp.highly_variable_genes(expected, n_top_genes=60, flavor="seurat")
+    moments = GeneMoments(X.shape[1])
+    for start in range(0, X.shape[0], 101):
+        moments.add(X[start : start + 101])
+    table = seurat_hvg(moments, 60)
+    assert (table["mean_bin"].value_counts() == 1).any(), "a bin of one gene"
+    np.testing.assert_array_equal(table["highly_variable"], expected.var["highly_variable"])
+    np.testing.assert_allclose(table["means"], expected.var["means"], rtol=1e-12)
+    np.testing.assert_allclose(table["dispersions_norm"], expected.var["dispersions_norm"], rtol=1e-5)
+
+
+def test_genes_are_chosen_on_training_cells_only(screen, columns):
+    """The genes are scanpy's on the base lines and the target's controls and training
+    perturbations; noise in the validation and test cells changes nothing but those cells."""
+    result = preprocess(screen, columns, SETTINGS)
+    in_target = (screen.obs["cell_line"] == "c").to_numpy()
+    training = ~in_target | training_cells(screen.obs, columns, result.split)
+    normalized = screen.copy()
+    sc.pp.normalize_total(normalized, target_sum=1e4)
+    sc.pp.log1p(normalized)
+    expected = normalized[training].copy()
+    sc.pp.highly_variable_genes(expected, n_top_genes=SETTINGS.n_top_genes, flavor="seurat")
+    assert list(result.target.var_names) == list(expected.var_names[expected.var["highly_variable"]])
+    assert result.summary["n_cells_genes_chosen_on"] == training.sum() < screen.n_obs
+
+    held_out = ~training
+    X = screen.X.toarray()
+    X[held_out] = np.random.default_rng(0).poisson(100.0, (held_out.sum(), screen.n_vars))
+    poisoned = preprocess(ad.AnnData(sp.csr_matrix(X), obs=screen.obs, var=screen.var), columns, SETTINGS)
+    assert list(poisoned.target.var_names) == list(result.target.var_names)
+    everything = screen.copy()
+    everything.X = sp.csr_matrix(X)
+    sc.pp.normalize_total(everything, target_sum=1e4)
+    sc.pp.log1p(everything)
+    sc.pp.highly_variable_genes(everything, n_top_genes=SETTINGS.n_top_genes, flavor="seurat")
+    assert set(everything.var_names[everything.var["highly_variable"]]) != set(result.target.var_names), (
+        "on every cell the noise would have moved the genes"
+    )
+
+
+def test_cell_names_repeated_across_files_are_made_unique(plate_files, columns, tmp_path):
+    for path in plate_files:
+        part = ad.read_h5ad(path)
+        part.obs_names = [f"bc{i}" for i in range(part.n_obs)]
+        part.write_h5ad(path)
+    target, base, *_ = _read(plate_files, columns, tmp_path)
+    names = target.obs_names.append(base.obs_names)
+    assert names.is_unique and names.str.endswith(tuple(p.stem for p in plate_files)).all()
+
+
+def test_columns_must_match_in_every_file_but_only_the_named_ones(plate_files, tmp_path):
+    part = ad.read_h5ad(plate_files[0])
+    part.obs["only_here"] = "x"
+    part.write_h5ad(plate_files[0])
+    target, base, *_ = _read(plate_files, Columns(), tmp_path)
+    assert target.obs["only_here"].isna().sum() + base.obs["only_here"].isna().sum() == sum(
+        ad.read_h5ad(p, backed="r").n_obs for p in plate_files[1:]
+    )
