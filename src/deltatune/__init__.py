@@ -43,6 +43,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 # Each step's entry point, in workflow order, and the module that holds it (imported on first use).
 _STEPS = {
     "simulate_file": "deltatune.data.steps",
+    "simulate_plate_files": "deltatune.data.steps",
     "check_obs_file": "deltatune.data.steps",
     "genes_file": "deltatune.model.steps",
     "preprocess_files": "deltatune.data.steps",

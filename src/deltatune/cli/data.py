@@ -10,14 +10,26 @@ from . import _args
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", default="{}", help="JSON: ScreenSpec fields (data.simulate)")
-    p.add_argument("--out", required=True, help="simulated screen of raw counts (.h5ad)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="simulated screen of raw counts (.h5ad)")
+    out.add_argument("--out-dir", help="folder for the plate files, plate1.h5ad ... (settings with plate_files)")
+    p.add_argument("--plates", type=int, nargs="+", help="with --out-dir: write only these plates (numbered from 1)")
 
 
 def run_simulate(args: argparse.Namespace) -> None:
-    from ..data.steps import simulate_file
+    from ..data.steps import simulate_file, simulate_plate_files
+    from ..errors import SettingsError
     from ..settings import ScreenSpec, from_json
 
-    simulate_file(args.out, from_json(ScreenSpec, args.settings, "data.simulate"))
+    spec = from_json(ScreenSpec, args.settings, "data.simulate")
+    if (args.out_dir is None) != (spec.plate_files is None):
+        raise SettingsError("--out-dir needs data.simulate.plate_files (a file per plate); --out writes one file")
+    if args.plates and args.out_dir is None:
+        raise SettingsError("--plates needs --out-dir")
+    if args.out_dir is None:
+        simulate_file(args.out, spec)
+    else:
+        simulate_plate_files(args.out_dir, spec, args.plates)
 
 
 def _check_obs_arguments(p: argparse.ArgumentParser) -> None:

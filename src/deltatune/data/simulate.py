@@ -23,15 +23,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ..files import atomic_path
 from ..settings import Columns, ScreenSpec
 from ..settings.data import TAHOE_CONTROL
+from .writers import H5adRows
 
 CONTROL_DRUG = "DMSO_TF"
 CHUNK_VALUES = 10_000_000  # counts drawn at a time
@@ -66,14 +65,15 @@ def _plate_layout(spec: ScreenSpec, rng: np.random.Generator) -> np.ndarray:
     return layout
 
 
-def _plate_offsets(spec: ScreenSpec, rng: np.random.Generator) -> np.ndarray:
-    """Per-gene offsets (lines, plates, genes) with per-gene sd ``plate_effect_sd``.
+def _plate_offsets(spec: ScreenSpec, rng: np.random.Generator, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Per-gene offsets (``*shape``, genes) with per-gene sd ``plate_effect_sd``; ``shape`` is
+    that of the plates, (lines, plates_per_line) unless given.
 
     Real plate effects are mostly technical programs shared by all plates (capture efficiency,
     ambient RNA, handling stress) in different amounts: offsets are mixtures of
     ``plate_programs`` shared gene loadings. With 0 programs every gene's offset is independent.
     """
-    shape = (len(spec.cell_lines), spec.plates_per_line)
+    shape = (len(spec.cell_lines), spec.plates_per_line) if shape is None else shape
     if spec.plate_programs == 0:
         return rng.normal(0.0, spec.plate_effect_sd, size=(*shape, spec.n_genes))
     loadings = rng.normal(0.0, 1.0 / np.sqrt(spec.plate_programs), size=(spec.plate_programs, spec.n_genes))
@@ -98,6 +98,23 @@ def _wells(spec: ScreenSpec, layout: np.ndarray, rng: np.random.Generator) -> pd
     controls = pd.DataFrame({"line": lines.ravel(), "plate": plates.ravel(), "drug": -1, "dose": 0.0})
     controls["n_cells"] = rng.poisson(spec.controls_per_plate, size=len(controls)).clip(min=10)
     return pd.concat([controls, treated], ignore_index=True)
+
+
+def _drug_effects(spec: ScreenSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each drug's maximal effect (drugs, lines, genes) and its Hill curve's EC50 and slope.
+
+    A drug moves a fraction ``drug_gene_fraction`` of the genes, by a part shared by every line
+    and a part of each line's own (``line_specificity``).
+    """
+    n_genes, n_lines = spec.n_genes, len(spec.cell_lines)
+    responsive = rng.random((spec.n_drugs, n_genes)) < spec.drug_gene_fraction
+    shared = rng.normal(0.0, 1.0, size=(spec.n_drugs, 1, n_genes))
+    specific = rng.normal(0.0, 1.0, size=(spec.n_drugs, n_lines, n_genes))
+    s = spec.line_specificity
+    effect = spec.drug_effect_sd * responsive[:, None, :] * (np.sqrt(1 - s**2) * shared + s * specific)
+    ec50 = np.exp(rng.uniform(*np.log(spec.ec50_range_um), size=spec.n_drugs))
+    slope = rng.uniform(*spec.hill_range, size=spec.n_drugs)
+    return effect, ec50, slope
 
 
 @dataclass
@@ -147,13 +164,7 @@ def draw_screen(spec: ScreenSpec) -> Screen:
     base = rng.normal(0.0, 1.2, size=n_genes)
     line_shift = rng.normal(0.0, spec.line_effect_sd, size=(n_lines, n_genes))
     plate_shift = _plate_offsets(spec, rng)
-    responsive = rng.random((spec.n_drugs, n_genes)) < spec.drug_gene_fraction
-    shared = rng.normal(0.0, 1.0, size=(spec.n_drugs, 1, n_genes))
-    specific = rng.normal(0.0, 1.0, size=(spec.n_drugs, n_lines, n_genes))
-    s = spec.line_specificity
-    effect = spec.drug_effect_sd * responsive[:, None, :] * (np.sqrt(1 - s**2) * shared + s * specific)
-    ec50 = np.exp(rng.uniform(*np.log(spec.ec50_range_um), size=spec.n_drugs))
-    slope = rng.uniform(*spec.hill_range, size=spec.n_drugs)
+    effect, ec50, slope = _drug_effects(spec, rng)
 
     wells = _wells(spec, _plate_layout(spec, rng), rng)
     is_treated = wells["drug"].to_numpy() >= 0
@@ -191,8 +202,14 @@ def draw_screen(spec: ScreenSpec) -> Screen:
         index=pd.Index(cell_names, name="cell"),
     )
     var = pd.DataFrame(index=pd.Index([f"gene{g:04d}" for g in range(n_genes)], name="gene"))
-    uns = {"deltatune_simulation": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}}
+    uns = {"deltatune_simulation": spec_record(spec)}
     return Screen(obs, var, uns, proportions, well_of_cell, depth, spec.dispersion, rng)
+
+
+def spec_record(spec: ScreenSpec) -> dict:
+    """The spec as ``uns['deltatune_simulation']`` stores it: lists for tuples; settings left unset
+    (None, as Tahoe's layout's in the single-file layout) are left out, which HDF5 cannot store."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items() if v is not None}
 
 
 def chunk_rows(n_genes: int) -> int:
@@ -218,17 +235,23 @@ def write_screen(spec: ScreenSpec, path: str | Path) -> int:
     The file is the one :func:`simulate_screen`'s AnnData writes, gzip-compressed.
     """
     screen = draw_screen(spec)
-    compression = {"compression": "gzip"}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        chunks = screen.count_chunks(chunk_rows(spec.n_genes))
-        ad.io.write_elem(f, "X", next(chunks), dataset_kwargs=compression)
-        X = ad.io.sparse_dataset(f["X"])
-        for block in tqdm(chunks, desc="simulate", file=sys.stderr, mininterval=30.0):
-            X.append(block)
-        ad.io.write_elem(f, "obs", screen.obs, dataset_kwargs=compression)
-        ad.io.write_elem(f, "var", screen.var)
-        ad.io.write_elem(f, "uns", screen.uns)
-        for empty in ("layers", "obsm", "obsp", "varm", "varp"):
-            ad.io.write_elem(f, empty, {})
-        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    write_counts(path, screen.count_chunks(chunk_rows(spec.n_genes)), screen.obs, screen.var, screen.uns)
     return len(screen.obs)
+
+
+def write_counts(
+    path: str | Path,
+    chunks: Iterator[sp.csr_matrix],
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    uns: dict,
+    desc: str = "simulate",
+    compression: dict | None = None,
+) -> None:
+    """Write an .h5ad at ``path`` (atomically) whose X is the CSR ``chunks`` stacked, appended one
+    at a time (memory holds one chunk, never X); X and obs are compressed with ``compression``
+    (h5py dataset options; gzip at its default level unless given)."""
+    with H5adRows(path, compression) as out:
+        for block in tqdm(chunks, desc=desc, file=sys.stderr, mininterval=30.0):
+            out.append(block)
+        out.finish(obs, var, uns)

@@ -15,6 +15,7 @@ from .obs import Census, cell_roles, check_columns
 from .preprocess import preprocess_screen
 from .screen import read_obs_var
 from .simulate import write_screen
+from .simulate_plates import write_plates
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,14 @@ def simulate_file(out: str | Path, spec: ScreenSpec = ScreenSpec()) -> int:
     n_cells = write_screen(spec, out)
     log.info("simulated %d cells x %d genes", n_cells, spec.n_genes)
     return n_cells
+
+
+def simulate_plate_files(out_dir: str | Path, spec: ScreenSpec, plates: Sequence[int] | None = None) -> list[Path]:
+    """Simulate a screen in Tahoe-100M's layout (``spec.plate_files`` set) into ``out_dir``, one
+    .h5ad of raw counts per plate (``plate1.h5ad`` ...; ``plates``: only these, numbered from 1)."""
+    paths = write_plates(spec, out_dir, plates)
+    log.info("simulated %d plate files x %d genes in %s", len(paths), spec.n_genes, out_dir)
+    return paths
 
 
 def check_obs_file(

@@ -16,14 +16,16 @@ from ..files import atomic_path
 
 
 class H5adRows:
-    """An .h5ad written a block of rows at a time, atomically: X (CSR, gzip) grows block by block
-    and obs, var and uns are written by :meth:`finish`, so memory holds one block of
-    expression rather than the whole matrix. Use as a context manager; leaving it with an
-    error leaves nothing under ``path``.
+    """An .h5ad written a block of rows at a time, atomically: X (CSR) grows block by block and
+    obs, var and uns are written by :meth:`finish`, so memory holds one block of expression
+    rather than the whole matrix. X and obs are compressed with ``compression`` (h5py dataset
+    options; gzip at its default level unless given). Use as a context manager; leaving it with
+    an error leaves nothing under ``path``.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, compression: dict | None = None) -> None:
         self.path = Path(path)
+        self.compression = {"compression": "gzip"} if compression is None else compression
         self.n_obs = 0
 
     def __enter__(self) -> H5adRows:
@@ -35,7 +37,7 @@ class H5adRows:
     def append(self, X: sp.csr_matrix) -> None:
         """Add the rows of CSR block ``X``."""
         if "X" not in self._file:
-            ad.io.write_elem(self._file, "X", X, dataset_kwargs={"compression": "gzip"})
+            ad.io.write_elem(self._file, "X", X, dataset_kwargs=self.compression)
             self._X = ad.io.sparse_dataset(self._file["X"])
         elif X.shape[0]:
             self._X.append(X)
@@ -47,7 +49,7 @@ class H5adRows:
             self.append(sp.csr_matrix((0, len(var)), dtype="float32"))
         if len(obs) != self.n_obs:
             raise ValueError(f"{self.path}: {self.n_obs} rows written for {len(obs)} obs rows")
-        ad.io.write_elem(self._file, "obs", obs, dataset_kwargs={"compression": "gzip"})
+        ad.io.write_elem(self._file, "obs", obs, dataset_kwargs=self.compression)
         ad.io.write_elem(self._file, "var", var)
         ad.io.write_elem(self._file, "uns", uns or {})
         for empty in ("layers", "obsm", "obsp", "varm", "varp"):

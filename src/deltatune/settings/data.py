@@ -71,7 +71,14 @@ class Columns(Settings):
 @dataclass(frozen=True)
 class ScreenSpec(Settings):
     """Size and effect sizes of a simulated screen, all effects on the natural-log scale
-    (config ``data.simulate``; :mod:`deltatune.data.simulate`)."""
+    (config ``data.simulate``; :mod:`deltatune.data.simulate`).
+
+    ``plate_files`` switches to Tahoe-100M's layout (:mod:`deltatune.data.simulate_plates`):
+    every line pooled on each of that many plates, one .h5ad per plate, counts drawn sparsely;
+    ``plates_per_line`` is then unused. Only there: ``detected_genes`` sets how many genes a
+    cell of median depth detects, ``line_plates`` puts a line on the first n plates only, and
+    ``line_abundance`` scales a line's cells per well (1 for lines not named).
+    """
 
     seed: int = 0
     n_genes: int = setting(500, minimum=10)
@@ -98,17 +105,44 @@ class ScreenSpec(Settings):
     drug_effect_sd: float = setting(0.6, minimum=0)
     drug_gene_fraction: float = setting(0.25, minimum=0, maximum=1)
     line_specificity: float = setting(0.4, minimum=0, maximum=1)
+    # Tahoe's layout: plates are files, every line on every plate (None: the layout above).
+    plate_files: int | None = setting(None, minimum=1)
+    detected_genes: int | None = setting(None, minimum=1)
+    line_plates: dict[str, int] | None = setting(None, minimum=1)
+    line_abundance: dict[str, float] | None = setting(None, exclusiveMinimum=0)
 
     def check(self) -> None:
         super().check()
         low, high = self.plates_per_drug
-        if not 1 <= low <= high <= self.plates_per_line:
+        name = "plates_per_line" if self.plate_files is None else "plate_files"
+        n_plates = getattr(self, name)
+        if not 1 <= low <= high <= n_plates:
             raise SettingsError(
-                f"plates_per_drug {self.plates_per_drug} must satisfy "
-                f"1 <= low <= high <= plates_per_line ({self.plates_per_line})"
+                f"plates_per_drug {self.plates_per_drug} must satisfy 1 <= low <= high <= {name} ({n_plates})"
             )
         if len(set(self.cell_lines)) != len(self.cell_lines):
             raise SettingsError(f"cell_lines must be distinct names: {self.cell_lines}")
+        self._check_plate_files()
+
+    def _check_plate_files(self) -> None:
+        """The settings of Tahoe's layout need it, and name lines and plates that exist."""
+        extras = {k: getattr(self, k) for k in ("detected_genes", "line_plates", "line_abundance")}
+        if self.plate_files is None:
+            given = [k for k, v in extras.items() if v is not None]
+            if given:
+                raise SettingsError(f"{given[0]} needs plate_files (Tahoe's layout, a file per plate)")
+            return
+        for key in ("line_plates", "line_abundance"):
+            unknown = sorted(set(extras[key] or {}) - set(self.cell_lines))
+            if unknown:
+                raise SettingsError(f"{key} names lines not in cell_lines: {unknown}")
+        on = {line: (self.line_plates or {}).get(line, self.plate_files) for line in self.cell_lines}
+        if max(on.values()) > self.plate_files:
+            raise SettingsError(f"line_plates puts a line on more plates than plate_files ({self.plate_files})")
+        if max(on.values()) < self.plate_files:
+            raise SettingsError(f"line_plates leaves plate{max(on.values()) + 1} without a line")
+        if self.detected_genes is not None and self.detected_genes >= self.n_genes:
+            raise SettingsError(f"detected_genes ({self.detected_genes}) must be below n_genes ({self.n_genes})")
 
 
 @dataclass(frozen=True)
