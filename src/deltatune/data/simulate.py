@@ -251,7 +251,7 @@ def write_counts(
     """Write an .h5ad at ``path`` (atomically) whose X is the CSR ``chunks`` stacked, appended one
     at a time (memory holds one chunk, never X); X and obs are compressed with ``compression``
     (h5py dataset options; gzip at its default level unless given)."""
-    with H5adRows(path, compression) as out:
+    with H5adRows(path, compression, in_memory=False) as out:  # a screen may be larger than memory
         for block in tqdm(chunks, desc=desc, file=sys.stderr, mininterval=30.0):
             out.append(block)
         out.finish(obs, var, uns)
