@@ -1,7 +1,8 @@
-"""profiles/slurm on a real single-node SLURM: the tiny config runs through it, and sacct shows that
-every job was submitted with the profile's CPUs, the memory and time its rule asked for from its
-inputs' size, the user's partition and account, and a GPU only for the GPU rules. The cluster
-(tests/slurm/cluster.py) is started and stopped by the fixture.
+"""profiles/slurm on a real single-node SLURM: the tiny config with a one-trial search runs through
+it, and sacct shows that every job, the search's trial and choose included, was submitted with the
+profile's CPUs, the memory and time its rule asked for from its inputs' size, the user's partition
+and account, and a GPU only for the GPU rules. The cluster (tests/slurm/cluster.py) is started and
+stopped by the fixture.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.workflow
 
 PROFILE = REPO / "profiles" / "slurm"
 GPU_RULES = {"pretrain", "finetune", "trial", "infer"}
-RUN_TIMEOUT_S = 480
+RUN_TIMEOUT_S = 900  # about 300 s without the search, 490 s with it, on 2 busy cores
 # The compute setting behind the threads of each rule that has some (cpus_per_*: threads in the profile).
 THREADS_SETTING = {
     "pretrain": "train_threads",
@@ -105,11 +106,17 @@ def test_profile_sets_resources_for_exactly_the_workflow_rules(tmp_path, tiny_co
 
 def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
     # Every rule once or a few times (one replicate, one ceiling split, the baseline that reads the
-    # other lines), and CPUs that differ by rule.
+    # other lines, a search of one trial, which needs validation perturbations, and its winner
+    # trained as stage `tuned`), and CPUs that differ by rule.
     config = {
         **tiny_config,
         "replicates": 1,
         "baselines": ["baseline_other_lines"],
+        "preprocess": {
+            **tiny_config["preprocess"],
+            "split": {**tiny_config["preprocess"]["split"], "val_fraction": 0.3},
+        },
+        "search": {"start": "lora_random", "trials": 1, "parameters": {"lora.rank": {"values": [2, 4]}}},
         "evaluation": {**tiny_config["evaluation"], "ceiling_splits": 1},
         "compute": {**tiny_config["compute"], "eval_threads": 2},
     }
@@ -139,18 +146,21 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
 
     results = workdir / "results" / "tiny"
     summary = pd.read_csv(results / "report" / "summary.csv")
-    assert {"base", "lora_random", "baseline_other_lines", "ceiling"} <= set(summary["stage"])
+    assert {"base", "lora_random", "tuned", "baseline_other_lines", "ceiling"} <= set(summary["stage"])
     assert summary["pearson_delta"].notna().all()
-    assert (results / "models" / "lora_random" / "rep0" / "adapter" / "adapter_model.safetensors").exists()
+    for stage in ("lora_random", "tuned"):
+        assert (results / "models" / stage / "rep0" / "adapter" / "adapter_model.safetensors").exists()
+    assert (results / "search" / "trials" / "trial0.json").exists() and (results / "search" / "chosen.json").exists()
 
     jobs = sacct_jobs(cluster)
     printed = job_resources(result.stdout + result.stderr)
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
     assert (jobs["Partition"] == cluster.partition).all() and (jobs["Account"] == cluster.account).all()
     resources = profile_resources()
-    # Every rule ran as a SLURM job, none locally; genes only runs when a checkpoint is given, trial
-    # and choose only with a search.
-    assert set(jobs["rule"]) == set(resources) - {"genes", "trial", "choose"}
+    # Every rule ran as a SLURM job, none locally, the search's trial (a GPU rule) and choose
+    # included; genes only runs when a checkpoint is given.
+    assert set(jobs["rule"]) == set(resources) - {"genes"}
+    assert (jobs["rule"] == "trial").sum() == 1 and (jobs["rule"] == "choose").sum() == 1
     for job in jobs.itertuples():
         wanted = resources[job.rule]
         # Memory and time are the rule's own, from its inputs' size (deltatune.resources).
