@@ -61,3 +61,28 @@ def test_the_bound_is_the_mean_of_per_perturbation_square_roots():
     assert bounds["b"] == 0.0, "a perturbation without reliability bounds at 0"
     assert np.isnan(bounds["c"])
     assert np.isnan(spearman_brown(np.array([0.0]))[0])
+
+
+def test_the_ceilings_mean_scores_read_every_cell_and_only_de_reads_the_capped_sample():
+    """Half-depth means of every cell, CSR or dense, whatever the caps; DE on the capped sample."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    real, split, *_ = shared_and_own(cells=8, controls=60, noise=1.0, seed=3)
+    cells = real_test_cells(real, split, COLUMNS)
+    reference = training_reference(real, split, COLUMNS, cells.var_names)
+    full = EvaluateSettings(profile="full")
+    wide = ceiling_scores(cells, reference, COLUMNS, full, threads=1, seed=0).set_index("perturbation")
+    capped_settings = dataclasses.replace(full, cell_cap=3, control_cap=6)
+    capped = ceiling_scores(cells, reference, COLUMNS, capped_settings, threads=1, seed=0).set_index("perturbation")
+    anndata = ceiling_scores(cells, reference, COLUMNS, FAST, threads=1, seed=0).set_index("perturbation")
+    means = list(anndata.columns)
+    de = [c for c in wide.columns if c not in means]
+    assert de and {"pearson_delta", "pearson_delta_matched", "pearson_delta_perturbed_mean"} <= set(means)
+    pd.testing.assert_frame_equal(wide[means], capped[means])
+    assert not wide[de].equals(capped.reindex(columns=de)), "the caps reach the DE metrics"
+    sparse = cells.copy()
+    sparse.X = sp.csr_matrix(sparse.X)
+    from_csr = ceiling_scores(sparse, reference, COLUMNS, full, threads=1, seed=0).set_index("perturbation")
+    pd.testing.assert_frame_equal(from_csr[means], wide[means], rtol=1e-6)

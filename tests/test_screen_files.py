@@ -178,3 +178,24 @@ def test_columns_must_match_in_every_file_but_only_the_named_ones(plate_files, t
     assert target.obs["only_here"].isna().sum() + base.obs["only_here"].isna().sum() == sum(
         ad.read_h5ad(p, backed="r").n_obs for p in plate_files[1:]
     )
+
+
+def test_the_base_lines_keep_a_seeded_capped_sample_of_each_group(screen, columns):
+    import dataclasses
+
+    by = ["cell_line", "drugname_drugconc", "plate"]
+    full = preprocess(screen.copy(), columns, SETTINGS)
+    capped = preprocess(screen.copy(), columns, dataclasses.replace(SETTINGS, base_cells_per_group=5))
+    sizes = full.base.obs.groupby(by, observed=True).size()
+    kept = capped.base.obs.groupby(by, observed=True).size().reindex(sizes.index, fill_value=0)
+    assert (kept == sizes.clip(upper=5)).all() and (sizes > 5).any()
+    assert capped.summary["n_cells_base"] == kept.sum() < capped.summary["n_cells_base_available"] == full.base.n_obs
+    assert capped.target.obs.equals(full.target.obs), "the target line keeps every cell"
+    assert capped.summary["n_cells_genes_chosen_on"] < full.summary["n_cells_genes_chosen_on"], "genes: on the sample"
+    assert set(capped.base.obs_names) <= set(full.base.obs_names)
+    again = preprocess(screen.copy(), columns, dataclasses.replace(SETTINGS, base_cells_per_group=5))
+    other_seed = dataclasses.replace(
+        SETTINGS, base_cells_per_group=5, split=dataclasses.replace(SETTINGS.split, seed=1)
+    )
+    assert list(again.base.obs_names) == list(capped.base.obs_names)
+    assert list(preprocess(screen.copy(), columns, other_seed).base.obs_names) != list(capped.base.obs_names)

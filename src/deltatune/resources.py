@@ -30,7 +30,7 @@ DEMANDS = {
     "simulate": Demand(4000, 0, 60, 0),  # written in row chunks: memory bounded by a chunk
     "genes": Demand(2000, 2, 30, 0),  # a checkpoint loaded once
     "check_obs": Demand(2000, 0.05, 15, 0.5),  # obs only: it grows with the cells, a small share of the file
-    "preprocess": Demand(2000, 6, 30, 30),  # the kept cells as CSR, normalized, genes selected
+    "preprocess": Demand(8000, 0.05, 30, 2),  # streamed: a chunk, obs, the compressed outputs (not the input)
     "pair": Demand(1000, 4, 15, 10),  # the dataset's CSR; group means are small
     "pretrain": Demand(4000, 4, 120, 120),  # the base lines' CSR and the model
     "finetune": Demand(4000, 4, 60, 60),  # the train cells' and controls' CSR and the model

@@ -40,3 +40,13 @@ def group_codes(obs: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFr
 def control_mask(obs: pd.DataFrame, columns: Columns) -> np.ndarray:
     """Which cells are controls (compares categorical codes, not strings, when it can)."""
     return (obs[columns.perturbation] == columns.control).to_numpy(dtype=bool)
+
+
+def ranks_within(codes: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+    """Each entry's rank within its group in a random order of every group (vectorized): the
+    entries of rank below ``k`` are a seeded sample of at most ``k`` of each group."""
+    order = np.lexsort((rng.random(len(codes)), codes))
+    rank = np.empty(len(codes), dtype=np.int64)
+    starts = np.searchsorted(codes[order], np.arange(n_groups))
+    rank[order] = np.arange(len(codes)) - starts[codes[order]]
+    return rank

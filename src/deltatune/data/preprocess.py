@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anndata as ad
@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..settings import Columns, PreprocessSettings
 from .genes import GeneSpace, model_genes, shared_genes, take_genes
+from .groups import group_codes, ranks_within
 from .hvg import GeneMoments, seurat_hvg
 from .normalize import COUNTS, NORMALIZATION, ScaleTracker, normalize_block
 from .obs import Census, control_labels
@@ -116,6 +117,7 @@ def _preprocess(
     base: _InMemory | H5adRows,
 ) -> tuple[pd.DataFrame, dict]:
     """The three passes (module docstring) from the inputs' obs pass to ``target`` and ``base``."""
+    parts = _sample_base(parts, columns, settings)
     obs = _concat_obs([p.obs for p in parts], [p.source for p in parts])
     in_target = np.concatenate([p.in_target for p in parts])
     split = split_perturbations(obs[in_target], columns, settings.split)
@@ -133,11 +135,40 @@ def _preprocess(
         "n_cells_genes_chosen_on": chosen.n_cells_selected_on,
         "n_genes_missing": int((~chosen.space.measured).sum()),
         "n_cells_target": census.n_target,
-        "n_cells_base": census.n_base,
+        "n_cells_base": int((~in_target).sum()),
+        "n_cells_base_available": census.n_base,
         "n_controls_target": int((in_target & is_control).sum()),
         "perturbations_per_split": split["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
     }
     return split, summary
+
+
+def _sample_base(parts: list[ScreenPart], columns: Columns, settings: PreprocessSettings) -> list[ScreenPart]:
+    """``parts`` keeping at most ``settings.base_cells_per_group`` base-line cells of each (line,
+    perturbation, plate) group over all inputs, drawn with the split's seed; every cell of the
+    target line stays."""
+    cap = settings.base_cells_per_group
+    if cap is None:
+        return parts
+    base = pd.concat([p.obs.loc[~p.in_target, _group_columns(columns)] for p in parts])
+    codes, keys = group_codes(base, _group_columns(columns))
+    kept = iter(
+        np.split(
+            ranks_within(codes, len(keys), np.random.default_rng(settings.split.seed)) < cap,
+            np.cumsum([(~p.in_target).sum() for p in parts])[:-1],
+        )
+    )
+    sampled = []
+    for part in parts:
+        keep = part.in_target.copy()
+        keep[~part.in_target] = next(kept)
+        sampled.append(replace(part, rows=part.rows[keep], obs=part.obs[keep], in_target=part.in_target[keep]))
+    return sampled
+
+
+def _group_columns(columns: Columns) -> list[str]:
+    """The columns whose combinations are the base lines' sampling groups."""
+    return [c for c in (columns.cell_type, columns.perturbation, columns.batch) if c is not None]
 
 
 def _concat_obs(frames: list[pd.DataFrame], sources: list[str]) -> pd.DataFrame:

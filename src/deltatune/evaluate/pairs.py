@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.genes import measured_genes
-from ..data.groups import control_mask, group_codes
+from ..data.groups import control_mask, group_codes, ranks_within
 from ..data.means import group_means
 from ..data.readers import dense_rows
 from ..data.splits import cells_of_split
@@ -137,50 +137,53 @@ def split_half_bulk(real: ad.AnnData, by: list[str], seed: int) -> Bulk:
     """Two disjoint halves of every group's real cells as a "real" and a "predicted" bulk.
 
     Each group of ``by`` columns gives ``floor(n / 2)`` randomly drawn cells to each half (the
-    odd one out to neither), as cell-eval's ``compute_ceiling`` splits them; the first half is
-    the prediction.
+    odd one out to neither), as cell-eval's ``compute_ceiling`` splits them; a group of one cell
+    cannot be split and is left out, as there. The first half is the prediction. ``real.X`` may
+    be CSR: the halves' means are sums over rows, never a dense matrix of cells.
     """
     codes, keys = group_codes(real.obs, by)
     counts = np.bincount(codes, minlength=len(keys))
-    rank = _ranks_within(codes, len(keys), np.random.default_rng(seed))
+    rank = ranks_within(codes, len(keys), np.random.default_rng(seed))
     half = counts[codes] // 2
     first = np.where(rank < half, codes, -1)
     second = np.where((rank >= half) & (rank < 2 * half), codes, -1)
     means = [group_means(real.X, side, len(keys)) for side in (second, first)]
-    return _bulk(keys, counts, *means, real.var_names)
+    split = counts >= 2
+    return _bulk(keys[split].reset_index(drop=True), counts[split], *(m[split] for m in means), real.var_names)
 
 
-def _ranks_within(codes: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
-    """Each entry's rank within its group in a random order of every group (vectorized)."""
-    order = np.lexsort((rng.random(len(codes)), codes))
-    rank = np.empty(len(codes), dtype=np.int64)
-    starts = np.searchsorted(codes[order], np.arange(n_groups))
-    rank[order] = np.arange(len(codes)) - starts[codes[order]]
-    return rank
+def _capped(obs: pd.DataFrame, columns: Columns, settings: EvaluateSettings) -> np.ndarray:
+    """Positions (in order) of every perturbation's first ``cell_cap`` cells and the first
+    ``control_cap`` controls, in a random order drawn with ``settings.seed``."""
+    codes, keys = group_codes(obs, [columns.perturbation])
+    caps = np.where(keys[columns.perturbation].to_numpy() == columns.control, settings.control_cap, settings.cell_cap)
+    rank = ranks_within(codes, len(keys), np.random.default_rng(settings.seed))
+    return np.flatnonzero(rank < caps[codes])
 
 
 def cell_sample(pair: Pair, settings: EvaluateSettings) -> tuple[ad.AnnData, ad.AnnData]:
     """Real and predicted cells for the cell-level metrics: every perturbation's cells up to
     ``cell_cap``, controls up to ``control_cap``, drawn with ``settings.seed``, in data order."""
-    columns = pair.columns
-    obs = pair.obs
-    codes, keys = group_codes(obs, [columns.perturbation])
-    caps = np.where(keys[columns.perturbation].to_numpy() == columns.control, settings.control_cap, settings.cell_cap)
-    rank = _ranks_within(codes, len(keys), np.random.default_rng(settings.seed))
-    kept = np.flatnonzero(rank < caps[codes])  # positions among the scored cells, in data order
+    kept = _capped(pair.obs, pair.columns, settings)  # positions among the scored cells, in data order
     real_X = dense_rows(pair.target.X[pair.rows[kept]][:, pair.target_genes])
     positions = pair.positions[kept]
     by_position = np.argsort(positions, kind="stable")  # a backed file reads increasing rows
     pred_X = np.empty_like(real_X)
     pred_X[by_position] = dense_rows(pair.prediction.X[positions[by_position]])[:, pair.prediction_genes]
-    sample_obs = obs.iloc[kept].copy()
+    sample_obs = pair.obs.iloc[kept].copy()
     var = pd.DataFrame(index=pair.var_names)
     return ad.AnnData(X=real_X, obs=sample_obs, var=var), ad.AnnData(X=pred_X, obs=sample_obs.copy(), var=var)
 
 
+def real_cell_sample(real: ad.AnnData, columns: Columns, settings: EvaluateSettings) -> ad.AnnData:
+    """The real cells' capped sample (:func:`cell_sample`'s), dense, for the ceiling's cell-level metrics."""
+    sample = real[_capped(real.obs, columns, settings)]
+    return for_cell_eval(ad.AnnData(X=dense_rows(sample.X), obs=sample.obs.copy(), var=sample.var.copy()), columns)
+
+
 def real_test_cells(target: ad.AnnData, split: pd.DataFrame, columns: Columns) -> ad.AnnData:
-    """The target line's scored cells, dense, for the split-half ceiling (cell-eval splits cells)."""
+    """The target line's scored cells (test cells and controls) and measured genes, X as it is
+    stored (CSR from preprocessing): the split-half ceiling reads their means and a capped sample."""
     keep = scored_cells(target.obs, columns, split)
-    real = measured_genes(target[keep]).copy()
-    real.X = dense_rows(real.X)
-    return for_cell_eval(real, columns)
+    real = measured_genes(target[keep])
+    return for_cell_eval(ad.AnnData(X=real.X, obs=real.obs.copy(), var=real.var.copy()), columns)

@@ -9,8 +9,8 @@ cell-count weights. Beside them, each side gets the scores for what every pertur
 (:mod:`.systematic`): cell-eval's ``pearson_delta`` against Systema's reference (the training
 perturbations' mean centroid, :mod:`.reference`) instead of the controls, and the correlation
 between perturbations' deltas. A correlation whose predicted vector has no signal scores 0 and
-is marked (:func:`.systematic.without_signal`). The noise ceiling is cell-eval's own split-half
-estimate on the real cells, and the same split for Systema's score.
+is marked (:func:`.systematic.without_signal`). The noise ceiling scores disjoint halves of the real
+cells against each other the same way: means of every cell, a capped sample for DE.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import pandas as pd
 from ..errors import SettingsError
 from ..metrics import MATCHED_SUFFIX, PERTURBED_MEAN, PRIMARY_METRIC, no_signal
 from ..settings import Columns, EvaluateSettings
-from .pairs import Bulk, Pair, bulk_pair, cell_sample, for_cell_eval, split_half_bulk
+from ..settings.evaluate import PROFILES_WITHOUT_DE
+from .pairs import Bulk, Pair, bulk_pair, cell_sample, for_cell_eval, real_cell_sample, split_half_bulk
 from .reference import Reference
 from .systematic import centred_on_reference, delta_correlations, labels_without_signal
 
-PROFILES_WITHOUT_DE = ("anndata",)
 # cell-eval's AnnData metrics that read cells: energy distance (distances between cells), and the
 # clustering of perturbation centroids (Leiden, which rounding-level changes to the centroids can
 # flip, so the centroids stay cell-eval's own, from cells)
@@ -212,6 +212,31 @@ def _each_plate(bulk: Bulk, columns: Columns, score_plate) -> tuple[pd.DataFrame
     return _plate_average(parts, [c for c in parts[0].columns if c not in ("perturbation", "weight")]), info, plates
 
 
+def _plate_delta_scores(plate: str, bulk: Bulk, reference: Reference, columns: Columns, threads: int) -> pd.DataFrame:
+    """cell-eval's delta metrics of one plate's (perturbation) ``bulk`` against its own control
+    mean, and Systema's score against the plate's own reference (the pooled one where the plate
+    has no training perturbation)."""
+    _, anndata = _metric_names()
+    skip = [m for m in anndata if "delta" not in m]
+    table = _compute(bulk.real, bulk.pred, columns, "anndata", skip, threads, skip_de=True)
+    table = _zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns))
+    systema = _systema_score(bulk, reference.of_plate(plate), columns, threads)
+    return table.merge(systema, on="perturbation", how="left")
+
+
+def _matched(bulk: Bulk, reference: Reference, columns: Columns, threads: int) -> tuple[pd.DataFrame, dict]:
+    """:func:`_plate_delta_scores` on every usable plate of a (plate, perturbation) ``bulk``,
+    averaged over plates with cell-count weights; and what was skipped."""
+    if not columns.batch:
+        raise SettingsError("plate-matched scores need data.columns.batch")
+
+    def score_plate(plate: str, plate_bulk: Bulk) -> pd.DataFrame:
+        return _plate_delta_scores(plate, plate_bulk, reference, columns, threads)
+
+    matched, info, scored = _each_plate(bulk, columns, score_plate)
+    return matched, info | {"reference_fallback_plates": reference.fallbacks(scored)}
+
+
 def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.DataFrame, dict]:
     """Plate-matched delta metrics per perturbation, and the batches skipped.
 
@@ -219,58 +244,39 @@ def score_matched(pair: Pair, reference: Reference, threads: int) -> tuple[pd.Da
     mean (the prediction carries the same real controls), and against the plate's own Systema
     reference (the pooled one where the plate has no training perturbation, counted).
     """
-    columns = pair.columns
-    if not columns.batch:
-        raise SettingsError("plate-matched scores need data.columns.batch")
-    _, anndata = _metric_names()
-    skip = [m for m in anndata if "delta" not in m]
-
-    def score_plate(plate: str, bulk: Bulk) -> pd.DataFrame:
-        table = _compute(bulk.real, bulk.pred, columns, "anndata", skip, threads, skip_de=True)
-        table = _zero_without_signal(table, PRIMARY_METRIC, labels_without_signal(bulk, columns))
-        systema = _systema_score(bulk, reference.of_plate(plate), columns, threads)
-        return table.merge(systema, on="perturbation", how="left")
-
-    matched, info, scored = _each_plate(bulk_pair(pair, [columns.batch, columns.perturbation]), columns, score_plate)
-    return matched, info | {"reference_fallback_plates": reference.fallbacks(scored)}
+    return _matched(bulk_pair(pair, [pair.columns.batch, pair.columns.perturbation]), reference, pair.columns, threads)
 
 
 def ceiling_scores(
     real: ad.AnnData, reference: Reference, columns: Columns, settings: EvaluateSettings, threads: int, seed: int
 ) -> pd.DataFrame:
-    """cell-eval's split-half scores of the real cells against themselves, pooled and plate-matched,
-    and Systema's score of the same kind of split against the same references as the predictions.
+    """The real cells split into disjoint halves, one scored as the prediction of the other, by
+    the same scores as a prediction: half-depth values per perturbation, pooled and plate-matched.
 
-    Half-depth values per perturbation; the report maps them to full depth with cell-eval's
-    Spearman-Brown correction, and derives the bound for a noise-free prediction from them.
+    Like an evaluation, the mean-based scores (cell-eval's, and Systema's) read every cell's
+    contribution to its half's mean (``real.X`` may be CSR: nothing dense of cells x genes), and
+    the DE metrics of a profile with DE read a capped, seeded sample of the cells
+    (``evaluation.cell_cap`` and ``control_cap``), split in halves by cell-eval's own
+    ``compute_ceiling``. The halves are drawn as cell-eval draws them (``floor(n / 2)`` cells of
+    each group to each, groups of one cell left out). cell-eval gives the cell-level metrics
+    (``pearson_edistance``, ``clustering_agreement``) no ceiling, so they are not computed. The
+    report maps the values to full depth with cell-eval's Spearman-Brown correction and derives
+    the bound for a noise-free prediction from them.
     """
-
-    def systema(plate: str | None, halves: Bulk) -> pd.DataFrame:
-        ref = reference.pooled if plate is None else reference.of_plate(plate)
-        return _systema_score(halves, ref, columns, threads)[["perturbation", PERTURBED_MEAN]]
-
-    pooled = _compute(
-        real, real, columns, settings.profile, [], threads, settings.profile in PROFILES_WITHOUT_DE, ceiling_seed=seed
-    )
-    pooled = pooled.merge(
-        systema(None, split_half_bulk(real, [columns.perturbation], seed)), on="perturbation", how="left"
-    )
+    de, anndata = _metric_names()
+    halves = split_half_bulk(real, [columns.perturbation], seed)
+    table = _compute(halves.real, halves.pred, columns, settings.profile, [*de, *CELL_METRICS], threads, skip_de=True)
+    parts = [table, _systema_score(halves, reference.pooled, columns, threads)[["perturbation", PERTURBED_MEAN]]]
+    if settings.profile not in PROFILES_WITHOUT_DE:
+        sample = real_cell_sample(real, columns, settings)
+        parts.append(_compute(sample, sample, columns, settings.profile, anndata, threads, False, ceiling_seed=seed))
+    pooled = _merge(parts)
     if not columns.batch:
         return pooled
-    batch = real.obs[columns.batch].astype(str).to_numpy()
-    labels = real.obs[columns.perturbation].astype(str).to_numpy()
-    plates, _ = usable_batches(batch, labels, np.ones(len(labels), dtype=np.int64), columns.control)
-    parts = []
-    for plate in plates:
-        cells = real[batch == plate].copy()
-        table = _compute(cells, cells, columns, "anndata", [], threads, skip_de=True, ceiling_seed=seed)
-        weights = cells.obs[columns.perturbation].astype(str).value_counts()
-        parts.append(table.assign(weight=table["perturbation"].map(weights).to_numpy()))
-    if not parts:  # no plate to score on its own (as for the predictions)
-        return pooled
-    matched = _plate_average(parts, [c for c in parts[0].columns if "delta" in c])
-    centred, *_ = _each_plate(split_half_bulk(real, [columns.batch, columns.perturbation], seed), columns, systema)
-    return pooled.merge(matched.merge(centred, on="perturbation", how="outer"), on="perturbation", how="left")
+    by_plate = split_half_bulk(real, [columns.batch, columns.perturbation], seed)
+    matched, _ = _matched(by_plate, reference, columns, threads)
+    kept = [c for c in matched.columns if c == "perturbation" or not c.startswith("no_signal_")]
+    return pooled.merge(matched[kept], on="perturbation", how="left")
 
 
 def score_prediction(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.genes import measured_genes
-from ..data.readers import open_backed, read_cells, read_h5ad
+from ..data.readers import open_backed, read_cells
 from ..data.splits import read_split
 from ..files import write_json, write_tsv
 from ..settings import Columns, EvaluateSettings
@@ -79,8 +79,11 @@ def ceiling_file(
     threads: int = 1,
 ) -> pd.DataFrame:
     """One split of the real test cells into halves, scored against each other (the ceiling's
-    half-depth scores per perturbation), written to ``out`` (.tsv) and returned."""
-    real = real_test_cells(read_h5ad(data), read_split(split), columns)
+    half-depth scores per perturbation), written to ``out`` (.tsv) and returned. Only the test
+    cells' and the controls' expression is read, as CSR."""
+    table = read_split(split)
+    target = read_cells(data, lambda obs: scored_cells(obs, columns, table))
+    real = real_test_cells(target, table, columns)
     scores = ceiling_scores(real, Reference.load(reference, real.var_names), columns, settings, threads, seed)
     write_tsv(scores, out)
     return scores

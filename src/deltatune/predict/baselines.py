@@ -114,15 +114,19 @@ def other_lines(inputs: BaselineInputs) -> Effect:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A baseline: the effect it adds, and what it is in words (the report's note on baselines)."""
+    """A baseline: the effect it adds, what it is in words (the report's note on baselines), and
+    whether it reads the target line's training cells (every baseline reads its controls)."""
 
     effect: Callable[[BaselineInputs], Effect]
     description: str
+    reads_training_cells: bool = False
 
 
 # Every baseline by name: the config's ``baselines`` (whose schema lists the same names) picks them.
 BASELINES = {
-    "baseline_mean_delta": Baseline(mean_delta, "the average effect of the target line's training perturbations"),
+    "baseline_mean_delta": Baseline(
+        mean_delta, "the average effect of the target line's training perturbations", reads_training_cells=True
+    ),
     "baseline_other_lines": Baseline(other_lines, "the same perturbation's average effect in the other lines"),
     FLOOR_BASELINE: Baseline(plate_control, "no effect (the floor)"),
 }

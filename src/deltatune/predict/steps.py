@@ -63,15 +63,24 @@ def baseline_file(
     (:data:`deltatune.predict.baselines.BASELINES`) and write the prediction to ``out``.
 
     ``base_data`` and ``base_pairing`` (the base lines and their plate x line index) serve
-    ``baseline_other_lines`` only.
+    ``baseline_other_lines`` only. Of each file only the rows a baseline reads are read, in
+    chunks: the target line's controls (every prediction carries them) and, for
+    ``baseline_mean_delta``, its training cells; the base lines' perturbed cells.
     """
-    from ..data.readers import read_h5ad
-    from ..data.splits import read_split
+    from ..data.groups import control_mask
+    from ..data.readers import read_cells
+    from ..data.splits import cells_of_split, read_split
     from ..pairing.index import PairingIndex
-    from .baselines import predict_baseline
+    from .baselines import BASELINES, predict_baseline
 
-    base = read_h5ad(base_data) if base_data else None
+    table = read_split(split)
+
+    def needed(obs):
+        controls = control_mask(obs, columns)
+        training = kind in BASELINES and BASELINES[kind].reads_training_cells
+        return controls | cells_of_split(obs, columns, table, "train") if training else controls
+
+    base = read_cells(base_data, lambda obs: ~control_mask(obs, columns)) if base_data else None
     base_index = PairingIndex.load(base_pairing) if base_pairing else None
-    predict_baseline(
-        kind, read_h5ad(data), read_split(split), columns, PairingIndex.load(pairing), base, base_index, out=out
-    )
+    target = read_cells(data, needed)
+    predict_baseline(kind, target, table, columns, PairingIndex.load(pairing), base, base_index, out=out)

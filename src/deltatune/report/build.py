@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import pandas as pd
 
 from .. import roles
-from ..data.groups import control_mask
-from ..data.splits import read_split
-from ..evaluate.pairs import real_test_cells
+from ..data.genes import measured_genes
+from ..data.splits import cells_of_split, read_split
 from ..files import atomic_path, write_json, write_text
 from ..metrics import MATCHED, PRIMARY_METRIC
 from ..model.stage import read_history, read_summary
@@ -84,16 +84,17 @@ class Manifest:
 
 
 def _example_effects(manifest: Manifest, columns: Columns):
-    """Real and predicted mean effects of the test perturbations with the largest real effect."""
-    real_cells = real_test_cells(ad.read_h5ad(manifest.data), read_split(manifest.split), columns)
-    treated = real_cells.obs[~control_mask(real_cells.obs, columns)]
+    """Real and predicted mean effects of the test perturbations with the largest real effect,
+    each file read a chunk of the rows it needs at a time."""
+    with h5py.File(manifest.data, "r") as f:
+        obs, var = ad.io.read_elem(f["obs"]), ad.io.read_elem(f["var"])
+    genes = measured_genes(ad.AnnData(obs=obs.iloc[:0], var=var)).var_names
+    treated = obs[cells_of_split(obs, columns, read_split(manifest.split), "test")]
     tested = sorted(set(treated[columns.perturbation].astype(str)))
-    effects = mean_effects(real_cells, columns.perturbation, columns.control, tested)
+    effects = mean_effects(manifest.data, columns.perturbation, columns.control, tested, genes)
     examples = effects.pow(2).sum(axis=1).nlargest(EXAMPLE_PERTURBATIONS).index.tolist()
     predicted = {
-        stage: mean_effects(
-            ad.read_h5ad(path)[:, real_cells.var_names], columns.perturbation, columns.control, examples
-        )
+        stage: mean_effects(path, columns.perturbation, columns.control, examples, genes)
         for stage, path in manifest.predictions.items()
     }
     if not columns.dose:

@@ -16,11 +16,14 @@ Spearman-Brown correction (its interval endpoints too: the correction is monoton
 
 from __future__ import annotations
 
+import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 
 from .. import roles
 from ..data.means import group_means
+from ..data.readers import row_chunks
 from ..metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
 from ..settings import BootstrapSettings
 from .ceiling import full_depth, noise_free_bounds
@@ -235,12 +238,22 @@ def matching_table(matching: dict[str, dict]) -> pd.DataFrame:
     )
 
 
-def mean_effects(adata, perturbation_col: str, control: str, perturbations: list[str]) -> pd.DataFrame:
-    """Mean expression of each of ``perturbations`` minus the control mean (perturbations x genes).
+def mean_effects(
+    path: str, perturbation_col: str, control: str, perturbations: list[str], genes: pd.Index
+) -> pd.DataFrame:
+    """Mean expression of each of ``perturbations`` minus the control mean (perturbations x
+    ``genes``) in the .h5ad at ``path``, read a chunk of their rows at a time.
 
     For the predicted-vs-real figure only; scores always come from cell-eval.
     """
-    labels = adata.obs[perturbation_col].astype(str)
-    codes = pd.Categorical(labels, categories=[control, *perturbations]).codes.astype(np.int64)
-    means = group_means(adata.X, codes, len(perturbations) + 1)
-    return pd.DataFrame(means[1:] - means[0], index=perturbations, columns=adata.var_names)
+    with h5py.File(path, "r") as f:
+        obs, var = ad.io.read_elem(f["obs"]), ad.io.read_elem(f["var"])
+        labels = obs[perturbation_col].astype(str)
+        codes = pd.Categorical(labels, categories=[control, *perturbations]).codes.astype(np.int64)
+        rows = np.flatnonzero(codes >= 0)
+        counts = np.bincount(codes[rows], minlength=len(perturbations) + 1)
+        means = np.zeros((len(perturbations) + 1, len(var)))
+        for lo, hi, block in row_chunks(f["X"], rows):
+            means += group_means(block, codes[rows[lo:hi]], len(means), counts=counts)
+    columns = var.index.get_indexer(genes)
+    return pd.DataFrame(means[1:, columns] - means[0, columns], index=perturbations, columns=genes)

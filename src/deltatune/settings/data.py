@@ -170,7 +170,9 @@ class PreprocessSettings(Settings):
     ``data.var_names`` (:class:`deltatune.settings.workflow.WorkflowSettings` puts them together).
 
     ``base_cell_lines`` are the lines kept for pretraining a base model and for the other-lines
-    baseline: None keeps every line but the target, an empty list none. ``var_names`` names a
+    baseline: None keeps every line but the target, an empty list none; of them at most
+    ``base_cells_per_group`` cells of each (line, perturbation, plate) group are kept, a sample
+    seeded by ``split.seed`` (None: every cell). ``var_names`` names a
     var column to take gene names from; ``max_missing_genes`` is the fraction of a checkpoint's
     genes that may be absent from the data (:func:`deltatune.data.genes.model_genes`).
     """
@@ -179,5 +181,6 @@ class PreprocessSettings(Settings):
     n_top_genes: int = setting(200, minimum=2)
     split: SplitSettings = field(default_factory=SplitSettings)
     base_cell_lines: tuple[str, ...] | None = None
+    base_cells_per_group: int | None = setting(None, minimum=1)
     var_names: str | None = None
     max_missing_genes: float = setting(0.05, minimum=0, exclusiveMaximum=1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .base import Settings, setting
 
 PROFILES = ("anndata", "full", "minimal", "vcc", "de", "pds")
+PROFILES_WITHOUT_DE = ("anndata",)
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,8 @@ class EvaluateSettings(Settings):
 
     ``ceiling_splits`` is how many random split-halves of the real cells estimate the noise
     ceiling. The mean-based metrics use every test cell; the cell-level ones (energy distance, clustering,
-    the DE metrics) use at most ``cell_cap`` cells of each perturbation and ``control_cap``
-    controls, drawn with ``seed`` (:mod:`deltatune.evaluate.pairs`).
+    the DE metrics; of these the ceiling computes only DE) use at most ``cell_cap`` cells of each
+    perturbation and ``control_cap`` controls, drawn with ``seed`` (:mod:`deltatune.evaluate.pairs`).
     """
 
     ceiling_splits: int = setting(3, minimum=1)

@@ -28,7 +28,7 @@ from ..roles import BASE_ROW, TUNED_ROW
 from .base import from_mapping, output_dict, to_dict
 from .compute import ComputeSettings
 from .data import Columns, PreprocessSettings, ScreenSpec, screen_files
-from .evaluate import EvaluateSettings
+from .evaluate import PROFILES_WITHOUT_DE, EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
 from .pairing import STRATEGY_COLUMNS
 from .predict import InferenceSettings
@@ -229,7 +229,10 @@ class WorkflowSettings:
         A training ``stage`` reads the drug column only for the diversity reward or dose
         interpolation, and the dose column only for dose interpolation.
         """
-        return to_dict(self.columns.only(_columns_read(rule, stage)))
+        names = _columns_read(rule, stage)
+        if rule == "preprocess" and self.preprocess.base_cells_per_group is not None:
+            names += ("batch",)  # the base lines are sampled per (line, perturbation, plate)
+        return to_dict(self.columns.only(names))
 
     def stage_columns(self, stage: str) -> dict:
         """The columns fine-tuning ``stage`` reads. ``tuned`` trains with the search's chosen values,
@@ -266,8 +269,12 @@ class WorkflowSettings:
         return {**inference, "seed": replicate_seed(inference["seed"], replicate)}
 
     def evaluation_settings(self, rule: str) -> dict:
-        """The keys of the evaluation section ``rule`` (evaluate or ceiling) reads."""
-        return _only(to_dict(self.evaluation), EVALUATION_READ[rule])
+        """The keys of the evaluation section ``rule`` (evaluate or ceiling) reads; the ceiling reads
+        the caps of the cell sample only for a profile with DE metrics."""
+        keys = EVALUATION_READ[rule]
+        if rule == "ceiling" and self.evaluation.profile not in PROFILES_WITHOUT_DE:
+            keys += ("cell_cap", "control_cap", "seed")
+        return _only(to_dict(self.evaluation), keys)
 
     def trial_settings(self, trial: int) -> dict:
         """A search trial's stage settings (the start stage's first replicate, with the trial's values)."""
