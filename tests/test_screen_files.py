@@ -3,6 +3,8 @@ whole, genes matched by name, each file's faults named, genes chosen on training
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -199,3 +201,49 @@ def test_the_base_lines_keep_a_seeded_capped_sample_of_each_group(screen, column
     )
     assert list(again.base.obs_names) == list(capped.base.obs_names)
     assert list(preprocess(screen.copy(), columns, other_seed).base.obs_names) != list(capped.base.obs_names)
+
+
+TAHOE_FILE = "plate{}_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad"
+
+
+def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
+    """config/tahoe_c37.yaml as a Tahoe user runs it: the 14 plate files, named as downloaded, by glob."""
+    import yaml
+    from conftest import REPO, snakemake
+
+    from deltatune.data.simulate_plates import write_plates
+    from deltatune.settings import ScreenSpec
+
+    spec = ScreenSpec(
+        n_genes=300, cell_lines=("c12", "c37"), n_drugs=14, doses_um=(0.5,), plate_files=14, cells_per_well=3,
+        controls_per_plate=6, plates_per_drug=(1, 1), detected_genes=100,
+    )  # fmt: skip
+    tahoe = tmp_path / "data" / "tahoe"
+    for path in write_plates(spec, tahoe):
+        path.rename(tahoe / TAHOE_FILE.format(path.stem.removeprefix("plate")))
+    checkpoint = tmp_path / "models" / "ST-Tahoe"
+    (checkpoint / "checkpoints").mkdir(parents=True)
+    (checkpoint / "hvg_genes.txt").write_text("\n".join(ad.read_h5ad(next(tahoe.iterdir()), backed="r").var_names))
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "tahoe_c37.yaml").read_text()))  # as Snakemake lays them
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--until", "preprocess")
+    assert done.returncode == 0, done.stderr[-3000:]
+    command = next(line for line in done.stdout.splitlines() if "deltatune preprocess" in line)
+    files = re.findall(r"data/tahoe/(\S+?\.h5ad)", command)
+    assert files == sorted(TAHOE_FILE.format(p) for p in range(1, 15)), "all 14, in glob order"
+
+
+def test_a_simulated_screen_in_plate_files_is_the_workflows_input(tmp_path, tiny_config):
+    from conftest import snakemake, write_config
+
+    config = {**tiny_config, "data": {**tiny_config["data"]}}
+    config["data"]["simulate"] = {**config["data"]["simulate"], "plate_files": 3, "detected_genes": 40}
+    write_config(tmp_path, config)
+    done = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--until", "preprocess")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--out-dir results/tiny/data/screen " in done.stdout
+    command = next(line for line in done.stdout.splitlines() if "deltatune preprocess" in line)
+    assert re.findall(r"data/screen/(plate\d)\.h5ad", command) == ["plate1", "plate2", "plate3"]

@@ -45,8 +45,13 @@ def as_json(value):
 
 
 def get_screen():
-    """The raw screen's files: the user's (data.path, globs expanded), or the simulated default."""
-    return SETTINGS.screen_files or [f"{RESULTS}/data/screen.h5ad"]
+    """The raw screen's files: the user's (data.path, globs expanded), or the simulated default
+    (one file, or one per plate in Tahoe's layout: data.simulate.plate_files)."""
+    if SETTINGS.screen_files:
+        return SETTINGS.screen_files
+    if SETTINGS.screen.plate_files:
+        return [f"{RESULTS}/data/screen/plate{p}.h5ad" for p in range(1, SETTINGS.screen.plate_files + 1)]
+    return [f"{RESULTS}/data/screen.h5ad"]
 
 
 def get_base_model():

@@ -3,18 +3,21 @@ if SETTINGS.screen is not None:
 
     rule simulate:
         output:
-            f"{RESULTS}/data/screen.h5ad",
+            get_screen(),
         log:
             f"{RESULTS}/logs/simulate.log",
         benchmark:
             f"{RESULTS}/benchmarks/simulate.tsv"
         params:
             settings=as_json(to_dict(SETTINGS.screen)),
+            out=lambda wc, output: (
+                f"--out-dir {os.path.dirname(output[0])}" if SETTINGS.screen.plate_files else f"--out {output[0]}"
+            ),
         resources:
             mem_mb=mem_mb("simulate"),
             runtime=runtime("simulate"),
         shell:
-            "deltatune simulate --settings {params.settings:q} --out {output} 2> {log}"
+            "deltatune simulate --settings {params.settings:q} {params.out} 2> {log}"
 
 
 rule genes:
