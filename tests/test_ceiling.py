@@ -86,3 +86,14 @@ def test_the_ceilings_mean_scores_read_every_cell_and_only_de_reads_the_capped_s
     sparse.X = sp.csr_matrix(sparse.X)
     from_csr = ceiling_scores(sparse, reference, COLUMNS, full, threads=1, seed=0).set_index("perturbation")
     pd.testing.assert_frame_equal(from_csr[means], wide[means], rtol=1e-6)
+
+
+def test_a_perturbation_of_one_cell_has_no_ceiling_as_in_cell_eval():
+    real, split, *_ = shared_and_own(cells=6, controls=40, noise=1.0, seed=2)
+    lonely = real.obs["pert"] == TEST[0]
+    real = real[~lonely | (lonely.cumsum() == 1).to_numpy()].copy()  # one cell of TEST[0] left
+    cells = real_test_cells(real, split, COLUMNS)
+    reference = training_reference(real, split, COLUMNS, cells.var_names)
+    halves = ceiling_scores(cells, reference, COLUMNS, FAST, threads=1, seed=0)
+    assert TEST[0] not in set(halves["perturbation"]) and set(TEST[1:]) <= set(halves["perturbation"])
+    assert halves.drop(columns="perturbation").notna().all().all()

@@ -40,8 +40,11 @@ def _read(paths, columns, tmp_path, settings=SETTINGS, genes=None):
 
 
 def _same_cells(a: ad.AnnData, b: ad.AnnData) -> None:
-    """``a`` and ``b`` hold the same cells and genes (in any order) with the same expression and obs."""
+    """``a`` and ``b`` (from several files: names suffixed by file) hold the same cells and genes
+    (in any order) with the same expression and obs."""
     assert sorted(a.var_names) == sorted(b.var_names)
+    b = b.copy()
+    b.obs_names = b.obs_names.str.rsplit("-", n=1).str[0]
     b = b[a.obs_names, a.var_names]
     assert (a.X != b.X).nnz == 0
     pd.testing.assert_frame_equal(a.obs.astype(str), b.obs.astype(str))  # categories in any order
@@ -162,7 +165,7 @@ def test_genes_are_chosen_on_training_cells_only(screen, columns):
     )
 
 
-def test_cell_names_repeated_across_files_are_made_unique(plate_files, columns, tmp_path):
+def test_cell_names_of_several_files_name_their_file(plate_files, columns, tmp_path):
     for path in plate_files:
         part = ad.read_h5ad(path)
         part.obs_names = [f"bc{i}" for i in range(part.n_obs)]
@@ -247,3 +250,35 @@ def test_a_simulated_screen_in_plate_files_is_the_workflows_input(tmp_path, tiny
     assert "--out-dir results/tiny/data/screen " in done.stdout
     command = next(line for line in done.stdout.splitlines() if "deltatune preprocess" in line)
     assert re.findall(r"data/screen/(plate\d)\.h5ad", command) == ["plate1", "plate2", "plate3"]
+
+
+def test_a_base_sample_over_files_takes_each_groups_cap_from_all_of_them(screen, columns, tmp_path):
+    """Groups spread over three files: each keeps its lowest keys, and together the screen's."""
+    import dataclasses
+
+    part = np.random.default_rng(0).integers(0, 3, screen.n_obs)
+    paths = [tmp_path / f"part{k}.h5ad" for k in range(3)]
+    for k, path in enumerate(paths):
+        screen[part == k].copy().write_h5ad(path)
+    settings = dataclasses.replace(SETTINGS, base_cells_per_group=5)
+    _, base, _, summary = _read(paths, columns, tmp_path, settings=settings)
+    by = ["cell_line", "drugname_drugconc", "plate"]
+    sizes = screen.obs[screen.obs["cell_line"] != "c"].groupby(by, observed=True).size()
+    kept = base.obs.groupby(by, observed=True).size().reindex(sizes.index, fill_value=0)
+    assert (kept == sizes.clip(upper=5)).all() and (sizes > 5).any()
+    spread = base.obs.assign(file=base.obs_names.str.rsplit("-", n=1).str[1]).groupby(by, observed=True)["file"]
+    assert spread.nunique().max() > 1, "some group's sample comes from several files"
+
+
+def test_an_empty_file_and_a_file_without_kept_cells_add_nothing(screen, plate_files, columns, tmp_path):
+    screen[:0].copy().write_h5ad(tmp_path / "screen_empty.h5ad")
+    others = ad.read_h5ad(plate_files[0])
+    others.obs["cell_line"] = others.obs["cell_line"].astype(str) + "_elsewhere"
+    others.write_h5ad(plate_files[0])  # a line neither target nor base: no cell kept
+    settings = PreprocessSettings(target_cell_line="c", n_top_genes=40, base_cell_lines=("a", "b"))
+    with_extra, *_ = _read([*plate_files, tmp_path / "screen_empty.h5ad"], columns, tmp_path, settings=settings)
+    (tmp_path / "alone").mkdir()
+    without, *_ = _read(plate_files[1:], columns, tmp_path / "alone", settings=settings)
+    assert with_extra.n_obs == without.n_obs > 0
+    assert list(with_extra.obs_names) == list(without.obs_names)
+    assert (with_extra.X != without[:, with_extra.var_names].X).nnz == 0  # genes in the first file's order

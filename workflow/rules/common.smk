@@ -136,7 +136,6 @@ def get_report_inputs(wildcards):
         "data": f"{RESULTS}/data/target_line.h5ad",
         "split": f"{RESULTS}/data/split.tsv",
         "obs_check": f"{RESULTS}/data/obs_check.json",
-        "screen": get_screen(),
         "base": get_base_model(),
         **search_outputs(),
     }
@@ -157,7 +156,9 @@ def report_manifest(wildcards, input):
             "data": input.data,
             "split": input.split,
             "obs_check": input.obs_check,
-            "inputs": [*input.screen, input.base],
+            # the screen's files are recorded (size, sha256), not inputs: the report reads none of
+            # them, and their size (Tahoe: 314 GB) would set its memory and time (resources.py)
+            "inputs": [*get_screen(), input.base],
             "benchmarks": f"{RESULTS}/benchmarks",
             "repo": workflow.basedir,
             "container_image": container_image(),

@@ -157,7 +157,7 @@ def read_for_model(
 
 
 def measured_genes(adata: ad.AnnData) -> ad.AnnData:
-    """``adata`` (a view) without the genes that were filled in as zeros (see :func:`match_genes`)."""
+    """``adata`` (a view) without the genes that were filled in as zeros (see :func:`model_genes`)."""
     if MEASURED not in adata.var.columns:
         return adata
     return adata[:, adata.var[MEASURED].to_numpy(dtype=bool)]

@@ -42,10 +42,11 @@ def control_mask(obs: pd.DataFrame, columns: Columns) -> np.ndarray:
     return (obs[columns.perturbation] == columns.control).to_numpy(dtype=bool)
 
 
-def ranks_within(codes: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
-    """Each entry's rank within its group in a random order of every group (vectorized): the
-    entries of rank below ``k`` are a seeded sample of at most ``k`` of each group."""
-    order = np.lexsort((rng.random(len(codes)), codes))
+def ranks_within(codes: np.ndarray, n_groups: int, keys: np.ndarray) -> np.ndarray:
+    """Each entry's rank within its group in the order of ``keys`` (vectorized). With random keys
+    the entries of rank below ``k`` are a seeded sample of at most ``k`` of each group, and the
+    same ``k`` of a group's entries in any subset holding them (samples of parts combine)."""
+    order = np.lexsort((keys, codes))
     rank = np.empty(len(codes), dtype=np.int64)
     starts = np.searchsorted(codes[order], np.arange(n_groups))
     rank[order] = np.arange(len(codes)) - starts[codes[order]]

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..errors import InputDataError
+
 N_BINS = 20
 
 
@@ -73,6 +75,8 @@ def seurat_hvg(moments: GeneMoments, n_top_genes: int, n_bins: int = N_BINS) -> 
     table["dispersions_norm"] = (table["dispersions"] - per_gene["avg"]) / per_gene["dev"]
     norm = table["dispersions_norm"].to_numpy()
     ranked = np.sort(norm[~np.isnan(norm)])[::-1]
+    if not ranked.size:
+        raise InputDataError(f"no gene varies across the {moments.n_cells} training cells: no genes to select")
     cut_off = ranked[min(n_top_genes, ranked.size) - 1]
     table["highly_variable"] = np.nan_to_num(norm, nan=-np.inf) >= cut_off
     return table

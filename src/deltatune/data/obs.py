@@ -100,15 +100,3 @@ def cell_roles(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings
     if settings.base_cell_lines is None:
         return in_target, ~in_target
     return in_target, lines.isin(settings.base_cell_lines).to_numpy()
-
-
-def screen_cells(
-    obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings, source: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`cell_roles` of a screen held in one ``obs``, after all of the checks above."""
-    check_columns(obs, columns, source)
-    in_target, in_base = cell_roles(obs, columns, settings)
-    census = Census()
-    census.add(obs, in_target, in_base, columns)
-    census.check(columns, settings, source)
-    return in_target, in_base

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -27,13 +27,13 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 from .genes import GeneSpace, model_genes, shared_genes, take_genes
-from .groups import group_codes, ranks_within
 from .hvg import GeneMoments, seurat_hvg
 from .normalize import COUNTS, NORMALIZATION, ScaleTracker, normalize_block
 from .obs import Census, control_labels
-from .screen import ScreenPart, open_files, open_memory
+from .screen import ScreenPart, open_files, open_memory, sample_base
 from .splits import SPLITS, split_perturbations, training_cells
 from .writers import H5adRows
 
@@ -117,7 +117,7 @@ def _preprocess(
     base: _InMemory | H5adRows,
 ) -> tuple[pd.DataFrame, dict]:
     """The three passes (module docstring) from the inputs' obs pass to ``target`` and ``base``."""
-    parts = _sample_base(parts, columns, settings)
+    parts = sample_base(parts, columns, settings)
     obs = _concat_obs([p.obs for p in parts], [p.source for p in parts])
     in_target = np.concatenate([p.in_target for p in parts])
     split = split_perturbations(obs[in_target], columns, settings.split)
@@ -143,47 +143,22 @@ def _preprocess(
     return split, summary
 
 
-def _sample_base(parts: list[ScreenPart], columns: Columns, settings: PreprocessSettings) -> list[ScreenPart]:
-    """``parts`` keeping at most ``settings.base_cells_per_group`` base-line cells of each (line,
-    perturbation, plate) group over all inputs, drawn with the split's seed; every cell of the
-    target line stays."""
-    cap = settings.base_cells_per_group
-    if cap is None:
-        return parts
-    base = pd.concat([p.obs.loc[~p.in_target, _group_columns(columns)] for p in parts])
-    codes, keys = group_codes(base, _group_columns(columns))
-    kept = iter(
-        np.split(
-            ranks_within(codes, len(keys), np.random.default_rng(settings.split.seed)) < cap,
-            np.cumsum([(~p.in_target).sum() for p in parts])[:-1],
-        )
-    )
-    sampled = []
-    for part in parts:
-        keep = part.in_target.copy()
-        keep[~part.in_target] = next(kept)
-        sampled.append(replace(part, rows=part.rows[keep], obs=part.obs[keep], in_target=part.in_target[keep]))
-    return sampled
-
-
-def _group_columns(columns: Columns) -> list[str]:
-    """The columns whose combinations are the base lines' sampling groups."""
-    return [c for c in (columns.cell_type, columns.perturbation, columns.batch) if c is not None]
-
-
 def _concat_obs(frames: list[pd.DataFrame], sources: list[str]) -> pd.DataFrame:
     """The kept cells' obs of every input, in input order; columns categorical in any input stay
-    categorical. Cell names repeated across inputs get ``-<file name>`` appended (as anndata's
-    ``concat(index_unique="-")``)."""
+    categorical. With several inputs every cell name gets ``-<file name>`` appended (as anndata's
+    ``concat(index_unique="-")``), whichever cells are kept: barcodes repeat across plates."""
     if len(frames) == 1:
         return frames[0]
-    obs = pd.concat(frames)
+    stems = [Path(s).stem for s in sources]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise InputDataError(f"two input files are named {repeated[0]}.h5ad: cell names would repeat")
+    obs = pd.concat(
+        [frame.set_axis(frame.index.astype(str) + f"-{stem}") for frame, stem in zip(frames, stems, strict=True)]
+    )
     for name in obs.columns:
         if any(isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames if name in f):
             obs[name] = obs[name].astype("category")
-    if not obs.index.is_unique:
-        stems = np.repeat([Path(s).stem for s in sources], [len(f) for f in frames])
-        obs.index = obs.index.astype(str) + "-" + stems
     return obs
 
 
@@ -201,6 +176,11 @@ def _progress(rows: list[np.ndarray], what: str) -> tqdm:
     return tqdm(
         total=sum(len(r) for r in rows), desc=what, unit="cells", unit_scale=True, file=sys.stderr, mininterval=30.0
     )
+
+
+def _which(number: int, parts: list[ScreenPart]) -> str:
+    """Which input a pass is reading, for its progress bar."""
+    return f"file {number + 1}/{len(parts)} {Path(parts[number].source).name}"
 
 
 def _choose_genes(
@@ -222,7 +202,8 @@ def _choose_genes(
     moments = GeneMoments(len(space.names))
     rows = [p.rows[~p.in_target | training_cells(p.obs, columns, split)] for p in parts]
     with _progress(rows, "preprocess: genes") as bar:
-        for part, chosen, position in zip(parts, rows, space.positions, strict=True):
+        for number, (part, chosen, position) in enumerate(zip(parts, rows, space.positions, strict=True)):
+            bar.set_postfix_str(_which(number, parts), refresh=False)
             for _, _, block in part.chunks(chosen):
                 moments.add(take_genes(normalize_block(block, scale.check(block, part.source)), position))
                 bar.update(block.shape[0])
@@ -237,7 +218,8 @@ def _choose_genes(
 def _write(parts: list[ScreenPart], space: GeneSpace, scale: ScaleTracker, target, base) -> None:
     """Every kept cell, normalized and reduced to ``space``'s genes, appended to its output."""
     with _progress([p.rows for p in parts], "preprocess: write") as bar:
-        for part, position in zip(parts, space.positions, strict=True):
+        for number, (part, position) in enumerate(zip(parts, space.positions, strict=True)):
+            bar.set_postfix_str(_which(number, parts), refresh=False)
             for lo, hi, block in part.chunks(part.rows):
                 X = take_genes(normalize_block(block, scale.check(block, part.source)), position)
                 in_target = part.in_target[lo:hi]

@@ -108,6 +108,8 @@ def _csr_chunks(group: h5py.Group, rows: np.ndarray, chunk_rows: int) -> Iterato
     of each window only the span from its first to its last selected row is read."""
     indptr = group["indptr"][:].astype(np.int64)
     n_obs, n_vars = len(indptr) - 1, int(group.attrs["shape"][1])
+    if n_obs == 0:
+        return
     by_values = np.searchsorted(indptr, np.arange(0, indptr[-1], CHUNK_VALUES), side="right") - 1
     starts = np.union1d(np.arange(0, n_obs, chunk_rows), by_values)
     for start, stop in zip(starts, [*starts[1:], n_obs], strict=True):

@@ -143,7 +143,7 @@ def split_half_bulk(real: ad.AnnData, by: list[str], seed: int) -> Bulk:
     """
     codes, keys = group_codes(real.obs, by)
     counts = np.bincount(codes, minlength=len(keys))
-    rank = ranks_within(codes, len(keys), np.random.default_rng(seed))
+    rank = ranks_within(codes, len(keys), np.random.default_rng(seed).random(len(codes)))
     half = counts[codes] // 2
     first = np.where(rank < half, codes, -1)
     second = np.where((rank >= half) & (rank < 2 * half), codes, -1)
@@ -157,7 +157,7 @@ def _capped(obs: pd.DataFrame, columns: Columns, settings: EvaluateSettings) -> 
     ``control_cap`` controls, in a random order drawn with ``settings.seed``."""
     codes, keys = group_codes(obs, [columns.perturbation])
     caps = np.where(keys[columns.perturbation].to_numpy() == columns.control, settings.control_cap, settings.cell_cap)
-    rank = ranks_within(codes, len(keys), np.random.default_rng(settings.seed))
+    rank = ranks_within(codes, len(keys), np.random.default_rng(settings.seed).random(len(codes)))
     return np.flatnonzero(rank < caps[codes])
 
 

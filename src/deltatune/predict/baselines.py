@@ -101,9 +101,11 @@ def other_lines(inputs: BaselineInputs) -> Effect:
     if list(base.var_names) != list(inputs.target.var_names):
         raise InputDataError("the base lines and the target line have different genes")
     by = [columns.perturbation, columns.cell_type]
-    keys, effects = plate_matched_effects(base, base_index, base_index.perturbed, by)
-    per_line = pd.DataFrame(effects).groupby(keys[columns.perturbation].to_numpy()).mean()
     labels = inputs.target.obs[columns.perturbation].astype(str).to_numpy()[inputs.cells("test")]
+    perturbed = base_index.perturbed
+    tested = perturbed[base.obs[columns.perturbation].astype(str).isin(set(labels)).to_numpy()[perturbed]]
+    keys, effects = plate_matched_effects(base, base_index, tested, by)
+    per_line = pd.DataFrame(effects).groupby(keys[columns.perturbation].to_numpy()).mean()
     missing = sorted(set(labels) - set(per_line.index))
     if missing:
         raise InputDataError(

@@ -65,7 +65,7 @@ def baseline_file(
     ``base_data`` and ``base_pairing`` (the base lines and their plate x line index) serve
     ``baseline_other_lines`` only. Of each file only the rows a baseline reads are read, in
     chunks: the target line's controls (every prediction carries them) and, for
-    ``baseline_mean_delta``, its training cells; the base lines' perturbed cells.
+    ``baseline_mean_delta``, its training cells; the base lines' cells of the test perturbations.
     """
     from ..data.groups import control_mask
     from ..data.readers import read_cells
@@ -80,7 +80,12 @@ def baseline_file(
         training = kind in BASELINES and BASELINES[kind].reads_training_cells
         return controls | cells_of_split(obs, columns, table, "train") if training else controls
 
-    base = read_cells(base_data, lambda obs: ~control_mask(obs, columns)) if base_data else None
+    tested = set(table.loc[table["split"] == "test", "perturbation"])
+    base = (
+        read_cells(base_data, lambda obs: obs[columns.perturbation].astype(str).isin(tested).to_numpy())
+        if base_data
+        else None
+    )
     base_index = PairingIndex.load(base_pairing) if base_pairing else None
     target = read_cells(data, needed)
     predict_baseline(kind, target, table, columns, PairingIndex.load(pairing), base, base_index, out=out)

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import roles
 from ..data.means import group_means
 from ..data.readers import row_chunks
+from ..errors import InputDataError
 from ..metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
 from ..settings import BootstrapSettings
 from .ceiling import full_depth, noise_free_bounds
@@ -256,4 +257,6 @@ def mean_effects(
         for lo, hi, block in row_chunks(f["X"], rows):
             means += group_means(block, codes[rows[lo:hi]], len(means), counts=counts)
     columns = var.index.get_indexer(genes)
+    if (columns < 0).any():
+        raise InputDataError(f"{path} lacks {int((columns < 0).sum())} of the data's genes: it was made for other data")
     return pd.DataFrame(means[1:, columns] - means[0, columns], index=perturbations, columns=genes)
