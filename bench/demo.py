@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,7 @@ def main() -> None:
         "total_s": round(setup_s + workflow_s, 1),
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "commit": revision,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "pearson_delta": dict(zip(summary["stage"], summary["pearson_delta"].round(4), strict=True)),
         "pearson_delta_ci": {
             row.stage: [round(row.pearson_delta_ci_low, 4), round(row.pearson_delta_ci_high, 4)]
