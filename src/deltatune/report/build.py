@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import pandas as pd
 
 from .. import roles
 from ..data.genes import measured_genes
+from ..data.screen import read_obs_var
 from ..data.splits import cells_of_split, read_split
 from ..files import atomic_path, write_json, write_text
 from ..metrics import MATCHED, PRIMARY_METRIC
@@ -86,8 +86,7 @@ class Manifest:
 def _example_effects(manifest: Manifest, columns: Columns):
     """Real and predicted mean effects of the test perturbations with the largest real effect,
     each file read a chunk of the rows it needs at a time."""
-    with h5py.File(manifest.data, "r") as f:
-        obs, var = ad.io.read_elem(f["obs"]), ad.io.read_elem(f["var"])
+    obs, var = read_obs_var(manifest.data)
     genes = measured_genes(ad.AnnData(obs=obs.iloc[:0], var=var)).var_names
     treated = obs[cells_of_split(obs, columns, read_split(manifest.split), "test")]
     tested = sorted(set(treated[columns.perturbation].astype(str)))

@@ -16,7 +16,6 @@ Spearman-Brown correction (its interval endpoints too: the correction is monoton
 
 from __future__ import annotations
 
-import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ import pandas as pd
 from .. import roles
 from ..data.means import group_means
 from ..data.readers import row_chunks
+from ..data.screen import read_obs_var
 from ..errors import InputDataError
 from ..metrics import CORRELATIONS, PRIMARY_METRIC, SCORES, Score
 from ..settings import BootstrapSettings
@@ -247,8 +247,8 @@ def mean_effects(
 
     For the predicted-vs-real figure only; scores always come from cell-eval.
     """
+    obs, var = read_obs_var(path)
     with h5py.File(path, "r") as f:
-        obs, var = ad.io.read_elem(f["obs"]), ad.io.read_elem(f["var"])
         labels = obs[perturbation_col].astype(str)
         codes = pd.Categorical(labels, categories=[control, *perturbations]).codes.astype(np.int64)
         rows = np.flatnonzero(codes >= 0)
