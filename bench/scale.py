@@ -1,16 +1,31 @@
-"""A million-cell line through the workflow's own commands: time and peak memory of every step.
+"""A Tahoe-shaped screen through the whole workflow: every rule's time and peak memory.
 
-    python bench/scale.py [--cells-per-well 4400] [--controls-per-plate 17000] [--keep DIR]
+    python bench/scale.py [--target-cells 1000000] [--keep DIR]
 
-A simulated screen whose target line has about 1,000,000 cells x 2,000 genes (CSR, about 10%
-non-zero, as HVG-selected real data; 12 plates, 40 drugs at 3 doses: 120 perturbations) runs
-through ``deltatune preprocess``, ``pair``, ``finetune`` (one epoch cut to about 200 optimizer
-steps), ``infer`` (every test cell) and ``evaluate``, each as its own process, as the rules run
-them. The base model is pretrained first on a small screen of the same genes and drugs. Peak
-resident memory is each process's own (``wait4``). Writes ``bench/results/scale.json``:
-``n_cells``, ``n_genes``, ``csr_bytes`` (the target line's CSR X in memory), ``<step>_s`` and
-``<step>_rss_bytes`` per step, ``<step>_rss_vs_csr`` for finetune, infer and evaluate, and the
-prediction's X written with gzip and without (seconds and bytes).
+Three snakemake runs of the real workflow (the repository's Snakefile, two cores), in one folder:
+
+1. ``base``: a small screen of the same 20,000 genes and drugs (8 plate files, a few cells per
+   well) is simulated, preprocessed (HVG: 2,000 genes on its training cells) and a small State
+   Transition base model pretrained on its other lines. Its run directory is the checkpoint of
+   the next two runs, as a user's ``state tx train`` run would be. Not measured.
+2. ``scale``: Tahoe-100M's layout at a million cells. 8 raw-count plate files (every line on every
+   plate, about 1,200 genes detected per cell, as Tahoe; :mod:`deltatune.data.simulate_plates`)
+   with a target line (c37) of ``--target-cells`` cells and two other lines a tenth its size;
+   the checkpoint's genes; one stage (batch pairing, delta-aware loss), one replicate, every
+   baseline, the ceiling and the report, as ``snakemake --cores 2`` runs them. Each rule's
+   seconds and max RSS come from the benchmark files Snakemake writes (a rule with several jobs:
+   its slowest and its largest job).
+3. ``files2`` / ``files8``: preprocess alone, on one screen of 8 plate files whose target line is
+   on the first two only: first given those two files, then all eight (the six extra ones hold
+   other lines only, and the two runs write the same target line). Preprocess memory should
+   follow the output, not the input.
+
+Writes ``bench/results/scale.json``: ``n_files``, ``n_genes_input``, ``n_cells_input``,
+``n_cells_target``, ``csr_bytes`` (the preprocessed target line's CSR X in memory: data, indices,
+indptr), per rule ``<rule>_s``, ``<rule>_rss_bytes`` and ``<rule>_rss_vs_csr``, every job's
+figures (``jobs``), ``preprocess_rss_2_files`` / ``preprocess_rss_8_files`` (and their inputs),
+the targets and whether each was met, the commit, date and machine. Snakemake's max RSS sums the
+job's processes (the shell and ``deltatune``).
 """
 
 from __future__ import annotations
@@ -22,48 +37,117 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import pandas as pd
-from machine import describe
+import yaml
+from machine import commit, describe
 
+from deltatune.data.simulate_plates import TAHOE_CELLS, draw_plates
+from deltatune.settings import ScreenSpec, from_mapping
+
+REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-COLUMNS = json.dumps(
-    {
-        "perturbation": "drugname_drugconc",
-        "control": "[('DMSO_TF', 0.0, 'uM')]",
-        "cell_type": "cell_line",
-        "batch": "plate",
-        "drug": "drug",
-        "dose": "concentration",
+CORES = 2
+N_FILES = 8
+N_GENES_MODEL = 2000
+# The screen: Tahoe's obs names and cells, 60 drugs at 3 doses on 1-3 of 8 plates, two other lines
+# a tenth of the target's size; cells per well and controls per plate are sized by --target-cells.
+SCREEN = {
+    "n_genes": 20000,
+    "cell_lines": ["c37", "o1", "o2"],
+    "plate_files": N_FILES,
+    "n_drugs": 60,
+    "doses_um": [0.05, 0.5, 5.0],
+    "plates_per_drug": [1, 3],
+    "line_abundance": {"o1": 0.1, "o2": 0.1},
+    **TAHOE_CELLS,
+    "seed": 0,
+}
+CONTROL_SHARE = 8  # a plate's control well holds 8 drug wells' worth of cells
+COLUMNS = {
+    "perturbation": "drugname_drugconc",
+    "control": "[('DMSO_TF', 0.0, 'uM')]",
+    "cell_type": "cell_line",
+    "batch": "plate",
+    "drug": "drug",
+    "dose": "concentration",
+}
+ARCHITECTURE = {"hidden_dim": 64, "n_layers": 2, "n_heads": 4, "cell_set_len": 16, "loss": "energy"}
+TARGET_STEPS = 200  # fine-tuning: one epoch in about this many optimizer steps
+TRAIN_SHARE = 0.5  # about this share of the target's cells trains (not controls, val or test)
+TARGETS = {"rss_vs_csr": 3.0, "evaluate_s": 900.0, "ceiling_s": 900.0, "preprocess_rss_8_vs_2_files": 1.25}
+
+
+def stage(target_cells: int) -> dict:
+    """The one stage: batch pairing and the delta-aware loss, LoRA on attention, one epoch cut to
+    about ``TARGET_STEPS`` optimizer steps (whole cell sets per step)."""
+    set_len = ARCHITECTURE["cell_set_len"]
+    batch = set_len * max(1, round(target_cells * TRAIN_SHARE / set_len / TARGET_STEPS))
+    return {
+        "lora_batch_delta": {
+            "pairing": "batch",
+            "epochs": 1,
+            "batch_size": batch,
+            "lr": 1.0e-3,
+            "loss": {"base": 1.0, "delta_mse": 0.5, "delta_pearson": 0.3},
+            "lora": {"targets": ["backbone_attention"], "rank": 8, "alpha": 16},
+        }
     }
-)
-SCREEN = {"n_genes": 2000, "n_drugs": 40, "doses_um": [0.1, 1.0, 10.0], "depth": 250.0}
-ARCHITECTURE = {"hidden_dim": 64, "n_layers": 2, "n_heads": 4, "cell_set_len": 16}
-TARGET_STEPS = 200
-THREADS = 2
-TARGETS = {"finetune_rss_vs_csr": 2.0, "infer_rss_vs_csr": 2.0, "evaluate_rss_vs_csr": 3.0, "evaluate_s": 900.0}
 
 
-class Steps:
-    """Runs ``deltatune`` commands in ``work`` and records each one's seconds and peak RSS."""
+def run_config(run: str, data: dict, checkpoint: str | None, target_cells: int) -> dict:
+    """A whole config (nothing from config/config.yaml) for ``run``: the screen, Tahoe's columns,
+    and the checkpoint, or the small architecture to pretrain when there is none."""
+    base_model = {"checkpoint": checkpoint} if checkpoint else {
+        "checkpoint": None,
+        "architecture": ARCHITECTURE,
+        "pretrain": {"epochs": 10, "batch_size": 128, "lr": 1.0e-3, "pairing": "batch_celltype"},
+    }  # fmt: skip
+    return {
+        "run": run,
+        "data": {**data, "columns": COLUMNS, "target_cell_line": "c37"},
+        "preprocess": {
+            "n_top_genes": N_GENES_MODEL,
+            "base_cells_per_group": 20,
+            "split": {"val_fraction": 0.1, "test_fraction": 0.3, "seed": 0},
+        },
+        "base_model": base_model,
+        "stages": stage(target_cells),
+        "replicates": 1,
+        "evaluation": {"profile": "anndata"},
+        "compute": {"train_threads": CORES, "eval_threads": CORES, "accelerator": "cpu"},
+    }
 
-    def __init__(self, work: Path):
-        self.work = work
-        self.figures: dict[str, float] = {}
 
-    def __call__(self, name: str, command: str, *args: str, record: bool = True) -> None:
-        started = time.perf_counter()
-        with open(self.work / f"{name}.log", "w") as log:
-            process = subprocess.Popen([str(BIN / "deltatune"), command, *map(str, args)], stderr=log, cwd=self.work)
-            _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"deltatune {command} failed: {(self.work / f'{name}.log').read_text()[-3000:]}")
-        print(f"{name:<12}{seconds:8.1f} s {usage.ru_maxrss / 2**20:8.2f} GB", file=sys.stderr)
-        if record:
-            self.figures |= {f"{name}_s": round(seconds, 1), f"{name}_rss_bytes": usage.ru_maxrss * 1024}
+def snakemake(work: Path, config: dict, *targets: str) -> None:
+    """The repository's workflow on ``config`` in ``work``, on ``CORES`` cores; stops on failure."""
+    path = work / f"{config['run']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+               "--configfile", str(path), "--cores", str(CORES), *targets]  # fmt: skip
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    started = time.perf_counter()
+    with open(work / f"{config['run']}.snakemake.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    print(f"{config['run']}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if done.returncode != 0:
+        sys.exit(f"snakemake failed for {config['run']}: see {work / (config['run'] + '.snakemake.log')}")
+
+
+def sized_screen(target_cells: int, **changes) -> dict:
+    """``SCREEN`` with cells per well and controls per plate giving the target line about
+    ``target_cells`` cells (its layout is drawn, not its counts: seconds)."""
+    spec = {**SCREEN, **changes}
+    probe = draw_plates(
+        from_mapping(ScreenSpec, {**spec, "cells_per_well": 1000, "controls_per_plate": 1000}, "simulate")
+    )
+    target = probe.groups[probe.groups["line"] == 0]
+    wells = int((target["drug"] >= 0).sum()) + CONTROL_SHARE * int((target["drug"] < 0).sum())
+    per_well = round(target_cells / wells)
+    return {**spec, "cells_per_well": per_well, "controls_per_plate": CONTROL_SHARE * per_well}
 
 
 def csr_bytes(path: Path) -> int:
@@ -72,256 +156,121 @@ def csr_bytes(path: Path) -> int:
         return int(sum(f["X"][part].size * f["X"][part].dtype.itemsize for part in ("data", "indices", "indptr")))
 
 
-def prediction_writes(path: Path, work: Path) -> dict:
-    """The prediction's X rewritten with gzip and without: seconds and file bytes of each."""
-    with h5py.File(path) as f:
-        X = f["X"][:]
-    figures = {}
-    for name, compression in (("gzip", "gzip"), ("none", None)):
-        out = work / f"x_{name}.h5"
-        started = time.perf_counter()
-        with h5py.File(out, "w") as f:
-            f.create_dataset("X", data=X, chunks=(min(len(X), 1024), X.shape[1]), compression=compression)
-        figures |= {
-            f"prediction_{name}_write_s": round(time.perf_counter() - started, 1),
-            f"prediction_{name}_bytes": out.stat().st_size,
-        }
-        out.unlink()
-    return figures
+def file_shape(paths: list[Path]) -> tuple[int, int]:
+    """Cells (all files) and genes (the first file) of raw .h5ad files, from their shapes."""
+    cells = 0
+    for path in paths:
+        with h5py.File(path) as f:
+            cells += int(f["X"].attrs["shape"][0])
+            genes = int(f["X"].attrs["shape"][1])
+    return cells, genes
+
+
+def benchmarks(results: Path) -> pd.DataFrame:
+    """Every job's Snakemake benchmark file under ``results/benchmarks``: rule, job, s, rss_bytes."""
+    rows = []
+    for path in sorted((results / "benchmarks").rglob("*.tsv")):
+        job = path.relative_to(results / "benchmarks").with_suffix("")
+        table = pd.read_csv(path, sep="\t")
+        rss = pd.to_numeric(table["max_rss"], errors="coerce").max()  # MiB; "-" when not measured
+        rows.append(
+            {"rule": job.parts[0], "job": str(job), "s": float(table["s"].max()), "rss_bytes": int(rss * 2**20)}
+        )
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells-per-well", type=int, default=4400)
-    parser.add_argument("--controls-per-plate", type=int, default=17000)
-    parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
+    parser.add_argument("--target-cells", type=int, default=1_000_000, help="target line of the measured run")
+    parser.add_argument("--files-target-cells", type=int, default=100_000, help="target line of the 2-vs-8-file runs")
+    parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one; reruns resume)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "scale.json"))
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="deltatune-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    step = Steps(work)
-    threads = ("--threads", THREADS)
 
-    # The base model: a small screen of the same genes and drugs, pretrained briefly (not measured).
-    small = {
-        **SCREEN,
-        "cell_lines": ["b1", "b2"],
-        "plates_per_line": 2,
-        "cells_per_well": 8,
-        "controls_per_plate": 60,
-        "seed": 1,
-    }
-    step("base_sim", "simulate", "--settings", json.dumps(small), "--out", "small.h5ad", record=False)
-    step(
-        "base_pre",
-        "preprocess",
-        "--input",
-        "small.h5ad",
-        "--columns",
-        COLUMNS,
-        "--settings",
-        json.dumps({"target_cell_line": "b2", "n_top_genes": SCREEN["n_genes"]}),
-        "--out-base",
-        "small_base.h5ad",
-        "--out-target",
-        "small_target.h5ad",
-        "--out-split",
-        "small_split.tsv",
-        "--out-summary",
-        "small.json",
-        record=False,
-    )
-    step(
-        "base_pair",
-        "pair",
-        "--data",
-        "small_base.h5ad",
-        "--columns",
-        COLUMNS,
-        "--strategy",
-        "batch_celltype",
-        "--out",
-        "small_pairing.npz",
-        record=False,
-    )
-    pretrain = {"epochs": 2, "batch_size": 128, "lr": 1e-3, "pairing": "batch_celltype"}
-    step(
-        "pretrain",
-        "pretrain",
-        "--data",
-        "small_base.h5ad",
-        "--pairing",
-        "small_pairing.npz",
-        "--columns",
-        COLUMNS,
-        "--architecture",
-        json.dumps(ARCHITECTURE),
-        "--settings",
-        json.dumps(pretrain),
-        "--out",
-        "base",
-        "--work-dir",
-        "work_base",
-        *threads,
-        "--accelerator",
-        "cpu",
-        record=False,
-    )
+    # 1. The base checkpoint: the same genes and drugs, a few cells per well.
+    small = {**SCREEN, "cells_per_well": 4, "controls_per_plate": 40, "line_abundance": None}
+    snakemake(work, run_config("base", {"path": None, "simulate": small}, None, 0), "results/base/models/base")
+    checkpoint = str(work / "results" / "base" / "models" / "base")
 
-    # The million-cell screen (two lines: the simulator's lines are equal in size), then the steps.
-    big = {
-        **SCREEN,
-        "cell_lines": ["c37", "c99"],
-        "plates_per_line": 12,
-        "cells_per_well": args.cells_per_well,
-        "controls_per_plate": args.controls_per_plate,
-        "seed": 3,
-    }
-    step("simulate", "simulate", "--settings", json.dumps(big), "--out", "screen.h5ad")
-    preprocess = {
-        "target_cell_line": "c37",
-        "n_top_genes": SCREEN["n_genes"],
-        "base_cell_lines": [],
-        "split": {"val_fraction": 0.1, "test_fraction": 0.3, "seed": 0},
-    }
-    step(
-        "preprocess",
-        "preprocess",
-        "--input",
-        "screen.h5ad",
-        "--columns",
-        COLUMNS,
-        "--settings",
-        json.dumps(preprocess),
-        "--out-base",
-        "base_lines.h5ad",
-        "--out-target",
-        "target.h5ad",
-        "--out-split",
-        "split.tsv",
-        "--out-summary",
-        "preprocess.json",
-    )
-    step("pair", "pair", "--data", "target.h5ad", "--columns", COLUMNS, "--strategy", "batch", "--out", "pairing.npz")
-    split = pd.read_csv(work / "split.tsv", sep="\t")
-    train_cells = int(split.loc[split["split"] == "train", "n_cells"].sum())
-    set_len = ARCHITECTURE["cell_set_len"]
-    batch = set_len * max(1, round(train_cells / set_len / TARGET_STEPS))
-    stage = {
-        "pairing": "batch",
-        "epochs": 1,
-        "batch_size": batch,
-        "lr": 1e-3,
-        "checkpoint_every": 1000,
-        "lora": {"targets": ["backbone_attention"], "rank": 8, "alpha": 16},
-    }
-    step(
-        "finetune",
-        "finetune",
-        "--data",
-        "target.h5ad",
-        "--split",
-        "split.tsv",
-        "--base",
-        "base",
-        "--pairing",
-        "pairing.npz",
-        "--columns",
-        COLUMNS,
-        "--stage",
-        "scale",
-        "--settings",
-        json.dumps(stage),
-        "--out",
-        "stage",
-        "--work-dir",
-        "work_stage",
-        *threads,
-        "--accelerator",
-        "cpu",
-    )
-    step(
-        "infer",
-        "infer",
-        "--data",
-        "target.h5ad",
-        "--split",
-        "split.tsv",
-        "--base",
-        "base",
-        "--adapter",
-        "stage",
-        "--pairing",
-        "pairing.npz",
-        "--columns",
-        COLUMNS,
-        "--out",
-        "prediction.h5ad",
-        *threads,
-        "--accelerator",
-        "cpu",
-    )
-    step(
-        "reference",
-        "reference",
-        "--data",
-        "target.h5ad",
-        "--split",
-        "split.tsv",
-        "--columns",
-        COLUMNS,
-        "--out",
-        "reference.npz",
-    )
-    step(
-        "evaluate",
-        "evaluate",
-        "--data",
-        "target.h5ad",
-        "--split",
-        "split.tsv",
-        "--reference",
-        "reference.npz",
-        "--predicted",
-        "prediction.h5ad",
-        "--columns",
-        COLUMNS,
-        "--settings",
-        json.dumps({"profile": "anndata"}),
-        "--out",
-        "metrics.tsv",
-        "--out-matching",
-        "matching.json",
-        *threads,
-    )
+    # 2. The measured run: every rule.
+    screen = sized_screen(args.target_cells)
+    snakemake(work, run_config("scale", {"path": None, "simulate": screen}, checkpoint, args.target_cells))
+    results = work / "results" / "scale"
+    jobs = benchmarks(results)
+    csr = csr_bytes(results / "data" / "target_line.h5ad")
+    summary = json.loads((results / "data" / "preprocess.json").read_text())
+    n_cells, n_genes = file_shape(sorted((results / "data" / "screen").glob("*.h5ad")))
+    steps = json.loads((results / "models" / "lora_batch_delta" / "rep0" / "summary.json").read_text())
+    report = pd.read_csv(results / "report" / "summary.csv")
+    per_rule = jobs.groupby("rule").agg(s=("s", "max"), rss_bytes=("rss_bytes", "max"))
+    figures = {}
+    for rule, row in per_rule.iterrows():
+        figures |= {
+            f"{rule}_s": round(row["s"], 1),
+            f"{rule}_rss_bytes": int(row["rss_bytes"]),
+            f"{rule}_rss_vs_csr": round(row["rss_bytes"] / csr, 3),
+        }
 
-    summary = json.loads((work / "preprocess.json").read_text())
-    stage_summary = json.loads((work / "stage" / "summary.json").read_text())
-    metrics = pd.read_csv(work / "metrics.tsv", sep="\t")
-    csr = csr_bytes(work / "target.h5ad")
+    # 3. Preprocess on 2 and on 8 plate files: the target line on the first two plates only.
+    files_screen = sized_screen(args.files_target_cells, line_plates={"c37": 2}, line_abundance={"o1": 0.5, "o2": 0.5})
+    plates = work / "files" / "screen"
+    if not (plates / f"plate{N_FILES}.h5ad").exists():
+        subprocess.run(
+            [str(BIN / "deltatune"), "simulate", "--settings", json.dumps(files_screen), "--out-dir", str(plates)],
+            check=True,
+        )
+    files = {}
+    for n in (2, N_FILES):
+        inputs = [str(plates / f"plate{p}.h5ad") for p in range(1, n + 1)]
+        config = run_config(f"files{n}", {"path": inputs}, checkpoint, args.files_target_cells)
+        snakemake(work, config, f"results/files{n}/data/target_line.h5ad")
+        preprocess = pd.read_csv(work / "results" / f"files{n}" / "benchmarks" / "preprocess.tsv", sep="\t")
+        input_cells, _ = file_shape([Path(p) for p in inputs])
+        files |= {
+            f"preprocess_rss_{n}_files": int(preprocess["max_rss"].max() * 2**20),
+            f"preprocess_s_{n}_files": round(float(preprocess["s"].max()), 1),
+            f"preprocess_input_cells_{n}_files": input_cells,
+            f"preprocess_input_bytes_{n}_files": sum(Path(p).stat().st_size for p in inputs),
+            f"preprocess_target_cells_{n}_files": json.loads(
+                (work / "results" / f"files{n}" / "data" / "preprocess.json").read_text()
+            )["n_cells_target"],
+        }
+    files["preprocess_rss_8_vs_2_files"] = round(files["preprocess_rss_8_files"] / files["preprocess_rss_2_files"], 3)
+
+    rss = {rule: figures[f"{rule}_rss_vs_csr"] for rule in per_rule.index}
     result = {
-        "n_cells": summary["n_cells_target"],
+        "n_files": N_FILES,
+        "n_genes_input": n_genes,
+        "n_cells_input": n_cells,
+        "n_cells_target": summary["n_cells_target"],
+        "n_cells_base_lines": summary["n_cells_base"],
         "n_genes": summary["n_genes"],
-        "n_controls": summary["n_controls_target"],
-        "n_perturbations": int(len(split)),
-        "n_test_perturbations": int((split["split"] == "test").sum()),
-        "n_test_cells": int(split.loc[split["split"] == "test", "n_cells"].sum()),
-        "nonzero_fraction": round(csr / 8 / (summary["n_cells_target"] * summary["n_genes"]), 4),
+        "n_controls_target": summary["n_controls_target"],
+        "perturbations_per_split": summary["perturbations_per_split"],
         "csr_bytes": csr,
-        **step.figures,
-        "finetune_steps": stage_summary["steps"],
-        "cells_per_step": batch,
-        "pearson_delta_mean": round(float(metrics["pearson_delta"].mean()), 4),
-        **prediction_writes(work / "prediction.h5ad", work),
-        "threads": THREADS,
+        "screen": screen,
+        **figures,
+        "finetune_steps": steps["steps"],
+        "pearson_delta": dict(zip(report["stage"], report["pearson_delta"].round(4), strict=True)),
+        **files,
+        "jobs": jobs.set_index("job")[["s", "rss_bytes"]].round(1).to_dict(orient="index"),
+        "targets": TARGETS,
+        "targets_met": {
+            "rss_vs_csr": {rule: bool(ratio <= TARGETS["rss_vs_csr"]) for rule, ratio in rss.items()},
+            "evaluate_s": bool(figures["evaluate_s"] <= TARGETS["evaluate_s"]),
+            "ceiling_s": bool(figures["ceiling_s"] <= TARGETS["ceiling_s"]),
+            "preprocess_rss_8_vs_2_files": files["preprocess_rss_8_vs_2_files"]
+            <= TARGETS["preprocess_rss_8_vs_2_files"],
+        },
+        "cores": CORES,
+        "commit": commit(REPO),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": describe(),
     }
-    for name in ("finetune", "infer", "evaluate"):
-        result[f"{name}_rss_vs_csr"] = round(result[f"{name}_rss_bytes"] / csr, 3)
-    result["targets"] = TARGETS
-    result["targets_met"] = {key: result[key] <= limit for key, limit in TARGETS.items()}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    json.dump(result, sys.stdout, indent=2)
+    json.dump({k: v for k, v in result.items() if k != "jobs"}, sys.stdout, indent=2)
     if not args.keep:
         subprocess.run(["rm", "-rf", str(work)], check=True)
 
