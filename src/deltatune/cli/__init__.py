@@ -23,7 +23,10 @@ GROUPS = (data, pairing, train, search, predict, evaluate, report)  # in workflo
 
 def parser() -> argparse.ArgumentParser:
     """The ``deltatune`` parser with every command of :data:`GROUPS`."""
+    from .. import __version__
+
     top = argparse.ArgumentParser(prog="deltatune", description=__doc__.splitlines()[0])
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)

@@ -14,9 +14,22 @@ from dataclasses import replace
 Run = Callable[[argparse.Namespace], None]
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each optional argument's text with its default, as argparse's
+    ``ArgumentDefaultsHelpFormatter`` does, but not for required arguments or those without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.required or action.default in (None, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_command(sub, name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None], run: Run) -> None:
-    """Register command ``name``: ``arguments`` adds its arguments, ``run`` does its work."""
-    parser = sub.add_parser(name, help=help, description=help)
+    """Register command ``name``: ``arguments`` adds its arguments, ``run`` does its work. Its
+    ``--help`` shows every argument's default (a rule passes most of them; a user at the
+    terminal should not have to read the code for what an omitted one means)."""
+    parser = sub.add_parser(name, help=help, description=help, formatter_class=DefaultsFormatter)
     arguments(parser)
     parser.set_defaults(func=run)
 
