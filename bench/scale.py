@@ -2,25 +2,28 @@
 
     python bench/scale.py [--target-cells 1030000] [--keep DIR]
 
-Three snakemake runs of the real workflow (the repository's Snakefile, two cores), in one folder:
+Snakemake runs of the real workflow (the repository's Snakefile, two cores), in one folder:
 
 1. ``base``: a small screen of the same 20,000 genes and drugs (8 plate files, a few cells per
    well) is simulated, preprocessed (HVG: 2,000 genes on its training cells) and a small State
    Transition base model pretrained on its other lines. Its run directory is the checkpoint of
-   the next two runs, as a user's ``state tx train`` run would be. Not measured.
-2. ``scale``: Tahoe-100M's layout at a million cells. 8 raw-count plate files (every line on every
-   plate, about 1,200 genes detected per cell, as Tahoe; :mod:`deltatune.data.simulate_plates`)
-   with a target line (c37) of about ``--target-cells`` cells (drawn: the default leaves room
-   above a million) and two other lines a tenth its size;
-   the checkpoint's genes; one stage (batch pairing, delta-aware loss), one replicate, every
-   baseline, the ceiling and the report, as ``snakemake --cores 2`` runs them. Each rule's
-   seconds and max RSS come from the benchmark files Snakemake writes (a rule with several jobs:
-   its slowest and its largest job).
+   the runs below, as a user's ``state tx train`` run would be. Not measured.
+2. ``scale``: Tahoe-100M's layout at a million cells, as a Tahoe user runs it. 8 raw-count plate
+   files (every line on every plate, about 1,200 genes detected per cell, as Tahoe;
+   :mod:`deltatune.data.simulate_plates`; simulated beforehand, not measured, as the download
+   is not) with a target line (c37) of about ``--target-cells`` cells (drawn: the default leaves
+   room above a million) and two other lines a tenth its size, named by ``data.path``; the
+   checkpoint's genes; one stage (batch pairing, delta-aware loss), one replicate, every
+   baseline, the ceiling and the report (evaluation profile ``anndata``: no DE), as
+   ``snakemake --cores 2`` runs them. Per job: seconds from the benchmark file Snakemake
+   writes, and peak RSS both as Snakemake samples it and exactly, as the ``deltatune`` command
+   logs it (``ru_maxrss``). A rule with several jobs: its slowest and its largest job.
 3. ``files2`` / ``files8``: preprocess alone, on one screen of 8 plate files whose target line is
    on the first two only: first given those two files, then all eight (the six extra ones hold
-   other lines only, and the two runs write the same target line). Preprocess memory should
-   follow the output, not the input.
+   other lines only; a digest checks that both runs write the same target line). Preprocess
+   memory should follow the output, not the input.
 
+Every measured run starts from an empty results folder.
 Writes ``bench/results/scale.json``: ``n_files``, ``n_genes_input``, ``n_cells_input``,
 ``n_cells_target``, ``csr_bytes`` (the preprocessed target line's CSR X in memory: data, indices,
 indptr), per rule ``<rule>_s``, ``<rule>_rss_bytes`` and ``<rule>_rss_vs_csr``, every job's
@@ -32,8 +35,11 @@ job's processes (the shell and ``deltatune``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,17 +173,64 @@ def file_shape(paths: list[Path]) -> tuple[int, int]:
     return cells, genes
 
 
+PEAK = re.compile(r"finished in [\d.]+ s, peak RSS (\d+) MiB")
+
+
 def benchmarks(results: Path) -> pd.DataFrame:
-    """Every job's Snakemake benchmark file under ``results/benchmarks``: rule, job, s, rss_bytes."""
+    """Every job of a run: rule, job, seconds and max RSS from its Snakemake benchmark file
+    (``rss_sampled_bytes``: Snakemake samples memory every 30 s after the first 15 s) and the
+    exact peak its ``deltatune`` command logged (``rss_bytes``: the kernel's ``ru_maxrss``)."""
     rows = []
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         job = path.relative_to(results / "benchmarks").with_suffix("")
         table = pd.read_csv(path, sep="\t")
-        rss = pd.to_numeric(table["max_rss"], errors="coerce").max()  # MiB; "-" when not measured
+        sampled = pd.to_numeric(table["max_rss"], errors="coerce").max()  # MiB; "NA" when not sampled
+        peak = PEAK.search((results / "logs" / job).with_suffix(".log").read_text())
+        if peak is None:
+            sys.exit(f"{results / 'logs' / job}.log has no peak RSS line: not a run of this commit's deltatune")
         rows.append(
-            {"rule": job.parts[0], "job": str(job), "s": float(table["s"].max()), "rss_bytes": int(rss * 2**20)}
+            {
+                "rule": job.parts[0],
+                "job": str(job),
+                "s": float(table["s"].max()),
+                "rss_bytes": int(peak.group(1)) * 2**20,
+                "rss_sampled_bytes": None if pd.isna(sampled) else int(sampled * 2**20),
+            }
         )
     return pd.DataFrame(rows)
+
+
+def plate_files(spec: dict, folder: Path) -> list[Path]:
+    """The plate files of ``spec`` in ``folder``: simulated there (``deltatune simulate``, not
+    measured: it stands for the download), or reused when ``spec.json`` says they are this spec's."""
+    record = folder / "spec.json"
+    paths = [folder / f"plate{p}.h5ad" for p in range(1, spec["plate_files"] + 1)]
+    if not (record.is_file() and json.loads(record.read_text()) == spec and all(p.is_file() for p in paths)):
+        record.unlink(missing_ok=True)
+        subprocess.run(
+            [str(BIN / "deltatune"), "simulate", "--settings", json.dumps(spec), "--out-dir", str(folder)], check=True
+        )
+        record.write_text(json.dumps(spec))
+    return paths
+
+
+def measured(work: Path, config: dict, *targets: str) -> Path:
+    """Run ``config`` afresh (its results folder removed first, so that no figure is left over
+    from another run or commit) and return its results folder."""
+    results = work / "results" / config["run"]
+    shutil.rmtree(results, ignore_errors=True)
+    snakemake(work, config, *targets)
+    return results
+
+
+def target_digest(results: Path) -> str:
+    """sha256 of a run's target line (cell names, X) and split: equal when two runs wrote the same."""
+    digest = hashlib.sha256((results / "data" / "split.tsv").read_bytes())
+    with h5py.File(results / "data" / "target_line.h5ad") as f:
+        for name in ("data", "indices", "indptr"):
+            digest.update(f["X"][name][:].tobytes())
+        digest.update("\n".join(f["obs"][f["obs"].attrs["_index"]].asstr()[:]).encode())
+    return digest.hexdigest()
 
 
 def main() -> None:
@@ -192,73 +245,80 @@ def main() -> None:
     work = Path(args.keep or tempfile.mkdtemp(prefix="deltatune-scale-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    # 1. The base checkpoint: the same genes and drugs, a few cells per well.
+    # 1. The base checkpoint: the same genes and drugs, a few cells per well (not measured).
     small = {**SCREEN, "cells_per_well": 4, "controls_per_plate": 40, "line_abundance": None}
     snakemake(work, run_config("base", {"path": None, "simulate": small}, None, 0), "results/base/models/base")
     checkpoint = str(work / "results" / "base" / "models" / "base")
 
-    # 2. The measured run: every rule.
+    # 2. The measured run: the plate files in, every rule a user runs, a report out.
     screen = sized_screen(args.target_cells)
-    snakemake(work, run_config("scale", {"path": None, "simulate": screen}, checkpoint, args.target_cells))
-    results = work / "results" / "scale"
+    inputs = plate_files(screen, work / "screen")
+    results = measured(work, run_config("scale", {"path": [str(p) for p in inputs]}, checkpoint, args.target_cells))
     jobs = benchmarks(results)
     csr = csr_bytes(results / "data" / "target_line.h5ad")
     summary = json.loads((results / "data" / "preprocess.json").read_text())
-    n_cells, n_genes = file_shape(sorted((results / "data" / "screen").glob("*.h5ad")))
+    n_cells, n_genes = file_shape(inputs)
     steps = json.loads((results / "models" / "lora_batch_delta" / "rep0" / "summary.json").read_text())
     report = pd.read_csv(results / "report" / "summary.csv")
-    per_rule = jobs.groupby("rule").agg(s=("s", "max"), rss_bytes=("rss_bytes", "max"))
+    per_rule = jobs.groupby("rule").agg(
+        s=("s", "max"), rss_bytes=("rss_bytes", "max"), rss_sampled=("rss_sampled_bytes", "max"), n_jobs=("job", "size")
+    )
     figures = {}
     for rule, row in per_rule.iterrows():
         figures |= {
             f"{rule}_s": round(row["s"], 1),
             f"{rule}_rss_bytes": int(row["rss_bytes"]),
             f"{rule}_rss_vs_csr": round(row["rss_bytes"] / csr, 3),
+            f"{rule}_rss_sampled_bytes": None if pd.isna(row["rss_sampled"]) else int(row["rss_sampled"]),
+            f"{rule}_jobs": int(row["n_jobs"]),
         }
 
     # 3. Preprocess on 2 and on 8 plate files: the target line on the first two plates only.
     files_screen = sized_screen(args.files_target_cells, line_plates={"c37": 2}, line_abundance={"o1": 0.5, "o2": 0.5})
-    plates = work / "files" / "screen"
-    if not (plates / f"plate{N_FILES}.h5ad").exists():
-        subprocess.run(
-            [str(BIN / "deltatune"), "simulate", "--settings", json.dumps(files_screen), "--out-dir", str(plates)],
-            check=True,
-        )
-    files = {}
+    plates = plate_files(files_screen, work / "files_screen")
+    files, digests = {}, set()
     for n in (2, N_FILES):
-        inputs = [str(plates / f"plate{p}.h5ad") for p in range(1, n + 1)]
-        config = run_config(f"files{n}", {"path": inputs}, checkpoint, args.files_target_cells)
-        snakemake(work, config, f"results/files{n}/data/target_line.h5ad")
-        preprocess = pd.read_csv(work / "results" / f"files{n}" / "benchmarks" / "preprocess.tsv", sep="\t")
-        input_cells, _ = file_shape([Path(p) for p in inputs])
+        inputs = plates[:n]
+        done = measured(
+            work,
+            run_config(f"files{n}", {"path": [str(p) for p in inputs]}, checkpoint, args.files_target_cells),
+            f"results/files{n}/data/target_line.h5ad",
+        )
+        preprocess = benchmarks(done).set_index("rule").loc["preprocess"]
+        digests.add(target_digest(done))
         files |= {
-            f"preprocess_rss_{n}_files": int(preprocess["max_rss"].max() * 2**20),
-            f"preprocess_s_{n}_files": round(float(preprocess["s"].max()), 1),
-            f"preprocess_input_cells_{n}_files": input_cells,
-            f"preprocess_input_bytes_{n}_files": sum(Path(p).stat().st_size for p in inputs),
-            f"preprocess_target_cells_{n}_files": json.loads(
-                (work / "results" / f"files{n}" / "data" / "preprocess.json").read_text()
-            )["n_cells_target"],
+            f"preprocess_rss_{n}_files": int(preprocess["rss_bytes"]),
+            f"preprocess_s_{n}_files": round(float(preprocess["s"]), 1),
+            f"preprocess_input_cells_{n}_files": file_shape(inputs)[0],
+            f"preprocess_input_bytes_{n}_files": sum(p.stat().st_size for p in inputs),
+            f"preprocess_target_cells_{n}_files": json.loads((done / "data" / "preprocess.json").read_text())[
+                "n_cells_target"
+            ],
         }
     files["preprocess_rss_8_vs_2_files"] = round(files["preprocess_rss_8_files"] / files["preprocess_rss_2_files"], 3)
+    files["preprocess_same_target_2_vs_8_files"] = len(digests) == 1
 
     rss = {rule: figures[f"{rule}_rss_vs_csr"] for rule in per_rule.index}
     result = {
-        "n_files": N_FILES,
+        "n_files": summary["n_input_files"],
         "n_genes_input": n_genes,
         "n_cells_input": n_cells,
         "n_cells_target": summary["n_cells_target"],
-        "n_cells_base_lines": summary["n_cells_base"],
-        "n_genes": summary["n_genes"],
         "n_controls_target": summary["n_controls_target"],
         "perturbations_per_split": summary["perturbations_per_split"],
+        "n_cells_base_lines": summary["n_cells_base"],
+        "n_genes": summary["n_genes"],
         "csr_bytes": csr,
+        "evaluation_profile": "anndata",
         "screen": screen,
         **figures,
         "finetune_steps": steps["steps"],
-        "pearson_delta": dict(zip(report["stage"], report["pearson_delta"].round(4), strict=True)),
+        "pearson_delta": {
+            row.stage: None if pd.isna(row.pearson_delta) else round(row.pearson_delta, 4)
+            for row in report.itertuples(index=False)
+        },
         **files,
-        "jobs": jobs.set_index("job")[["s", "rss_bytes"]].round(1).to_dict(orient="index"),
+        "jobs": jobs.set_index("job").drop(columns="rule").to_dict(orient="index"),
         "targets": TARGETS,
         "targets_met": {
             "rss_vs_csr": {rule: bool(ratio <= TARGETS["rss_vs_csr"]) for rule, ratio in rss.items()},
@@ -275,7 +335,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     json.dump({k: v for k, v in result.items() if k != "jobs"}, sys.stdout, indent=2)
     if not args.keep:
-        subprocess.run(["rm", "-rf", str(work)], check=True)
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

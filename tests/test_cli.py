@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -39,3 +40,19 @@ def test_version():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"deltatune {deltatune.__version__}"
+
+
+def test_every_command_logs_its_time_and_exact_peak_memory(tmp_path):
+    """bench/scale.py reads the peak from this line: Snakemake's benchmark files only sample it."""
+    settings = '{"n_genes": 20, "cell_lines": ["a", "b"], "plates_per_line": 2, "n_drugs": 3, "cells_per_well": 2}'
+    done = subprocess.run(
+        [sys.executable, "-m", "deltatune.cli", "simulate", "--settings", settings, "--out", str(tmp_path / "s.h5ad")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    peak = re.search(r"simulate finished in [\d.]+ s, peak RSS (\d+) MiB", done.stderr)
+    assert peak is not None, done.stderr[-2000:]
+    assert 10 < int(peak.group(1)) < 100_000

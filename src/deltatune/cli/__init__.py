@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import time
 
@@ -33,6 +34,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def peak_rss_mib() -> float:
+    """The largest resident set of this process, or of any child it waited for, in MiB: exact,
+    from the kernel (Snakemake's benchmark files sample memory, every 30 s after the first 15 s,
+    so they can miss a short peak). ``ru_maxrss`` is in KiB on Linux and in bytes on macOS."""
+    unit = 1 if sys.platform == "darwin" else 1024
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return peak * unit / 2**20
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
@@ -47,5 +57,5 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(2)
         return 2
-    log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
+    log.info("%s finished in %.1f s, peak RSS %.0f MiB", args.command, time.perf_counter() - started, peak_rss_mib())
     return 0
