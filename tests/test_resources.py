@@ -8,7 +8,7 @@ from conftest import snakemake, write_config
 
 from deltatune.data.simulate import simulate_screen
 from deltatune.files import write_h5ad
-from deltatune.resources import DEMANDS, mem_mb, runtime
+from deltatune.resources import DEMANDS, HASH_MIN_PER_GB, mem_mb, runtime
 
 
 def test_every_rule_grows_with_its_input_and_with_each_attempt():
@@ -16,6 +16,14 @@ def test_every_rule_grows_with_its_input_and_with_each_attempt():
         assert mem_mb(rule, 1000) >= mem_mb(rule, 10) >= mem_mb(rule, 0) > 0
         assert mem_mb(rule, 500, attempt=2) == 2 * mem_mb(rule, 500)
         assert runtime(rule, 5000, attempt=3) > runtime(rule, 5000) > 0
+
+
+def test_the_report_has_time_to_hash_tahoes_314_gb():
+    tahoe_mb = 314e3 * 1e6 / 2**20
+    assert runtime("report", 100, hashed_mb=tahoe_mb) - runtime("report", 100) == round(
+        HASH_MIN_PER_GB * tahoe_mb / 1024
+    )
+    assert runtime("report", 100, hashed_mb=tahoe_mb) >= 60
 
 
 def _preprocess_demand(workdir, config) -> tuple[int, int]:

@@ -210,9 +210,10 @@ TAHOE_FILE = "plate{}_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad"
 
 
 def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
-    """config/tahoe_c37.yaml as a Tahoe user runs it: the 14 plate files, named as downloaded, by glob."""
+    """config/tahoe_c37.yaml as a Tahoe user runs it: the 14 plate files, named as downloaded, by
+    glob, and every rule to the report planned (the README's step 3: ``snakemake -n``)."""
     import yaml
-    from conftest import REPO, snakemake
+    from conftest import REPO, planned_jobs, snakemake
 
     from deltatune.data.simulate_plates import write_plates
     from deltatune.settings import ScreenSpec
@@ -226,14 +227,16 @@ def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
         path.rename(tahoe / TAHOE_FILE.format(path.stem.removeprefix("plate")))
     checkpoint = tmp_path / "models" / "ST-Tahoe"
     (checkpoint / "checkpoints").mkdir(parents=True)
+    (checkpoint / "checkpoints" / "final.ckpt").touch()  # a dry run plans; it loads nothing
     (checkpoint / "hvg_genes.txt").write_text("\n".join(ad.read_h5ad(next(tahoe.iterdir()), backed="r").var_names))
     from snakemake.utils import update_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "config" / "tahoe_c37.yaml").read_text()))  # as Snakemake lays them
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    done = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--until", "preprocess")
+    done = snakemake(tmp_path, "--dry-run", "--printshellcmds")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert {"preprocess", "finetune", "ceiling", "report"} <= set(planned_jobs(done))
     command = next(line for line in done.stdout.splitlines() if "deltatune preprocess" in line)
     files = re.findall(r"data/tahoe/(\S+?\.h5ad)", command)
     assert files == sorted(TAHOE_FILE.format(p) for p in range(1, 15)), "all 14, in glob order"

@@ -8,6 +8,10 @@ number, so that ``retries:`` in a profile reruns a job killed for memory with mo
 of (gzip-compressed) input: the CSR matrix it reads (2-3x the file), dense copies where a step
 makes them (predictions, cell-eval's means), and the model. ``docs/running.md`` lists them.
 
+The report also reads files it does not take as inputs: it hashes every screen file (sha256, for
+``provenance.json``; taking the screen as an input would let its size set the report's memory).
+Its time limit grows with them too, at :data:`HASH_MIN_PER_GB` (Tahoe's 314 GB: about an hour).
+
 Only the standard library is imported: Snakemake evaluates these while it schedules jobs.
 """
 
@@ -40,9 +44,13 @@ DEMANDS = {
     "baseline": Demand(2000, 8, 15, 15),  # the same without a model
     "reference": Demand(2000, 1, 15, 30),  # the training cells a chunk at a time; the reference is small
     "evaluate": Demand(4000, 10, 30, 60),  # real and predicted cells dense, and cell-eval's copies
-    "ceiling": Demand(4000, 10, 30, 60),  # the real cells and their two halves
+    "ceiling": Demand(4000, 10, 30, 60),  # per-perturbation means of split halves (CSR); DE: a capped sample
     "report": Demand(4000, 1, 30, 10),  # one prediction at a time, and the tables
 }
+
+
+# sha256 reads a file at disk speed: 0.2 min per GB is 85 MB/s, a slow network file system's.
+HASH_MIN_PER_GB = 0.2
 
 
 def mem_mb(rule: str, input_mb: float, attempt: int = 1) -> int:
@@ -51,7 +59,9 @@ def mem_mb(rule: str, input_mb: float, attempt: int = 1) -> int:
     return int(round((demand.base_mb + demand.per_input_mb * input_mb) * attempt))
 
 
-def runtime(rule: str, input_mb: float, attempt: int = 1) -> int:
-    """Wall time (minutes) for the same job: a killed job may also have run out of time."""
+def runtime(rule: str, input_mb: float, attempt: int = 1, hashed_mb: float = 0.0) -> int:
+    """Wall time (minutes) for the same job: a killed job may also have run out of time.
+    ``hashed_mb``: files the job reads whole, to hash them, that are not among its inputs."""
     demand = DEMANDS[rule]
-    return int(round((demand.base_min + demand.min_per_gb * input_mb / 1024) * attempt))
+    minutes = demand.base_min + demand.min_per_gb * input_mb / 1024 + HASH_MIN_PER_GB * hashed_mb / 1024
+    return int(round(minutes * attempt))

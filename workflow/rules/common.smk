@@ -205,6 +205,12 @@ def mem_mb(rule_name):
     return lambda wildcards, input, attempt: resources.mem_mb(rule_name, input.size_mb, attempt)
 
 
-def runtime(rule_name):
-    """A rule's time limit in minutes, likewise."""
-    return lambda wildcards, input, attempt: resources.runtime(rule_name, input.size_mb, attempt)
+def runtime(rule_name, hashed=()):
+    """A rule's time limit in minutes, likewise; ``hashed``: files it reads whole to hash them
+    without taking them as inputs (the report: the screen), sized when the job is scheduled."""
+
+    def minutes(wildcards, input, attempt):
+        hashed_mb = sum(os.path.getsize(f) for f in hashed if os.path.exists(f)) / 2**20
+        return resources.runtime(rule_name, input.size_mb, attempt, hashed_mb)
+
+    return minutes

@@ -34,7 +34,7 @@ rule report:
         out_dir=lambda wc, output: os.path.dirname(output.summary),
     resources:
         mem_mb=mem_mb("report"),
-        runtime=runtime("report"),
+        runtime=runtime("report", hashed=get_screen()),
     shell:
         "deltatune report --manifest {params.manifest:q} --config {params.config:q} "
         "--out-dir {params.out_dir} 2> {log}"
