@@ -75,15 +75,19 @@ def row_chunks(
         yield from _csr_chunks(stored, rows, chunk_rows)
         return
     X = stored if isinstance(stored, h5py.Dataset) else ad.io.sparse_dataset(stored)
-    n_obs = X.shape[0]
+    n_obs, n_vars = X.shape
+    # A dense X (predictions) holds every gene of a row: at most CHUNK_VALUES values at a time,
+    # and only the selected rows are converted (CSR from dense goes through int64 coordinates).
+    chunk_rows = max(1, min(chunk_rows, CHUNK_VALUES // max(n_vars, 1)))
     for start in range(0, n_obs, chunk_rows):
         stop = min(start + chunk_rows, n_obs)
         lo, hi = np.searchsorted(rows, [start, stop])
         if lo == hi:
             continue
         block = X[start:stop]
-        block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        yield int(lo), int(hi), sp.csr_matrix(block[rows[lo:hi] - start], dtype=np.float32)
+        picked = rows[lo:hi] - start
+        block = block[picked] if sp.issparse(block) else np.asarray(block)[picked]
+        yield int(lo), int(hi), sp.csr_matrix(block, dtype=np.float32)
 
 
 def _sorted_rows(rows: np.ndarray) -> np.ndarray:
