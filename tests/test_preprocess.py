@@ -176,7 +176,7 @@ def test_dose_holdout_moves_one_dose_of_some_training_drugs_to_test(preprocessed
 
 def test_a_dense_x_is_read_a_bounded_number_of_values_at_a_time(tmp_path, monkeypatch):
     """Predictions are dense: windows of 100,000 rows x 2,000 genes, turned into CSR through int64
-    coordinates, took the report to 6.6 GB at a million cells (bench/scale.py; 0.8 GB bounded)."""
+    coordinates, took the report to 6.95 GB at a million cells (bench/scale.py; 0.87 GB bounded)."""
     import h5py
 
     from deltatune.data import readers

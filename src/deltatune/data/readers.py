@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..errors import InputDataError
 
 CHUNK_ROWS = 100_000
-CHUNK_VALUES = 20_000_000  # stored values read at a time from a CSR X (160 MB with their indices)
+CHUNK_VALUES = 20_000_000  # stored values read at a time from a CSR or dense X (160 MB with CSR's indices)
 
 
 def read_h5ad(path: str | Path) -> ad.AnnData:
@@ -69,16 +69,18 @@ def row_chunks(
     """``rows`` (sorted positions) of an .h5ad's X (``file["X"]``) in file order, a window of file
     rows at a time: ``(lo, hi, block)`` with ``block`` the CSR float32 expression of
     ``rows[lo:hi]``. Only the window's part of the file is read (of a CSR X, only the span of the
-    selected rows' entries; ``indptr`` whole). ``chunk_rows`` defaults to :data:`CHUNK_ROWS`."""
+    selected rows' entries; ``indptr`` whole). ``chunk_rows`` defaults to :data:`CHUNK_ROWS`; a window
+    holds at most about :data:`CHUNK_VALUES` stored values (of a dense X, every gene of its rows), and
+    only its selected rows become CSR (from dense, scipy builds int64 coordinates of every value)."""
     rows, chunk_rows = _sorted_rows(rows), chunk_rows or CHUNK_ROWS
     if _is_csr(stored):
         yield from _csr_chunks(stored, rows, chunk_rows)
         return
-    X = stored if isinstance(stored, h5py.Dataset) else ad.io.sparse_dataset(stored)
+    dense = isinstance(stored, h5py.Dataset)
+    X = stored if dense else ad.io.sparse_dataset(stored)
     n_obs, n_vars = X.shape
-    # A dense X (predictions) holds every gene of a row: at most CHUNK_VALUES values at a time,
-    # and only the selected rows are converted (CSR from dense goes through int64 coordinates).
-    chunk_rows = max(1, min(chunk_rows, CHUNK_VALUES // max(n_vars, 1)))
+    if dense:  # every gene of a row is stored: at most CHUNK_VALUES values at a time
+        chunk_rows = max(1, min(chunk_rows, CHUNK_VALUES // max(n_vars, 1)))
     for start in range(0, n_obs, chunk_rows):
         stop = min(start + chunk_rows, n_obs)
         lo, hi = np.searchsorted(rows, [start, stop])
