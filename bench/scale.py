@@ -83,6 +83,8 @@ COLUMNS = {
     "dose": "concentration",
 }
 ARCHITECTURE = {"hidden_dim": 64, "n_layers": 2, "n_heads": 4, "cell_set_len": 16, "loss": "energy"}
+STAGE = "lora_batch_delta"
+EVALUATION = {"profile": "anndata"}  # no DE: cell-eval's DE metrics are not measured here
 TARGET_STEPS = 200  # fine-tuning: one epoch in about this many optimizer steps
 TRAIN_SHARE = 0.5  # about this share of the target's cells trains (not controls, val or test)
 TARGETS = {"rss_vs_csr": 3.0, "evaluate_s": 900.0, "ceiling_s": 900.0, "preprocess_rss_8_vs_2_files": 1.25}
@@ -94,7 +96,7 @@ def stage(target_cells: int) -> dict:
     set_len = ARCHITECTURE["cell_set_len"]
     batch = set_len * max(1, round(target_cells * TRAIN_SHARE / set_len / TARGET_STEPS))
     return {
-        "lora_batch_delta": {
+        STAGE: {
             "pairing": "batch",
             "epochs": 1,
             "batch_size": batch,
@@ -124,7 +126,7 @@ def run_config(run: str, data: dict, checkpoint: str | None, target_cells: int) 
         "base_model": base_model,
         "stages": stage(target_cells),
         "replicates": 1,
-        "evaluation": {"profile": "anndata"},
+        "evaluation": EVALUATION,
         "compute": {"train_threads": CORES, "eval_threads": CORES, "accelerator": "cpu"},
     }
 
@@ -258,7 +260,7 @@ def main() -> None:
     csr = csr_bytes(results / "data" / "target_line.h5ad")
     summary = json.loads((results / "data" / "preprocess.json").read_text())
     n_cells, n_genes = file_shape(inputs)
-    steps = json.loads((results / "models" / "lora_batch_delta" / "rep0" / "summary.json").read_text())
+    steps = json.loads((results / "models" / STAGE / "rep0" / "summary.json").read_text())
     report = pd.read_csv(results / "report" / "summary.csv")
     per_rule = jobs.groupby("rule").agg(
         s=("s", "max"), rss_bytes=("rss_bytes", "max"), rss_sampled=("rss_sampled_bytes", "max"), n_jobs=("job", "size")
@@ -309,7 +311,7 @@ def main() -> None:
         "n_cells_base_lines": summary["n_cells_base"],
         "n_genes": summary["n_genes"],
         "csr_bytes": csr,
-        "evaluation_profile": "anndata",
+        "evaluation_profile": EVALUATION["profile"],
         "screen": screen,
         **figures,
         "finetune_steps": steps["steps"],
