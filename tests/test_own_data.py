@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,7 @@ from conftest import snakemake, write_config
 from own_data import GENES, SINGLES, UNSEEN, benchmark_screen, split_into_files, train_st_run_directory
 from safetensors.torch import load_file
 
+from deltatune.errors import CheckpointError
 from deltatune.model.checkpoint import CHECKPOINTS, find_checkpoint, load_base_model
 from deltatune.model.perturbations import is_one_hot
 from deltatune.settings import CheckpointSettings
@@ -88,6 +90,60 @@ def test_a_state_tx_train_run_directory_loads_without_trusting_it(st_run):
     by_path = load_base_model(st_run / CHECKPOINTS / "best.ckpt")
     for name, weight in best.model.state_dict().items():
         assert torch.equal(weight, by_path.model.state_dict()[name]), name
+
+
+def _same_weights(a, b) -> bool:
+    other = b.model.state_dict()
+    return all(torch.equal(w, other[name]) for name, w in a.model.state_dict().items())
+
+
+def _release(st_run, folder):
+    """``st_run`` laid out as Arc releases a checkpoint: the .ckpt at the folder's top."""
+    folder.mkdir(parents=True)
+    for name in ("config.yaml", "var_dims.pkl", "pert_onehot_map.pt"):
+        shutil.copy(st_run / name, folder / name)
+    shutil.copy(st_run / CHECKPOINTS / "final.ckpt", folder / "final.ckpt")
+    return folder
+
+
+def test_released_checkpoint_layouts_load_as_downloaded(st_run, tmp_path):
+    """A .ckpt at the folder's top, fewshot/zeroshot sub-runs, and a .ckpt path never taken for another folder."""
+    reference = load_base_model(st_run)
+
+    flat = _release(st_run, tmp_path / "ST-HVG-X")
+    assert find_checkpoint(flat) == (flat, flat / "final.ckpt")
+    assert find_checkpoint(flat / "final.ckpt") == (flat, flat / "final.ckpt")
+    assert _same_weights(load_base_model(flat), reference)
+    assert _same_weights(load_base_model(flat / "final.ckpt"), reference)
+
+    # A release of sub-runs only: the error lists them; naming one loads it.
+    nested = tmp_path / "release"
+    shutil.copytree(st_run, nested / "fewshot" / "run_a")
+    _release(st_run, nested / "zeroshot" / "run_b")
+    with pytest.raises(CheckpointError, match=r"holds 2 runs and no checkpoint of its own.*fewshot/run_a.*zeroshot/run_b"):
+        find_checkpoint(nested)
+    assert _same_weights(load_base_model(nested / "fewshot" / "run_a"), reference)
+    assert find_checkpoint(nested / "zeroshot" / "run_b")[1] == nested / "zeroshot" / "run_b" / "final.ckpt"
+
+    # The top's own checkpoint wins over its sub-runs.
+    shutil.copytree(nested, flat / "more")
+    assert find_checkpoint(flat)[1] == flat / "final.ckpt"
+
+    # A .ckpt whose folder lacks the run's files is refused, not resolved two levels up.
+    stray = flat / "extra" / "checkpoints"
+    stray.mkdir(parents=True)
+    shutil.copy(flat / "final.ckpt", stray / "final.ckpt")
+    with pytest.raises(CheckpointError, match=r"no pert_onehot_map.pt in .*extra/checkpoints or .*extra\b"):
+        load_base_model(stray / "final.ckpt")
+
+
+def test_an_embedding_space_release_is_refused_with_the_gene_space_one_named(st_run, tmp_path):
+    release = _release(st_run, tmp_path / "ST-SE-X")
+    checkpoint = torch.load(release / "final.ckpt", map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["embed_key"] = "X_state"
+    torch.save(checkpoint, release / "final.ckpt")
+    with pytest.raises(CheckpointError, match=r"takes cell embeddings \(embed_key 'X_state'\).*ST-SE.*ST-HVG"):
+        load_base_model(release, CheckpointSettings(trusted=True))
 
 
 def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(own_run, st_run):

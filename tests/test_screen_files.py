@@ -225,14 +225,14 @@ def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
     tahoe = tmp_path / "data" / "tahoe"
     for path in write_plates(spec, tahoe):
         path.rename(tahoe / TAHOE_FILE.format(path.stem.removeprefix("plate")))
-    checkpoint = tmp_path / "models" / "ST-Tahoe"
-    (checkpoint / "checkpoints").mkdir(parents=True)
-    (checkpoint / "checkpoints" / "final.ckpt").touch()  # a dry run plans; it loads nothing
-    (checkpoint / "hvg_genes.txt").write_text("\n".join(ad.read_h5ad(next(tahoe.iterdir()), backed="r").var_names))
     from snakemake.utils import update_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "config" / "tahoe_c37.yaml").read_text()))  # as Snakemake lays them
+    checkpoint, genes = tmp_path / config["base_model"]["checkpoint"], tmp_path / config["base_model"]["genes"]
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "final.ckpt").touch()  # the release's layout; a dry run plans, it loads nothing
+    genes.write_text("\n".join(ad.read_h5ad(next(tahoe.iterdir()), backed="r").var_names))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tmp_path, "--dry-run", "--printshellcmds")
     assert done.returncode == 0, done.stderr[-3000:]

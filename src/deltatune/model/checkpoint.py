@@ -116,23 +116,67 @@ def load_pickle(path: Path, trusted: bool):
 
 
 def find_checkpoint(location: str | Path, name: str | None = None) -> tuple[Path, Path]:
-    """(run directory, checkpoint file) of a run directory or of a ``.ckpt`` inside one."""
+    """(run directory, checkpoint file) of what ``base_model.checkpoint`` names.
+
+    Three layouts are accepted, as ``state tx train`` writes them and as Arc releases them:
+
+    - a run directory with ``checkpoints/final.ckpt`` (``state tx train``'s own output);
+    - a release folder with the ``.ckpt`` at its top, beside ``pert_onehot_map.pt``, as Arc's
+      releases on Hugging Face come (their ``fewshot/`` and ``zeroshot/`` sub-runs are run
+      directories of the first kind, chosen by naming them);
+    - a ``.ckpt`` file in either: its run directory is the folder that holds
+      ``pert_onehot_map.pt``, its own or, for ``checkpoints/x.ckpt``, the one above. It never
+      resolves to any other folder.
+
+    A release that holds several runs (``fewshot/<run>``, ``zeroshot/<run>``) and no checkpoint of
+    its own stops with the runs it holds, for the user to choose one.
+    """
     location = Path(location)
     if location.suffix == ".ckpt":
-        if not location.is_file():
-            raise CheckpointError(f"checkpoint file {location} does not exist")
-        return location.parent.parent, location
+        return _run_of_file(location), location
     if not location.is_dir():
         raise CheckpointError(f"base model directory {location} does not exist")
     candidates = [name] if name else CHECKPOINT_FILES
     for candidate in candidates:
-        if (location / CHECKPOINTS / candidate).is_file():
-            return location, location / CHECKPOINTS / candidate
-    present = sorted(p.name for p in (location / CHECKPOINTS).glob("*.ckpt"))
+        for folder in (location / CHECKPOINTS, location):
+            if (folder / candidate).is_file():
+                return location, folder / candidate
+    runs = sub_runs(location)
+    if runs and not name:
+        listed = ", ".join(str(r) for r in runs)
+        raise CheckpointError(
+            f"{location} holds {len(runs)} runs and no checkpoint of its own: set base_model.checkpoint to "
+            f"the one to fine-tune ({listed}). A fewshot run saw some perturbations of its held-out lines, "
+            "a zeroshot run none of them"
+        )
+    found = [*location.glob("*.ckpt"), *(location / CHECKPOINTS).glob("*.ckpt")]
+    present = sorted(str(p.relative_to(location)) for p in found)
+    wanted = " / ".join(str(CHECKPOINTS / c) for c in candidates)
     raise CheckpointError(
-        f"base model directory {location} has no {' / '.join(str(CHECKPOINTS / c) for c in candidates)} "
-        f"(checkpoints present: {present or 'none'})"
+        f"base model directory {location} has no {wanted} (nor these at its top; checkpoints present: "
+        f"{present or 'none'})"
     )
+
+
+def _run_of_file(ckpt: Path) -> Path:
+    """The run directory of a ``.ckpt`` file: the folder beside it that holds the perturbation map."""
+    if not ckpt.is_file():
+        raise CheckpointError(f"checkpoint file {ckpt} does not exist")
+    folders = [ckpt.parent] + ([ckpt.parent.parent] if ckpt.parent.name == CHECKPOINTS.name else [])
+    for folder in folders:
+        if (folder / PERT_MAP).is_file():
+            return folder
+    raise CheckpointError(
+        f"checkpoint file {ckpt}: no {PERT_MAP} in {' or '.join(str(f) for f in folders)}. A run's files "
+        f"({PERT_MAP}, {VAR_DIMS}, config.yaml) must sit beside the .ckpt, or one folder above checkpoints/"
+    )
+
+
+def sub_runs(location: Path, depth: int = 3) -> list[Path]:
+    """Run directories below ``location`` (at most ``depth`` levels): folders with a perturbation
+    map and a checkpoint, as a release's ``fewshot/<run>`` and ``zeroshot/<run>``."""
+    maps = [m for level in range(1, depth + 1) for m in sorted(location.glob("*/" * level + PERT_MAP))]
+    return [m.parent for m in maps if any(m.parent.glob("*.ckpt")) or any((m.parent / CHECKPOINTS).glob("*.ckpt"))]
 
 
 def _check_supported(hparams: dict, where: Path) -> None:
@@ -140,8 +184,9 @@ def _check_supported(hparams: dict, where: Path) -> None:
     embed_key = hparams.get("embed_key")
     if embed_key not in GENE_SPACE_KEYS:
         raise CheckpointError(
-            f"{where} takes cell embeddings (embed_key '{embed_key}'); deltatune feeds expression "
-            f"and needs an ST model trained in gene space (embed_key null or X_hvg)"
+            f"{where} takes cell embeddings (embed_key '{embed_key}'), as Arc's ST-SE-* releases do (State "
+            "Embedding vectors, X_state); deltatune feeds expression and needs an ST model trained in gene "
+            "space (embed_key null or X_hvg), such as the ST-HVG-* releases"
         )
     if int(hparams["input_dim"]) != int(hparams["output_dim"]):
         raise CheckpointError(
@@ -169,8 +214,10 @@ def _gene_list(run_dir: Path, hparams: dict, var_dims: dict, n_inputs: int, give
     if len(genes) != n_inputs:
         raise CheckpointError(
             f"the base model takes {n_inputs} genes (input_dim) but {source} lists {len(genes)}. "
-            "ST does not save the highly-variable-gene list a model was trained on: give it, one "
-            "gene per line in the model's order, as base_model.genes"
+            "ST records every gene of its training data, not the highly variable genes it took, nor "
+            "their order (Arc's ST-HVG releases included: arc-state issues 268 and 279): give that list, "
+            "one gene per line in the model's order, as base_model.genes. Only its authors can say "
+            "which it is; a list chosen again from the same data need not be the same"
         )
     if len(set(genes)) != len(genes):
         raise CheckpointError(f"{source} lists duplicate gene names")
