@@ -43,7 +43,9 @@ def test_run_directory_roundtrip(base, tmp_path):
 def test_missing_checkpoint_is_named(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "epoch=3.ckpt").touch()
-    with pytest.raises(CheckpointError, match=r"has no checkpoints/final.ckpt / .*present: \['checkpoints/epoch=3.ckpt'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"has no checkpoints/final.ckpt / .*present: \['checkpoints/epoch=3.ckpt'\]"
+    ):
         load_base_model(tmp_path)
 
 

@@ -120,7 +120,9 @@ def test_released_checkpoint_layouts_load_as_downloaded(st_run, tmp_path):
     nested = tmp_path / "release"
     shutil.copytree(st_run, nested / "fewshot" / "run_a")
     _release(st_run, nested / "zeroshot" / "run_b")
-    with pytest.raises(CheckpointError, match=r"holds 2 runs and no checkpoint of its own.*fewshot/run_a.*zeroshot/run_b"):
+    with pytest.raises(
+        CheckpointError, match=r"holds 2 runs and no checkpoint of its own.*fewshot/run_a.*zeroshot/run_b"
+    ):
         find_checkpoint(nested)
     assert _same_weights(load_base_model(nested / "fewshot" / "run_a"), reference)
     assert find_checkpoint(nested / "zeroshot" / "run_b")[1] == nested / "zeroshot" / "run_b" / "final.ckpt"
@@ -168,6 +170,14 @@ def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(ow
     assert sorted(target.var_names[~target.var["measured"].to_numpy()]) == ["GENE00", "GENE01"]
     assert json.loads((own_run / "data" / "preprocess.json").read_text())["n_genes_missing"] == 2
 
+    split = pd.read_csv(own_run / "data" / "split.tsv", sep="\t")
+    # Leakage: the checkpoint's run records its split TOML, which does not hold K562 out.
+    leakage = json.loads((own_run / "data" / "preprocess.json").read_text())["leakage"]
+    assert leakage["split_file"] == str(st_run.parent / "st_data.toml") and leakage["target_line"] == "not held out"
+    assert leakage["test_perturbations_seen"] == sorted(split.loc[split["split"] == "test", "perturbation"])
+    header = (own_run / "report" / "report.html").read_text().split("<h2>")[0]
+    assert "<b>Leakage.</b>" in header and f"the checkpoint <code>{st_run}</code>" in header
+
     # Inputs: the glob's two files, each with its size and digest.
     inputs = json.loads((own_run / "report" / "provenance.json").read_text())["inputs"]
     files = {path: record for path, record in inputs.items() if path.startswith("data/")}
@@ -176,7 +186,6 @@ def test_the_workflow_runs_on_a_benchmark_layout_file_with_a_state_checkpoint(ow
         assert record["bytes"] == (own_run.parents[1] / path).stat().st_size > 0
 
     # Perturbations: combinations scored, the unseen one predicted through its new input row.
-    split = pd.read_csv(own_run / "data" / "split.tsv", sep="\t")
     tested = split.loc[split["split"] == "test", "perturbation"].tolist()
     metrics = pd.read_csv(own_run / "metrics" / "lora_batch_delta_ext" / "rep0.tsv", sep="\t")
     assert sorted(metrics["perturbation"]) == sorted(tested)

@@ -191,3 +191,65 @@ def test_a_dense_x_is_read_a_bounded_number_of_values_at_a_time(tmp_path, monkey
     assert all(block.shape[0] <= 3 for _, _, block in chunks)
     assert [r for lo, hi, _ in chunks for r in rows[lo:hi]] == rows.tolist()
     np.testing.assert_array_equal(np.vstack([block.toarray() for _, _, block in chunks]), X[rows])
+
+
+def test_a_fixed_split_holds_out_the_names_listed_drugs_or_labels(preprocessed, columns):
+    obs = preprocessed.target.obs
+    drawn = split_perturbations(obs, columns, SplitSettings(seed=0))
+    drugs = sorted(drawn["unit"].unique())
+    one_dose = drawn.loc[drawn["unit"] == drugs[2], "perturbation"].iloc[0]
+    fixed = SplitSettings(test=(drugs[0], one_dose), val=(drugs[1],), seed=99)
+    split = split_perturbations(obs, columns, fixed).set_index("perturbation")
+    unit = split["unit"]
+    assert (split.loc[unit == drugs[0], "split"] == "test").all(), "every dose of a listed drug"
+    assert split.loc[one_dose, "split"] == "test" and split.loc[unit == drugs[1], "split"].eq("val").all()
+    others = ~unit.isin(drugs[:2]) & (split.index != one_dose)
+    assert split.loc[others, "split"].eq("train").all() and set(split.loc[~others, "holdout"]) == {"listed"}
+    with pytest.raises(InputDataError, match=r"not in the target line.*\['no-such-drug'\]"):
+        split_perturbations(obs, columns, SplitSettings(test=("no-such-drug",)))
+
+
+def test_a_split_toml_gives_the_target_lines_fewshot_lists(preprocessed, columns, tmp_path):
+    """arc-state's split file, read by cell-load: the target line's [fewshot] entry fixes test and val."""
+    obs = preprocessed.target.obs
+    drugs = sorted(split_perturbations(obs, columns, SplitSettings())["unit"].unique())
+    toml = tmp_path / "generalization.toml"
+    toml.write_text(
+        '[datasets]\ntahoe = "/data/tahoe"\n[training]\ntahoe = "train"\n[zeroshot]\n"tahoe.z" = "test"\n'
+        f'[fewshot]\n[fewshot."tahoe.c"]\nval = ["{drugs[1]}", "{drugs[0]}"]\ntest = ["{drugs[0]}", "{drugs[3]}"]\n'
+    )
+    split = split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "c")
+    by_unit = split.groupby("unit")["split"].first()
+    assert sorted(by_unit[by_unit == "test"].index) == [drugs[0], drugs[3]], "a name in both lists is tested"
+    assert list(by_unit[by_unit == "val"].index) == [drugs[1]]
+    with pytest.raises(InputDataError, match=r"holds the whole line out \(\[zeroshot\] \['tahoe.z'\]\)"):
+        split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "z")
+    with pytest.raises(InputDataError, match=r"no \[fewshot\] entry for it \(entries: \['tahoe.c'\]\)"):
+        split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "other")
+
+
+def test_leakage_names_the_test_perturbations_a_checkpoints_split_did_not_hold_out(preprocessed, columns, tmp_path):
+    from deltatune.data.leakage import leakage, recorded_split
+
+    split = split_perturbations(preprocessed.target.obs, columns, SplitSettings(seed=0))
+    test = split[split["split"] == "test"]
+    held_unit, held_label = test["unit"].iloc[0], test["perturbation"].iloc[-1]
+    release = tmp_path / "release" / "fewshot"
+    (release / "run").mkdir(parents=True)
+    toml = release / "generalization.toml"  # where Arc's releases keep it: beside the runs
+    toml.write_text(
+        '[datasets]\ntahoe = "/x"\n[training]\ntahoe = "train"\n[zeroshot]\n"tahoe.z" = "test"\n'
+        f'[fewshot]\n[fewshot."tahoe.c"]\ntest = ["{held_unit}", "{held_label}"]\n'
+    )
+    (release / "run" / "config.yaml").write_text(
+        "data:\n  kwargs:\n    toml_config_path: /data/tahoe/generalization.toml\n"
+    )
+    assert recorded_split(release / "run") == toml == recorded_split(release / "run" / "checkpoints" / "final.ckpt")
+    assert recorded_split(tmp_path) is None
+
+    found = leakage(toml, "c", split)
+    held = test["unit"].eq(held_unit) | test["perturbation"].eq(held_label)
+    assert found["target_line"] == "fewshot" and found["n_test_perturbations"] == len(test)
+    assert found["test_perturbations_seen"] == sorted(test.loc[~held, "perturbation"]) != []
+    assert leakage(toml, "z", split)["test_perturbations_seen"] == []
+    assert leakage(toml, "elsewhere", split)["test_perturbations_seen"] == sorted(test["perturbation"])

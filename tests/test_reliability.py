@@ -309,6 +309,37 @@ def test_a_checkpoint_or_adapter_that_does_not_fit_stops_inference(case, finishe
     record("Bad inputs", case, "infer", message, f"exit {done.returncode}; earlier outputs intact")
 
 
+def _evaluate_args(results: Path, data: Path, predicted: Path, columns: dict, out: Path) -> list[str]:
+    return [
+        "evaluate",
+        *("--data", str(data), "--split", str(results / "data" / "split.tsv")),
+        *("--reference", str(results / "data" / "reference.npz"), "--predicted", str(predicted)),
+        *("--columns", json.dumps(columns), "--out", str(out / "m.tsv"), "--out-matching", str(out / "m.json")),
+    ]
+
+
+EVALUATE_CASES = {
+    "--data and --predicted swapped": ({}, True, "is a prediction (written by deltatune infer or baseline)"),
+    "a data.columns name absent from obs": ({"batch": "plate_id"}, False, "has no obs column 'plate_id'"),
+    "--columns with only some keys": ({"batch": None}, False, "--columns lacks ['control', 'cell_type'"),
+}
+
+
+@pytest.mark.parametrize("case", list(EVALUATE_CASES))
+def test_bad_evaluation_inputs_stop_before_scoring(case, finished_run, tmp_path):
+    changed, swapped, expected = EVALUATE_CASES[case]
+    results = finished_run / "results" / "tiny"
+    data, predicted = results / "data" / "target_line.h5ad", results / "predictions" / "base" / "rep0.h5ad"
+    columns = {**COLUMNS, **changed}
+    if case.startswith("--columns"):
+        columns = {"perturbation": COLUMNS["perturbation"], **changed}
+    args = _evaluate_args(results, *((predicted, data) if swapped else (data, predicted)), columns, tmp_path)
+    done = _deltatune(*args)
+    message = _failed_cleanly(done, "evaluate", expected)
+    assert len(message.splitlines()) == 1 and not list(tmp_path.iterdir()), "one line; nothing written"
+    record("Bad inputs", case, "evaluate", message, f"exit {done.returncode}; nothing written")
+
+
 def test_a_gene_set_that_does_not_match_the_checkpoint_stops_training(finished_run, tmp_path):
     results = finished_run / "results" / "tiny"
     data = ad.read_h5ad(results / "data" / "target_line.h5ad")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -300,6 +301,50 @@ def test_interval_notes_start_at_ten_perturbations():
 
     assert interval_note(9) and interval_note(3)
     assert interval_note(10) == "" and interval_note(500) == ""
+
+
+def test_the_report_header_names_the_data_the_base_model_and_the_date(finished_run):
+    report = finished_run / "results" / "tiny" / "report"
+    page = (report / "report.html").read_text()
+    header = page.split("<h2>")[0]
+    date = json.loads((report / "provenance.json").read_text())["date"]
+    assert "<b>simulated data</b>" in header and "pretrained in this run on the other lines" in header
+    assert f"report written {date}" in header
+    assert "Leakage" not in page, "our own base never sees the target line"
+
+
+def test_a_copied_results_folder_rebuilds_its_report_without_snakemake(finished_run, tmp_path):
+    """`deltatune report RESULTS_DIR` on a copy elsewhere: the same scores, the record carried over."""
+    original = finished_run / "results" / "tiny"
+    copy = tmp_path / "handed_over" / "tiny"
+    shutil.copytree(original, copy)
+    for name in ("summary.csv", "comparison.csv", "report.html"):
+        (copy / "report" / name).unlink()
+    shutil.rmtree(copy / "report" / "figures")
+    manifest = json.loads((copy / "report" / "manifest.json").read_text())
+    assert not Path(manifest["split"]).is_absolute(), "paths inside the folder are relative to it"
+    probe = (
+        "import sys; from deltatune.cli import main; code = main(['report', sys.argv[1]]); "
+        "assert 'snakemake' not in sys.modules; sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(copy)], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(copy / "report" / "summary.csv"), pd.read_csv(original / "report" / "summary.csv")
+    )
+    assert (copy / "report" / "report.html").stat().st_size > 0 and any((copy / "report" / "figures").iterdir())
+    before = json.loads((original / "report" / "provenance.json").read_text())
+    after = json.loads((copy / "report" / "provenance.json").read_text())
+    for key in ("config", "inputs", "git", "date", "seeds"):
+        assert after[key] == before[key], key
+    assert len(after["rebuilt"]) == 1 and "rebuilt" not in before
+
+    done = subprocess.run(
+        [sys.executable, "-m", "deltatune.cli", "report", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "manifest.json is missing" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_provenance_matches_the_run(finished_run):

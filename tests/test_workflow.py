@@ -81,6 +81,16 @@ def test_second_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_the_config_provenance_records_reruns_nothing(finished_run, tmp_path):
+    """provenance.json's config, alone as --configfile, describes the run's every job: nothing to do."""
+    record = json.loads((finished_run / "results" / "tiny" / "report" / "provenance.json").read_text())
+    config = tmp_path / "provenance_config.yaml"
+    config.write_text(yaml.safe_dump(record["config"]))
+    result = snakemake(finished_run, "--dry-run", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def test_stage_extends_another(tmp_path, tiny_config):
     config = yaml.safe_load(yaml.safe_dump(tiny_config))
     config["stages"]["lora_batch"] = {"extends": "lora_random", "pairing": "batch", "lora": {"rank": 2}}

@@ -120,9 +120,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: str | os.PathLike, data: Any, sort_keys: bool = True) -> None:
+    """Write ``data`` as indented JSON atomically; ``sort_keys=False`` where order is meaning (a
+    config's stages, a manifest's rows: the report's order)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 def write_h5ad(adata, path: str | os.PathLike) -> None:

@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 
 from snakemake.utils import validate
@@ -8,6 +9,7 @@ from snakemake.utils import validate
 # checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
+from deltatune.data.leakage import recorded_split
 from deltatune.settings import output_dict, to_dict
 from deltatune.settings.pairing import STRATEGIES, plate_strategy
 from deltatune.settings.workflow import OTHER_LINES, WorkflowSettings
@@ -21,6 +23,7 @@ RESULTS = f"results/{SETTINGS.run}"
 STAGES = list(SETTINGS.stages)  # fine-tuned stages, `tuned` last when there is a search
 SEARCH = SETTINGS.search
 CHECKPOINT = SETTINGS.checkpoint_dir  # a user's ST run directory, or None: pretrain one
+BASE_SPLIT = recorded_split(CHECKPOINT) if CHECKPOINT else None  # the split TOML the checkpoint trained with
 BATCH = SETTINGS.columns.batch  # the plate / batch column, or None
 ROLES = roles.row_roles(STAGES, SETTINGS.baselines)  # every report row, in report order, with its role
 SCORED = [row for row, role in ROLES.items() if role != roles.CEILING]  # rows with a prediction
@@ -136,6 +139,7 @@ def get_report_inputs(wildcards):
         "data": f"{RESULTS}/data/target_line.h5ad",
         "split": f"{RESULTS}/data/split.tsv",
         "obs_check": f"{RESULTS}/data/obs_check.json",
+        "preprocess": f"{RESULTS}/data/preprocess.json",
         "base": get_base_model(),
         **search_outputs(),
     }
@@ -156,6 +160,7 @@ def report_manifest(wildcards, input):
             "data": input.data,
             "split": input.split,
             "obs_check": input.obs_check,
+            "preprocess": input.preprocess,
             # the screen's files are recorded (size, sha256), not inputs: the report reads none of
             # them, and their size (Tahoe: 314 GB) would set its memory and time (resources.py)
             "inputs": [*get_screen(), input.base],

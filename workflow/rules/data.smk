@@ -69,6 +69,8 @@ rule preprocess:
     input:
         screen=get_screen(),
         genes=get_model_genes(),
+        split_toml=SETTINGS.preprocess.split.toml or [],
+        base_split=BASE_SPLIT or [],
     output:
         base=f"{RESULTS}/data/base_lines.h5ad",
         target=f"{RESULTS}/data/target_line.h5ad",
@@ -82,10 +84,11 @@ rule preprocess:
         columns=as_json(SETTINGS.columns_for("preprocess")),
         settings=as_json(SETTINGS.preprocess_settings()),
         genes=lambda wc, input: f"--genes {input.genes}" if input.genes else "",
+        base_split=lambda wc, input: f"--base-split {shlex.quote(input.base_split)}" if input.base_split else "",
     resources:
         mem_mb=mem_mb("preprocess"),
         runtime=runtime("preprocess"),
     shell:
-        "deltatune preprocess --input {input.screen:q} {params.genes} --columns {params.columns:q} "
+        "deltatune preprocess --input {input.screen:q} {params.genes} {params.base_split} --columns {params.columns:q} "
         "--settings {params.settings:q} --out-base {output.base} --out-target {output.target} "
         "--out-split {output.split} --out-summary {output.summary} 2> {log}"

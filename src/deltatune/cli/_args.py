@@ -8,6 +8,7 @@ run-only settings (threads, the device, how often to checkpoint) arrive as plain
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -84,9 +85,22 @@ def with_checkpoint_interval(settings, args: argparse.Namespace):
 
 
 def columns(args: argparse.Namespace):
+    """``--columns``, every key given: the defaults are Tahoe-100M's names, and filling a key the
+    user left out with one would score by a column they never chose."""
+    from dataclasses import fields
+
+    from ..errors import SettingsError
     from ..settings import Columns, from_json
 
-    return from_json(Columns, args.columns, "data.columns")
+    found = from_json(Columns, args.columns, "--columns")
+    given = json.loads(args.columns)
+    missing = [f.name for f in fields(Columns) if f.name not in given]
+    if missing:
+        raise SettingsError(
+            f"--columns lacks {missing}: give every key of {[f.name for f in fields(Columns)]}, "
+            "null for a column the screen does not have (no default is filled in)"
+        )
+    return found
 
 
 def model_settings(args: argparse.Namespace) -> dict:

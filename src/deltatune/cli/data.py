@@ -69,6 +69,10 @@ def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
     p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
     p.add_argument("--genes", help="gene list of a base model (from `deltatune genes`); replaces HVG selection")
+    p.add_argument(
+        "--base-split",
+        help="the split TOML the checkpoint trained with: the summary records which test perturbations it saw",
+    )
     p.add_argument("--out-base", required=True, help="the base lines (.h5ad)")
     p.add_argument("--out-target", required=True, help="the target line (.h5ad)")
     p.add_argument("--out-split", required=True, help="the split of the target line's perturbations (.tsv)")
@@ -88,6 +92,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
         columns=_args.columns(args),
         settings=from_json(PreprocessSettings, args.settings, "preprocess"),
         genes=args.genes,
+        base_split=args.base_split,
     )
 
 

@@ -13,22 +13,36 @@ from . import _args
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", required=True, help="JSON: the run's files (deltatune.report.build.Manifest)")
-    p.add_argument("--config", required=True, help="JSON: the run's effective config (WorkflowSettings.effective)")
-    p.add_argument("--out-dir", required=True, help="report folder to write")
+    p.add_argument(
+        "results_dir",
+        nargs="?",
+        metavar="RESULTS_DIR",
+        help="rebuild the report of this results/<run> folder from the files it holds (no Snakemake needed)",
+    )
+    p.add_argument("--manifest", help="JSON: the run's files (deltatune.report.build.Manifest); the workflow's form")
+    p.add_argument("--config", help="JSON: the run's effective config (WorkflowSettings.effective); with --manifest")
+    p.add_argument("--out-dir", help="report folder to write; with --manifest")
 
 
 def run_report(args: argparse.Namespace) -> None:
     from ..errors import SettingsError
-    from ..report.build import Manifest, report_files
+    from ..report.build import Manifest, rebuild_report, report_files
     from ..settings import from_json
 
-    manifest = from_json(Manifest, args.manifest, "--manifest")
-    try:
-        config = json.loads(args.config)
-    except json.JSONDecodeError as err:
-        raise SettingsError(f"--config: not valid JSON ({err})") from err
-    summary = report_files(manifest, args.out_dir, config=config)
+    given = [args.manifest, args.config, args.out_dir]
+    if args.results_dir is not None:
+        if any(given):
+            raise SettingsError("give a RESULTS_DIR, or --manifest, --config and --out-dir: not both")
+        summary = rebuild_report(args.results_dir)
+    elif all(given):
+        manifest = from_json(Manifest, args.manifest, "--manifest")
+        try:
+            config = json.loads(args.config)
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"--config: not valid JSON ({err})") from err
+        summary = report_files(manifest, args.out_dir, config=config)
+    else:
+        raise SettingsError("give a RESULTS_DIR to rebuild its report, or all of --manifest, --config and --out-dir")
     print(summary.to_string(index=False), file=sys.stderr)
 
 

@@ -120,7 +120,7 @@ def _preprocess(
     parts = sample_base(parts, columns, settings)
     obs = _concat_obs([p.obs for p in parts], [p.source for p in parts])
     in_target = np.concatenate([p.in_target for p in parts])
-    split = split_perturbations(obs[in_target], columns, settings.split)
+    split = split_perturbations(obs[in_target], columns, settings.split, settings.target_cell_line)
     scale = ScaleTracker()
     chosen = _choose_genes(parts, columns, settings, genes, split, scale)
     _write(parts, chosen.space, scale, target, base)

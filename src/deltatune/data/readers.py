@@ -40,6 +40,17 @@ def open_backed(path: str | Path) -> ad.AnnData:
         raise InputDataError(f"{path} is not a readable .h5ad file ({err})") from err
 
 
+def read_uns_keys(path: str | Path) -> set[str]:
+    """The top-level keys of a file's ``uns``, read without loading anything else."""
+    if not Path(path).exists():
+        raise InputDataError(f"input file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as handle:
+            return set(handle["uns"].keys()) if "uns" in handle else set()
+    except OSError as err:
+        raise InputDataError(f"{path} is not a readable .h5ad file ({err})") from err
+
+
 def read_rows(backed: ad.AnnData, rows: np.ndarray, chunk_rows: int | None = None) -> ad.AnnData:
     """An in-memory AnnData of ``rows`` (sorted positions) of a backed file, X as CSR float32.
 

@@ -1,13 +1,19 @@
 """Train / val / test split of the target line's perturbations, shared by every stage.
 
 The split is made once (by :mod:`deltatune.data.preprocess`) and written as a table, so that every
-stage, baseline and the base model are scored on exactly the same test cells.
+stage, baseline and the base model are scored on exactly the same test cells. It is drawn at
+random by split unit, or fixed: listed in the config, or read from an arc-state split TOML
+(parsed by cell-load's own :class:`cell_load.config.ExperimentConfig`, the reader ``state tx
+train`` uses).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from cell_load.config import ExperimentConfig
 
 from ..errors import InputDataError
 from ..settings import Columns, SplitSettings
@@ -16,12 +22,53 @@ from .groups import control_mask
 SPLITS = ("train", "val", "test")
 
 
-def split_perturbations(obs: pd.DataFrame, columns: Columns, settings: SplitSettings) -> pd.DataFrame:
+def read_split_toml(path: str | Path) -> ExperimentConfig:
+    """An arc-state / cell-load split file: ``[training]`` datasets, ``[zeroshot]`` cell types
+    held out whole, ``[fewshot]`` perturbations held out of a cell type (keys ``dataset.celltype``)."""
+    try:
+        return ExperimentConfig.from_toml(str(path))
+    except FileNotFoundError:
+        raise InputDataError(f"split file {path} does not exist") from None
+    except Exception as err:  # toml's decode errors name the line
+        raise InputDataError(f"split file {path} is not a readable TOML file: {err}") from None
+
+
+def line_entries(config: ExperimentConfig, cell_line: str, section: str) -> dict:
+    """The ``[zeroshot]`` or ``[fewshot]`` entries of ``cell_line``, by ``dataset.celltype`` key."""
+    entries = getattr(config, section)
+    return {key: value for key, value in entries.items() if key.split(".", 1)[-1] == cell_line}
+
+
+def fewshot_lists(path: str | Path, cell_line: str) -> tuple[list[str], list[str]]:
+    """(test, val) names of ``cell_line``'s ``[fewshot]`` entries in the split file ``path``; a
+    name in both is a test name (cell-load lets them overlap; a perturbation is scored once)."""
+    config = read_split_toml(path)
+    entries = line_entries(config, cell_line, "fewshot")
+    if not entries:
+        whole = line_entries(config, cell_line, "zeroshot")
+        why = (
+            f"holds the whole line out ([zeroshot] {sorted(whole)}), which leaves nothing to fine-tune on"
+            if whole
+            else f"has no [fewshot] entry for it (entries: {sorted(config.fewshot) or 'none'})"
+        )
+        raise InputDataError(
+            f"split file {path} {why}: target cell line '{cell_line}' needs a [fewshot.\"<dataset>.{cell_line}\"] "
+            "entry with test (and val) lists, or use split.test or the fractions"
+        )
+    test = sorted({name for entry in entries.values() for name in entry.get("test", [])})
+    val = sorted({name for entry in entries.values() for name in entry.get("val", [])} - set(test))
+    return test, val
+
+
+def split_perturbations(
+    obs: pd.DataFrame, columns: Columns, settings: SplitSettings, cell_line: str | None = None
+) -> pd.DataFrame:
     """Assign every perturbation in ``obs`` to train, val or test by split unit.
 
     Returns one row per perturbation label: ``perturbation``, ``unit``, ``split``, ``n_cells``
     and ``holdout`` (``unit`` for a held-out drug, ``dose`` for a held-out dose of a training
-    drug, empty for training perturbations).
+    drug, ``listed`` for a name of a fixed split, empty for training perturbations).
+    ``cell_line`` (the target line) finds its entry in ``settings.toml``.
     """
     unit_col = columns.split_unit()
     treated = obs[obs[columns.perturbation].astype(str) != columns.control]
@@ -34,6 +81,12 @@ def split_perturbations(obs: pd.DataFrame, columns: Columns, settings: SplitSett
             "n_cells": counts["n_cells"],
         }
     )
+    if settings.fixed:
+        if settings.toml is not None:
+            test, val = fewshot_lists(settings.toml, str(cell_line))
+        else:
+            test, val = list(settings.test), list(settings.val or ())
+        return _listed(table, test, val, unit_col)
     units = np.sort(table["unit"].unique())
     n_test = max(1, round(settings.test_fraction * len(units)))
     n_val = round(settings.val_fraction * len(units))
@@ -49,6 +102,28 @@ def split_perturbations(obs: pd.DataFrame, columns: Columns, settings: SplitSett
     table["holdout"] = np.where(table["split"] == "train", "", "unit")
     if settings.dose_holdout_fraction > 0:
         _hold_out_doses(table, settings.dose_holdout_fraction, rng)
+    return table.sort_values(["split", "perturbation"]).reset_index(drop=True)
+
+
+def _listed(table: pd.DataFrame, test: list[str], val: list[str], unit_col: str) -> pd.DataFrame:
+    """A fixed split: each name is a split unit (every dose of a drug) or a perturbation label."""
+    known = set(table["unit"]) | set(table["perturbation"])
+    absent = [name for name in [*test, *val] if name not in known]
+    if absent:
+        raise InputDataError(
+            f"the fixed split names {len(absent)} perturbation(s) not in the target line, neither a "
+            f"'{unit_col}' value nor a label: {absent[:5]}"
+        )
+
+    def named(names: list[str]) -> pd.Series:
+        return table["unit"].isin(names) | table["perturbation"].isin(names)
+
+    table["split"] = np.where(named(test), "test", np.where(named(val), "val", "train"))
+    if (table["split"] == "train").sum() == 0:
+        raise InputDataError(
+            "the fixed split holds out every perturbation of the target line: none is left to train on"
+        )
+    table["holdout"] = np.where(table["split"] == "train", "", "listed")
     return table.sort_values(["split", "perturbation"]).reset_index(drop=True)
 
 

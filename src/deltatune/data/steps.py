@@ -11,6 +11,7 @@ from pathlib import Path
 from ..files import write_json, write_tsv
 from ..settings import Columns, PreprocessSettings, ScreenSpec
 from .genes import read_gene_list
+from .leakage import leakage
 from .obs import Census, cell_roles, check_columns
 from .preprocess import preprocess_screen
 from .screen import read_obs_var
@@ -79,14 +80,25 @@ def preprocess_files(
     columns: Columns,
     settings: PreprocessSettings,
     genes: str | Path | None = None,
+    base_split: str | Path | None = None,
 ) -> dict:
     """Preprocess a screen, one file or several (:func:`~deltatune.data.preprocess.preprocess_screen`),
     into the base lines, the target line, the split table and a summary; ``genes`` is a gene list
     file (a checkpoint's, from :func:`~deltatune.model.steps.genes_file`) that replaces
-    highly-variable-gene selection."""
+    highly-variable-gene selection. ``base_split`` is the split TOML a checkpoint trained with
+    (:func:`~deltatune.data.leakage.recorded_split`): the summary's ``leakage`` then says which
+    test perturbations of the target line it may have seen (None: nothing recorded)."""
     split, summary = preprocess_screen(
         _paths(screen), columns, settings, out_target, out_base, read_gene_list(genes) if genes else None
     )
+    summary["leakage"] = leakage(base_split, settings.target_cell_line, split) if base_split else None
+    seen = (summary["leakage"] or {}).get("test_perturbations_seen")
+    if seen:
+        log.warning(
+            "the checkpoint's split (%s) did not hold out %d of the %d test perturbations of %s: it may have "
+            "trained on them; the report says so",
+            base_split, len(seen), summary["leakage"]["n_test_perturbations"], settings.target_cell_line,
+        )  # fmt: skip
     log.info("preprocess: %s", summary)
     write_tsv(split, out_split)
     write_json(out_summary, summary)

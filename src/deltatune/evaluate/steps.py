@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.genes import measured_genes
-from ..data.readers import open_backed, read_cells
+from ..data.readers import open_backed, read_cells, read_uns_keys
 from ..data.splits import read_split
+from ..errors import InputDataError
 from ..files import write_json, write_tsv
+from ..predict.prediction import INFO
 from ..settings import Columns, EvaluateSettings
 from .pairs import evaluation_pair, real_test_cells, scored_cells
 from .reference import Reference, training_reference
@@ -38,6 +40,15 @@ def reference_file(data: str | Path, split: str | Path, out: str | Path, *, colu
     return reference
 
 
+def _require_columns(obs: pd.DataFrame, columns: Columns, path: str | Path) -> None:
+    """Every column the scores group by, present before any scoring starts."""
+    missing = [name for name in columns.required() if name not in obs.columns]
+    if missing:
+        raise InputDataError(
+            f"{path} has no obs column {missing[0]!r} (data.columns names it; the file has {list(obs.columns)[:12]})"
+        )
+
+
 def evaluate_files(
     data: str | Path,
     split: str | Path,
@@ -54,9 +65,20 @@ def evaluate_files(
     pooled and plate-matched; write the per-perturbation scores (``out``, .tsv) and what plate
     matching used and skipped (``out_matching``, .json), and return both."""
     table = read_split(split)
-    target = read_cells(data, lambda obs: scored_cells(obs, columns, table))  # test cells and controls only
+    if INFO in read_uns_keys(data):
+        raise InputDataError(
+            f"--data {data} is a prediction (written by deltatune infer or baseline): --data takes the real "
+            "target line (data/target_line.h5ad) and --predicted the prediction. Were they swapped?"
+        )
+
+    def test_cells(obs: pd.DataFrame):
+        _require_columns(obs, columns, data)
+        return scored_cells(obs, columns, table)
+
+    target = read_cells(data, test_cells)  # test cells and controls only
     prediction = open_backed(predicted)  # read a chunk of rows at a time
     try:
+        _require_columns(prediction.obs, columns, predicted)
         pair = evaluation_pair(target, prediction, table, columns)
         scores, matching = score_prediction(pair, Reference.load(reference, pair.var_names), settings, threads)
     finally:

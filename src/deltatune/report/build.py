@@ -9,7 +9,8 @@ split, the check of the screen's obs, and the benchmark folder for rule times.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anndata as ad
@@ -19,6 +20,7 @@ from .. import roles
 from ..data.genes import measured_genes
 from ..data.screen import read_obs_var
 from ..data.splits import cells_of_split, read_split
+from ..errors import InputDataError
 from ..files import atomic_path, write_json, write_text
 from ..metrics import MATCHED, PRIMARY_METRIC
 from ..model.stage import read_history, read_summary
@@ -76,11 +78,67 @@ class Manifest:
     data: str
     split: str
     obs_check: str
+    preprocess: str
     inputs: list[str]
     benchmarks: str
     repo: str
     container_image: str | None = None
     search: dict[str, str] | None = None  # the search's trial table and chosen trial, when it ran
+
+
+MANIFEST = "manifest.json"  # kept in report/, paths relative to the results folder
+_NOT_PATHS = ("roles", "parents", "repo", "container_image")
+
+
+def _map_paths(value, change):
+    """``value`` (a manifest field: a path, or lists and mappings of paths) with ``change`` applied to each path."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_map_paths(v, change) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_paths(v, change) for k, v in value.items()}
+    return value
+
+
+def _manifest_paths(manifest: Manifest, change) -> dict:
+    return {k: v if k in _NOT_PATHS else _map_paths(v, change) for k, v in asdict(manifest).items()}
+
+
+def _relative_to(results: Path):
+    """A path inside ``results`` made relative to it; one outside (a screen file, a checkpoint) kept."""
+    root = results.resolve()
+
+    def change(path: str) -> str:
+        resolved = Path(path).resolve()
+        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else path
+
+    return change
+
+
+def rebuild_report(results_dir: str | Path) -> pd.DataFrame:
+    """Rebuild ``results_dir/report/`` from the folder alone, without Snakemake or the screen.
+
+    The report's files name their inputs (``report/manifest.json``, paths relative to the folder)
+    and the config (``provenance.json``): a co-author with a copy of the folder, anywhere, reruns
+    the report with ``deltatune report RESULTS_DIR``. The run's inputs (screen files, checkpoint)
+    and the code that made them are not rehashed: their records are kept from the first report,
+    and the rebuild is recorded beside them.
+    """
+    results = Path(results_dir)
+    out = results / "report"
+    for needed in (MANIFEST, "provenance.json"):
+        if not (out / needed).is_file():
+            raise InputDataError(
+                f"{out / needed} is missing: {results} is not a results folder whose report was written by "
+                "this version of deltatune (rerun the report rule with Snakemake once)"
+            )
+    values = json.loads((out / MANIFEST).read_text())
+    manifest = Manifest(
+        **_manifest_paths(Manifest(**values), lambda p: str(results / p) if not Path(p).is_absolute() else p)
+    )
+    previous = json.loads((out / "provenance.json").read_text())
+    return report_files(manifest, out, config=previous["config"], previous=previous)
 
 
 def _example_effects(manifest: Manifest, columns: Columns):
@@ -103,13 +161,16 @@ def _example_effects(manifest: Manifest, columns: Columns):
     return effects.loc[examples], predicted, None if doses.empty else doses
 
 
-def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd.DataFrame:
-    """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html and provenance.json
-    into ``out_dir`` from the files ``manifest`` names; return the summary.
+def report_files(
+    manifest: Manifest, out_dir: str | Path, *, config: dict, previous: dict | None = None
+) -> pd.DataFrame:
+    """Write summary.csv, comparison.csv, by_dose.csv, figures/, report.html, provenance.json and
+    manifest.json into ``out_dir`` from the files ``manifest`` names; return the summary.
 
     ``config`` is the run's effective config
     (:meth:`deltatune.settings.workflow.WorkflowSettings.effective`): the report records it and
-    reads the columns and bootstrap settings from it.
+    reads the columns and bootstrap settings from it. ``previous`` is the provenance of a report
+    being rebuilt (:func:`rebuild_report`): its records of the inputs, code and image are kept.
     """
     out = Path(out_dir)
     chosen = json.loads(Path(manifest.search["chosen"]).read_text()) if manifest.search else None
@@ -150,13 +211,22 @@ def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd
         chosen_values = json.dumps(chosen["overrides"], sort_keys=True)
         summary[CHOSEN_SETTING] = summary["stage"].map({roles.TUNED_ROW: chosen_values})
 
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    made = (
+        {k: previous[k] for k in ("date", "packages", "git", "container", "inputs")}
+        if previous
+        else {
+            "date": now,
+            "packages": provenance.package_versions(),
+            "git": provenance.git_state(Path(manifest.repo)),
+            "container": provenance.container(manifest.container_image),
+            "inputs": provenance.input_files(manifest.inputs),
+        }
+    )
     record = {
+        **made,
         "config": config,
         "seeds": seeds(config),
-        "packages": provenance.package_versions(),
-        "git": provenance.git_state(Path(manifest.repo)),
-        "container": provenance.container(manifest.container_image),
-        "inputs": provenance.input_files(manifest.inputs),
         "screen": json.loads(Path(manifest.obs_check).read_text()),
         "device": provenance.device(stage_info, inference),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
@@ -169,8 +239,15 @@ def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd
             "tuned": stage_info[roles.TUNED_ROW][0]["settings"],
         },
     }
+    if previous:
+        rebuilds = previous.get("rebuilt", [])
+        record["rebuilt"] = [*rebuilds, {"date": now, "packages": provenance.package_versions()}]
     context = {
         "run": config["run"],
+        "data": config["data"].get("path"),
+        "checkpoint": config["base_model"].get("checkpoint"),
+        "date": record["date"],
+        "leakage": json.loads(Path(manifest.preprocess).read_text()).get("leakage"),
         "target_cell_line": config["data"]["target_cell_line"],
         "profile": config["evaluation"]["profile"],
         "inference_mode": config["inference"]["mode"],
@@ -189,7 +266,8 @@ def report_files(manifest: Manifest, out_dir: str | Path, *, config: dict) -> pd
     ):
         with atomic_path(out / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
-    write_json(out / "provenance.json", record)
+    write_json(out / "provenance.json", record, sort_keys=False)
+    write_json(out / MANIFEST, _manifest_paths(manifest, _relative_to(out.parent)), sort_keys=False)
     captions = dict(FIGURE_CAPTIONS)
     if MATCHED not in summary:
         captions["stage_scores"] = captions["stage_scores"].replace(" and each plate's own controls (squares)", "")

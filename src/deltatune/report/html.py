@@ -34,6 +34,7 @@ thead th{background:#f3f5f7}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}
 figcaption{font-size:.88em;color:#555}
 .note{background:#f7f7f2;border-left:4px solid #c2a02b;padding:.5em 1em}
+.meta{color:#444}
 pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
 .wide{overflow-x:auto}
 table.lead td{vertical-align:top}
@@ -203,6 +204,64 @@ def _above_bound_warning(summary: pd.DataFrame, rows_roles: dict[str, str]) -> s
     )
 
 
+def _codes(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(f"<code>{html.escape(str(n))}</code>" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _sources(context: dict) -> str:
+    """What the run was made of: simulated or named input files, the base model, the date."""
+    data = context["data"]
+    if data is None:
+        what = "<b>simulated data</b> (the embedded default's synthetic screen: not a biological result)"
+    else:
+        what = "data " + _codes([data] if isinstance(data, str) else list(data), limit=3)
+    checkpoint = context["checkpoint"]
+    base = (
+        f"the checkpoint <code>{html.escape(checkpoint)}</code>"
+        if checkpoint
+        else "a base model pretrained in this run on the other lines"
+    )
+    return f"<p class='meta'>Made from {what}, fine-tuning {base}; report written {html.escape(context['date'])}.</p>"
+
+
+def _leakage_note(context: dict) -> str:
+    """Whether the base model may have trained on the target line's test perturbations
+    (:func:`deltatune.data.leakage.leakage`): said in the header, as a warning where it may have."""
+    line = html.escape(context["target_cell_line"])
+    if not context["checkpoint"]:
+        return ""  # our own base trains on the other lines only (preprocess.base_cell_lines)
+    found = context["leakage"]
+    if found is None:
+        return (
+            "<p class='note'><b>Leakage unknown.</b> The checkpoint records no training split (no split TOML in "
+            f"its run folder): it may have trained on <b>{line}</b> and on its test perturbations, and would then "
+            "be scored on cells it has seen. Ask whoever trained it before comparing it with a model that has not.</p>"
+        )
+    source = f"<code>{html.escape(found['split_file'])}</code>"
+    seen = found["test_perturbations_seen"]
+    if found["target_line"] == "zeroshot":
+        return (
+            f"<p class='meta'>The checkpoint's split ({source}) held <b>{line}</b> out whole: it never trained "
+            "on it.</p>"
+        )
+    if not seen:
+        return (
+            f"<p class='meta'>The checkpoint's split ({source}) held out every test perturbation of <b>{line}</b>; "
+            "it trained on the line's other perturbations and its controls.</p>"
+        )
+    if found["target_line"] == "fewshot":
+        how = f"trained on <b>{line}</b> except its listed perturbations, and did not hold out"
+    else:
+        how = f"does not hold <b>{line}</b> out: if its training data held the line, it trained on"
+    return (
+        f"<p class='note'><b>Leakage.</b> The checkpoint's split ({source}) {how} {len(seen)} of this run's "
+        f"{found['n_test_perturbations']} test perturbations ({_codes(seen)}). The base model's scores on them may "
+        "measure recall, not prediction; fix the split to its held-out list with "
+        "<code>preprocess.split.toml</code>, or report it.</p>"
+    )
+
+
 def _unseen_note(unseen: list[str]) -> str:
     """Which test perturbations the base model never saw (predicted through new, untrained input rows)."""
     if not unseen:
@@ -304,6 +363,8 @@ def render(
             f"per stage. Intervals are {context['level']:.0%} bootstrap intervals over test perturbations and "
             "seeds; p-values are paired Wilcoxon signed-rank tests over the same perturbations.</p>"
         ),
+        _sources(context),
+        _leakage_note(context),
         _unseen_note(context["unseen_by_base"]),
         "<h2>Perturbation-effect score by stage</h2>",
         fig["stage_scores"],

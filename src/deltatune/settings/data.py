@@ -147,21 +147,41 @@ class ScreenSpec(Settings):
 
 @dataclass(frozen=True)
 class SplitSettings(Settings):
-    """Fractions of split units (drugs) held out for validation and test, and the seed.
+    """Which of the target line's perturbations are held out for validation and test.
 
-    ``dose_holdout_fraction`` of the training drugs additionally lose one of their doses to the
-    test split, so that the test set also asks for a seen drug at an unseen dose.
+    By default a seeded random draw of split units (drugs): ``val_fraction`` and ``test_fraction``
+    of them, and ``dose_holdout_fraction`` of the training drugs lose one dose to the test split
+    (a seen drug at an unseen dose). A published comparison often needs a fixed split instead:
+    ``test`` and ``val`` list the held-out names (drugs, or single perturbation labels), or
+    ``toml`` names an arc-state / cell-load split file whose ``[fewshot]`` entry for the target
+    line gives them (the split a released checkpoint was trained with, so that its held-out
+    perturbations stay held out). A fixed split ignores the fractions and the seed.
     """
 
     val_fraction: float = setting(0.15, minimum=0, exclusiveMaximum=1)
     test_fraction: float = setting(0.3, exclusiveMinimum=0, exclusiveMaximum=1)
     dose_holdout_fraction: float = setting(0.0, minimum=0, maximum=1)
     seed: int = 0
+    test: tuple[str, ...] | None = setting(None, minItems=1)
+    val: tuple[str, ...] | None = None
+    toml: str | None = None
 
     def check(self) -> None:
         super().check()
         if self.val_fraction + self.test_fraction >= 1:
             raise SettingsError("val_fraction + test_fraction must leave units to train on")
+        if self.toml is not None and (self.test is not None or self.val is not None):
+            raise SettingsError("split.toml and split.test / split.val both fix the split: give one of them")
+        if self.val is not None and self.test is None:
+            raise SettingsError("split.val needs split.test: a fixed split names its test perturbations")
+        both = sorted(set(self.test or ()) & set(self.val or ()))
+        if both:
+            raise SettingsError(f"split.test and split.val both name {both[:5]}")
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the split is given (lists or a TOML) rather than drawn."""
+        return self.test is not None or self.toml is not None
 
 
 @dataclass(frozen=True)
