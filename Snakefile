@@ -18,6 +18,10 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
+onstart:
+    record_invocation()
+
+
 # Every rule runs in this image under `--sdm apptainer` (containers/images.lock, by digest).
 container: pinned_image("workflow")
 

@@ -204,12 +204,17 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
         (
             "config value of the wrong type (workflow)",
             lambda c: c["preprocess"].update(n_top_genes="many"),
-            "'many' is not of type 'integer'",
+            "config error at preprocess.n_top_genes: 'many' is not of type 'integer'",
+        ),
+        (
+            "misspelled config key (workflow)",
+            lambda c: c["stages"]["lora_random"].update(lrr=0.1),
+            "config error at stages.lora_random: Unevaluated properties are not allowed ('lrr' was unexpected)",
         ),
         (
             "config value out of range (workflow)",
             lambda c: c["preprocess"]["split"].update(test_fraction=1.5),
-            "1.5 is greater than or equal to the maximum of 1",
+            "config error at preprocess.split.test_fraction: 1.5 is greater than or equal to the maximum of 1",
         ),
         (
             "misspelled search parameter (workflow)",
@@ -219,7 +224,7 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
         (
             "list element of the wrong type (workflow)",
             lambda c: c["data"]["simulate"].update(doses_um=[0.1, "a"]),
-            "'a' is not of type 'number'",
+            "config error at data.simulate.doses_um.1: 'a' is not of type 'number'",
         ),
     ],
 )
@@ -231,6 +236,7 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case, mutate, expe
     printed = done.stdout + done.stderr
     assert done.returncode != 0 and expected in printed, printed[-2000:]
     assert "Traceback" not in printed and not (tmp_path / "results").exists()
+    assert "Failed validating" not in printed and len(printed.splitlines()) < 12, "no schema dump"
     line = next(line for line in printed.splitlines() if expected in line)
     step = "snakemake (search settings)" if "search" in case else "snakemake (config validation)"
     record("Bad inputs", case, step, line.strip(), "exit 1 before any job; nothing written")

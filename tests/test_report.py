@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import re
 import shlex
 import shutil
@@ -373,6 +374,31 @@ def test_provenance_matches_the_run(finished_run):
     } - {"report"}
     assert set(record["rule_seconds"]) - {"report"} == benchmarks
     assert "finetune/lora_random/rep1" in record["rule_seconds"]
+
+    # What made each model, and how the workflow was run.
+    assert sorted(record["made_by"]) == ["base", "lora_random/rep0", "lora_random/rep1"]
+    for made in record["made_by"].values():
+        assert made["code"]["commit"] == head.stdout.strip() and made["packages"]["torch"] == metadata.version("torch")
+        assert made["machine"]["cpu"] == record["device"]["cpu"] != "x86_64"
+    assert record["made_by"]["base"]["device"] == "cpu"
+    assert record["device"]["python"] == platform.python_version()
+    assert record["git"]["remote"] is None or isinstance(record["git"]["remote"], str)
+    (invocation,) = record["invocations"]
+    assert "snakemake" in invocation["command"] and invocation["executor"] == "local"
+    assert invocation["workflow_profile"].endswith("profiles/default") and invocation["date"] <= record["date"]
+
+
+def test_a_folder_made_by_several_code_versions_says_so():
+    from deltatune.origin import mixed_code
+    from deltatune.report.html import _mixed_code_note
+
+    old = {"deltatune": "0.1.0", "commit": "a" * 40, "dirty": False}
+    new = {"deltatune": "0.1.0", "commit": "b" * 40, "dirty": True}
+    same = {"lora_random/rep0": {"code": old}, "report": {"code": old}}
+    assert mixed_code(same) == {} and _mixed_code_note(mixed_code(same)) == ""
+    note = _mixed_code_note(mixed_code({**same, "lora_batch/rep0": {"code": new}}))
+    assert "Mixed code versions" in note and "aaaaaaaaaa: <code>lora_random/rep0</code>, <code>report</code>" in note
+    assert "bbbbbbbbbb (dirty): <code>lora_batch/rep0</code>" in note
 
 
 def test_report_warns_when_the_no_effect_floor_beats_a_model():

@@ -3,6 +3,7 @@ import os
 import shlex
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The settings layer (deltatune.settings) imports only the standard library: reading it from the
@@ -14,12 +15,31 @@ from deltatune.settings import output_dict, to_dict
 from deltatune.settings.pairing import STRATEGIES, plate_strategy
 from deltatune.settings.workflow import OTHER_LINES, WorkflowSettings
 
+SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
 
-validate(config, schema="../schemas/config.schema.yaml")
+
+def validate_config(config):
+    """Validate (and fill defaults) against the schema; a failure is one message that names the
+    offending key's path first, instead of jsonschema's dump of the schema (up to 1,000 lines)."""
+    try:
+        validate(config, schema=SCHEMA)
+    except WorkflowError as err:
+        found = err.__context__  # jsonschema's ValidationError
+        if not hasattr(found, "absolute_path"):
+            raise
+        where = ".".join(map(str, found.absolute_path)) or "the top level"
+        raise WorkflowError(
+            f"config error at {where}: {found.message} (allowed keys and values: workflow/schemas/config.schema.yaml)"
+        ) from None
+
+
+CONFIG_AS_WRITTEN = json.loads(json.dumps(config))  # before the schema fills in defaults
+validate_config(config)
 
 # Every setting resolved once; each rule's params come from it (and so does the report's record).
 SETTINGS = WorkflowSettings(config)
 RESULTS = f"results/{SETTINGS.run}"
+INVOCATIONS = f"{RESULTS}/invocations.jsonl"  # every snakemake command that worked on the folder
 STAGES = list(SETTINGS.stages)  # fine-tuned stages, `tuned` last when there is a search
 SEARCH = SETTINGS.search
 CHECKPOINT = SETTINGS.checkpoint_dir  # a user's ST run directory, or None: pretrain one
@@ -168,6 +188,8 @@ def report_manifest(wildcards, input):
             "repo": workflow.basedir,
             "container_image": container_image(),
             "search": {"trials": input.search_table, "chosen": input.search_chosen} if SEARCH else None,
+            "base": input.base,
+            "invocations": INVOCATIONS,
         },
         separators=(",", ":"),
     )
@@ -219,3 +241,41 @@ def runtime(rule_name, hashed=()):
         return resources.runtime(rule_name, input.size_mb, attempt, hashed_mb)
 
     return minutes
+
+
+def _option(argv, *names):
+    """The value of a command-line option given as `--name value` or `--name=value`, else None."""
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(f"{name}="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def record_invocation():
+    """Append this snakemake command to results/<run>/invocations.jsonl: when, what, where and
+    with which profiles and executor, so that the results folder says how it was made (the
+    report copies the list into provenance.json). Written by the main process before the first
+    job; dry runs and jobs record nothing."""
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+
+    argv = list(sys.argv)
+    workflow_profile = _option(argv, "--workflow-profile")
+    default = os.path.join(workflow.basedir, "profiles", "default")
+    entry = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(argv),
+        "cwd": os.getcwd(),
+        "profile": _option(argv, "--profile") or os.environ.get("SNAKEMAKE_PROFILE"),
+        "workflow_profile": workflow_profile or (default if os.path.isdir(default) else None),
+        "executor": _option(argv, "--executor", "-e") or "local",
+        "software_deployment": _option(argv, "--sdm", "--software-deployment-method"),
+        "snakemake": version("snakemake"),
+        "config_as_written": CONFIG_AS_WRITTEN,  # config files and --config merged, no defaults filled in
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(INVOCATIONS, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from .. import roles
+from .. import origin, roles
 from ..data.genes import measured_genes
 from ..data.screen import read_obs_var
 from ..data.splits import cells_of_split, read_split
@@ -84,10 +84,12 @@ class Manifest:
     repo: str
     container_image: str | None = None
     search: dict[str, str] | None = None  # the search's trial table and chosen trial, when it ran
+    base: str | None = None  # the base model's run directory
+    invocations: str | None = None  # the workflow's record of each snakemake command (.jsonl)
 
 
 MANIFEST = "manifest.json"  # kept in report/, paths relative to the results folder
-_NOT_PATHS = ("roles", "parents", "repo", "container_image")
+_NOT_PATHS = ("roles", "parents", "repo", "container_image")  # the other fields name files
 
 
 def _map_paths(value, change):
@@ -139,6 +141,13 @@ def rebuild_report(results_dir: str | Path) -> pd.DataFrame:
     )
     previous = json.loads((out / "provenance.json").read_text())
     return report_files(manifest, out, config=previous["config"], previous=previous)
+
+
+def _invocations(path: str | None) -> list[dict]:
+    """Every snakemake command that worked on the folder, as the workflow's ``onstart`` recorded it."""
+    if not path or not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _example_effects(manifest: Manifest, columns: Columns):
@@ -217,8 +226,8 @@ def report_files(
         if previous
         else {
             "date": now,
-            "packages": provenance.package_versions(),
-            "git": provenance.git_state(Path(manifest.repo)),
+            "packages": origin.package_versions(),
+            "git": origin.git_state(Path(manifest.repo)),
             "container": provenance.container(manifest.container_image),
             "inputs": provenance.input_files(manifest.inputs),
         }
@@ -229,6 +238,8 @@ def report_files(
         "seeds": seeds(config),
         "screen": json.loads(Path(manifest.obs_check).read_text()),
         "device": provenance.device(stage_info, inference),
+        "made_by": provenance.made_by(stage_info, Path(manifest.base) / "config.yaml" if manifest.base else None),
+        "invocations": _invocations(manifest.invocations),
         "rule_seconds": provenance.rule_times(Path(manifest.benchmarks)),
         "search": None
         if chosen is None
@@ -241,8 +252,9 @@ def report_files(
     }
     if previous:
         rebuilds = previous.get("rebuilt", [])
-        record["rebuilt"] = [*rebuilds, {"date": now, "packages": provenance.package_versions()}]
+        record["rebuilt"] = [*rebuilds, {"date": now, "code": origin.code(), "packages": origin.package_versions()}]
     context = {
+        "mixed_code": origin.mixed_code({**record["made_by"], "report": {"code": origin.code()}}),
         "run": config["run"],
         "data": config["data"].get("path"),
         "checkpoint": config["base_model"].get("checkpoint"),

@@ -225,6 +225,26 @@ def _sources(context: dict) -> str:
     return f"<p class='meta'>Made from {what}, fine-tuning {base}; report written {html.escape(context['date'])}.</p>"
 
 
+def _mixed_code_note(mixed: dict[str, dict]) -> str:
+    """A warning when the folder's models were trained, or the report written, by different code."""
+    if not mixed:
+        return ""
+
+    def version(code: dict) -> str:
+        commit = (code["commit"] or "no commit")[:10] + (" (dirty)" if code["dirty"] else "")
+        return f"deltatune {code['deltatune']}, {commit}"
+
+    by_version: dict[str, list[str]] = {}
+    for name, code in mixed.items():
+        by_version.setdefault(version(code), []).append(name)
+    items = "; ".join(f"{html.escape(v)}: {_codes(names, limit=6)}" for v, names in by_version.items())
+    return (
+        "<p class='note'><b>Mixed code versions.</b> This folder's models and report were made by different "
+        f"code ({items}). A <code>git pull</code> or a changed library default does not rerun finished jobs: "
+        "rerun the older ones (<code>snakemake --forcerun</code>) before comparing them.</p>"
+    )
+
+
 def _leakage_note(context: dict) -> str:
     """Whether the base model may have trained on the target line's test perturbations
     (:func:`deltatune.data.leakage.leakage`): said in the header, as a warning where it may have."""
@@ -342,7 +362,8 @@ def render(
         [
             ("git commit", f"{git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})"),
             ("container", json.dumps(provenance.get("container"))),
-            ("device", json.dumps(provenance["device"]["training"]) + f" on {provenance['device']['processor']}"),
+            ("device", json.dumps(provenance["device"]["training"]) + f" on {provenance['device']['cpu']}"),
+            ("run by", "; ".join(i["command"] for i in provenance["invocations"]) or "not recorded"),
             ("packages", ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)),
             (
                 "inputs (size, sha256)",
@@ -364,6 +385,7 @@ def render(
             "seeds; p-values are paired Wilcoxon signed-rank tests over the same perturbations.</p>"
         ),
         _sources(context),
+        _mixed_code_note(context["mixed_code"]),
         _leakage_note(context),
         _unseen_note(context["unseen_by_base"]),
         "<h2>Perturbation-effect score by stage</h2>",

@@ -1,66 +1,26 @@
 """``provenance.json``: what a result was made from, so that a co-author can rerun or audit it.
 
 It records the effective configuration (every setting that shapes a result, defaults filled in
-by the library's own settings classes: :meth:`deltatune.settings.workflow.WorkflowSettings.effective`),
-the seeds, package versions, the git commit and whether the tree was dirty, the container image
-when the step ran in one, sha256 digests of the input files, the device and the time every rule
-took (from Snakemake's ``benchmark:`` files).
+by the library's own settings classes: :meth:`deltatune.settings.workflow.WorkflowSettings.effective`;
+it validates against the workflow's schema and reruns nothing as ``--configfile``), the seeds,
+package versions, the git commit, remote and whether the tree was dirty, the container image
+when the step ran in one, sha256 digests of the input files, the machine (CPU model, GPUs and
+driver, Python), what made each trained model (:mod:`deltatune.origin`), every snakemake
+command that worked on the folder with its profiles and the config as written, and the time
+every rule took (from Snakemake's ``benchmark:`` files).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from .. import origin
+
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # Snakemake's mark in directory outputs, not an input
-PACKAGES = (
-    "deltatune",
-    "arc-state",
-    "torch",
-    "peft",
-    "lightning",
-    "cell-eval",
-    "anndata",
-    "scanpy",
-    "numpy",
-    "scipy",
-    "pandas",
-    "polars",
-    "geomloss",
-    "snakemake",
-    "matplotlib",
-)
-
-
-def package_versions() -> dict[str, str | None]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_state(repo: Path) -> dict:
-    """Commit of the workflow's checkout and whether tracked files differ from it."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
-        except (OSError, subprocess.CalledProcessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def container(image: str | None) -> dict | None:
@@ -105,16 +65,13 @@ def rule_times(benchmark_dir: Path) -> dict[str, float]:
 
 
 def device(stage_summaries: dict[str, list[dict]], inference: dict[str, dict]) -> dict:
-    """The machine of this step, and where each stage trained and each model predicted: device and
-    CPU threads (run-only settings, recorded by each stage's ``summary.json`` and each prediction),
-    for they can change the last bits of a result."""
+    """The machine of this step (:func:`deltatune.origin.machine`), and where each stage trained
+    and each model predicted: device and CPU threads (run-only settings, recorded by each stage's
+    ``summary.json`` and each prediction), for they can change the last bits of a result."""
     replicates = [r for reps in stage_summaries.values() for r in reps]
     gpus = sorted({r["device_name"] for r in replicates if r["device"].startswith("cuda")})
     return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **origin.machine(),
         "cuda": ", ".join(gpus) or None,
         "training": {s: sorted({r["device"] for r in reps}) for s, reps in stage_summaries.items()},
         "training_threads": {
@@ -126,3 +83,19 @@ def device(stage_summaries: dict[str, list[dict]], inference: dict[str, dict]) -
             if "device" in info
         },
     }
+
+
+def made_by(stage_summaries: dict[str, list[dict]], base_config: Path | None) -> dict[str, dict]:
+    """What made each trained artifact (:func:`deltatune.origin.made_by`), by name: every stage
+    replicate, and a base pretrained in this run (its ``config.yaml``); {} for artifacts written
+    before deltatune recorded it."""
+    import yaml
+
+    records = {
+        f"{stage}/rep{rep}": summary.get("made_by")
+        for stage, reps in stage_summaries.items()
+        for rep, summary in enumerate(reps)
+    }
+    if base_config is not None and base_config.is_file():
+        records["base"] = (yaml.safe_load(base_config.read_text()) or {}).get("made_by")
+    return {name: record for name, record in records.items() if record}

@@ -22,6 +22,7 @@ from ..errors import InputDataError
 from ..model.lora import apply_lora, count_parameters
 from ..model.perturbations import new_rows_module
 from ..model.st import BaseModel
+from ..origin import made_by
 from ..pairing.index import PairingIndex
 from ..settings import Columns, PerturbationSettings, StageSettings, output_dict
 from .batches import CellSetBatches
@@ -100,7 +101,8 @@ def finetune_stage(
 def stage_summary(result: StageResult, stage: str, settings: StageSettings, trainer: Trainer) -> dict:
     """What a stage replicate's ``summary.json`` records: its effective settings (the run-only ones
     left out of them), parameter and pairing counts, steps, time, and the device and CPU threads it
-    trained with (run-only, but they can change the last bits of the weights)."""
+    trained with (run-only, but they can change the last bits of the weights), and the code,
+    packages and machine that made it (:func:`deltatune.origin.made_by`)."""
     return {
         "stage": stage,
         "settings": output_dict(settings),
@@ -112,4 +114,5 @@ def stage_summary(result: StageResult, stage: str, settings: StageSettings, trai
         "device_name": trainer.device_name,
         "threads": torch.get_num_threads(),
         "final_loss": result.history.iloc[-1].drop(["epoch", "step"]).to_dict(),
+        "made_by": made_by(),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..origin import made_by
 from ..settings import (
     Architecture,
     CheckpointSettings,
@@ -41,7 +42,8 @@ def pretrain_files(
     effective = {"architecture": to_dict(architecture), "training": output_dict(settings)}
     trainer = Trainer(work_dir, fingerprint(effective, [data, pairing]), accelerator)
     base, history = pretrain_base(read_h5ad(data), columns, architecture, settings, trainer, PairingIndex.load(pairing))
-    save_base_model(base, out, {"deltatune": effective}, history)
+    made = made_by(device=str(trainer.fabric.device), device_name=trainer.device_name)
+    save_base_model(base, out, {"deltatune": effective, "made_by": made}, history)
     shutil.rmtree(work_dir, ignore_errors=True)  # the checkpoint only served resuming
 
 
