@@ -10,7 +10,7 @@ RUN := env PATH="$(BIN):$$PATH"
 # (where PYTHONDONTWRITEBYTECODE is set, a module never compiled is compiled again at every import).
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: setup demo test lint lock container-smoke reliability
+.PHONY: setup demo test lint lock container-smoke reliability config-docs
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 	tests/ensure_chromium.sh
 	tests/ensure_slurm.sh
 	$(RUN) python -m pytest
+
+# config/README.md, every config key with its default, from the schema and the settings (tested).
+config-docs: $(STAMP)
+	$(RUN) python -m deltatune.settings.reference workflow/schemas/config.schema.yaml > config/README.md
 
 # The fault and bad-input suite alone, writing the table of what it observed.
 reliability: $(STAMP)

@@ -373,3 +373,21 @@ def test_the_search_winner_reads_what_any_trial_reads(tiny_config):
         pretrain = {**tiny_config["base_model"]["pretrain"], "pairing": "celltype"}
         WorkflowSettings({**tiny_config, "data": no_plates, "stages": stages, "search": search,
                           "base_model": {**tiny_config["base_model"], "pretrain": pretrain}})  # fmt: skip
+
+
+def test_the_config_reference_page_is_generated_from_the_settings():
+    """config/README.md lists every schema key with the dataclasses' defaults: regenerated, it is unchanged."""
+    from deltatune.settings.reference import markdown
+
+    page = (REPO / "config" / "README.md").read_text()
+    assert page == markdown(SCHEMA), "config/README.md is stale: run `make config-docs`"
+    for section, (_, cls) in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.name in section_props(section):
+                assert f"| `{f.name}` |" in page, f"{section}.{f.name} is not listed"
+    assert "| `test_fraction` | number, > 0, < 1 | `0.3` |" in page
+    assert "| `lr` | number, > 0 | `0.0003` |" in page
+
+
+def section_props(section: str) -> dict:
+    return SECTIONS[section][0].get("properties", {})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,21 @@ def test_the_config_provenance_records_reruns_nothing(finished_run, tmp_path):
     result = snakemake(finished_run, "--dry-run", config=config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+def test_the_report_and_effective_config_keep_the_stages_in_config_order(tmp_path, tiny_config):
+    """Stages are the report's rows: the config the report records (and effective_config prints)
+    lists them as written, not sorted, so that it reruns nothing when given back."""
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["stages"]["a_later_stage"] = {"extends": "lora_random", "pairing": "batch"}
+    write_config(tmp_path, config)
+    plan = snakemake(tmp_path, "--dry-run", "--printshellcmds", "all", "effective_config")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    for command in ("deltatune report", "deltatune config"):
+        line = next(line for line in plan.stdout.splitlines() if command in line)
+        words = shlex.split(line)
+        recorded = json.loads(words[words.index("--config") + 1])
+        assert list(recorded["stages"]) == ["lora_random", "a_later_stage"], command
 
 
 def test_stage_extends_another(tmp_path, tiny_config):

@@ -62,9 +62,10 @@ wildcard_constraints:
     trial=r"\d+",
 
 
-def as_json(value):
-    """A setting as compact JSON: the form rules pass to the deltatune CLI through params."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def as_json(value, sort_keys=True):
+    """A setting as compact JSON: the form rules pass to the deltatune CLI through params.
+    ``sort_keys=False`` where order is meaning: a config's stages are the report's rows."""
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))
 
 
 def get_screen():

@@ -30,7 +30,7 @@ rule report:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
         manifest=report_manifest,
-        config=as_json(SETTINGS.effective()),
+        config=as_json(SETTINGS.effective(), sort_keys=False),
         out_dir=lambda wc, output: os.path.dirname(output.summary),
     resources:
         mem_mb=mem_mb("report"),
@@ -38,3 +38,19 @@ rule report:
     shell:
         "deltatune report --manifest {params.manifest:q} --config {params.config:q} "
         "--out-dir {params.out_dir} 2> {log}"
+
+
+# `snakemake --configfile my.yaml effective_config`: the settings a run would use, every default
+# filled in, printed and kept beside the results (the config provenance.json records), before a run.
+rule effective_config:
+    output:
+        f"{RESULTS}/effective_config.yaml",
+    log:
+        f"{RESULTS}/logs/effective_config.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/effective_config.tsv"
+    params:
+        config=as_json(SETTINGS.effective(), sort_keys=False),
+    localrule: True
+    shell:
+        "deltatune config --config {params.config:q} --out {output} 2> {log}"
