@@ -95,18 +95,25 @@ def test_tidy_metrics_keeps_every_score():
     assert tidy.query("replicate == 1 and metric == 'mse'")["value"].tolist() == [3.0, 4.0]
 
 
-def _summary_dir(root: Path, run: str, rows: dict[str, float]) -> Path:
+def _summary_dir(root: Path, run: str, rows: dict[str, float], tested=("d1", "d2")) -> Path:
     report = root / run / "report"
     report.mkdir(parents=True)
     pd.DataFrame({"stage": list(rows), "pearson_delta": list(rows.values())}).to_csv(
         report / "summary.csv", index=False
     )
+    pd.DataFrame({"stage": "base", "perturbation": list(tested)}).to_csv(report / "comparison.csv", index=False)
     return root / run
 
 
 def test_compare_puts_two_runs_side_by_side(tmp_path):
     a = _summary_dir(tmp_path, "small", {"base": 0.2, "lora_batch": 0.3})
     b = _summary_dir(tmp_path, "large", {"base": 0.25, "lora_batch": 0.45, "lora_ext": 0.5})
+    other = _summary_dir(tmp_path, "other_split", {"base": 0.3}, tested=("d1", "d3"))
+    with pytest.raises(
+        InputDataError, match=r"different test perturbations \(1 only in .*\['d2'\]; 1 only in .*\['d3'\]\)"
+    ):
+        compare_runs(a, other)
+    assert compare_runs(a, other, allow_different_tests=True)["stage"].tolist() == ["base", "lora_batch"]
     table = compare_runs(a, b).set_index("stage")
     assert table.index.tolist() == ["base", "lora_batch", "lora_ext"]
     assert table.loc["lora_batch", "pearson_delta difference (B - A)"] == pytest.approx(0.15)
@@ -451,3 +458,18 @@ def test_the_by_dose_table_holds_every_correlation_score_per_dose():
         0.1, "pearson_delta_matched"
     ] == pytest.approx(0.1)
     assert table.loc[0.1, "n_scores"] == 4 and table.loc[1.0, "n_scores"] == 2
+
+
+def test_the_tests_table_adjusts_every_p_value_of_the_table_as_one_family():
+    from scipy.stats import false_discovery_control
+
+    from deltatune.report.html import with_q_values
+
+    table = pd.DataFrame(
+        {"stage": ["base", "a", "b"], "p_vs_base": [np.nan, 0.01, 0.04], "p_vs_previous": [np.nan, 0.03, 0.5]}
+    )
+    shown = with_q_values(table)
+    q = false_discovery_control([0.01, 0.04, 0.03, 0.5])
+    assert shown["p_vs_base"].tolist() == ["", f"0.01 (q {q[0]:.3g})", f"0.04 (q {q[1]:.3g})"]
+    assert shown["p_vs_previous"].tolist() == ["", f"0.03 (q {q[2]:.3g})", f"0.5 (q {q[3]:.3g})"]
+    assert (q >= [0.01, 0.04, 0.03, 0.5]).all()

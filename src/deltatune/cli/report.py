@@ -48,13 +48,18 @@ def run_report(args: argparse.Namespace) -> None:
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs=2, metavar="RESULTS", help="results/<run> folders (or their report/ folders)")
-    p.add_argument("--out", default="comparison_of_runs.csv", help="CSV to write (default: %(default)s)")
+    p.add_argument("--out", default="comparison_of_runs.csv", help="CSV to write")
+    p.add_argument(
+        "--allow-different-tests",
+        action="store_true",
+        help="compare runs scored on different test perturbations (refused otherwise: not comparable)",
+    )
 
 
 def run_compare(args: argparse.Namespace) -> None:
     from ..report.compare import compare_files
 
-    table = compare_files(args.runs[0], args.runs[1], out=args.out)
+    table = compare_files(args.runs[0], args.runs[1], out=args.out, allow_different_tests=args.allow_different_tests)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"written to {args.out}", file=sys.stderr)
 

@@ -30,10 +30,37 @@ def _run_name(path: Path) -> str:
     return path.parent.parent.name if path.parent.name == "report" else path.parent.name
 
 
-def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
+def tested_perturbations(summary: Path) -> set[str]:
+    """The perturbations a run scored (``comparison.csv`` beside its ``summary.csv``)."""
+    table = summary.with_name("comparison.csv")
+    if not table.exists():
+        raise InputDataError(
+            f"{table} is missing: without it the runs' test sets cannot be checked (pass "
+            "--allow-different-tests to compare the summaries anyway)"
+        )
+    return set(pd.read_csv(table, usecols=["perturbation"], dtype=str)["perturbation"])
+
+
+def _check_same_tests(paths: tuple[Path, Path]) -> None:
+    """Scores over different test perturbations are not comparable: stop, naming the difference."""
+    a, b = (tested_perturbations(p) for p in paths)
+    if a != b:
+        only_a, only_b = sorted(a - b), sorted(b - a)
+        raise InputDataError(
+            f"the runs were scored on different test perturbations ({len(only_a)} only in {paths[0]}, e.g. "
+            f"{only_a[:3]}; {len(only_b)} only in {paths[1]}, e.g. {only_b[:3]}): their scores are not "
+            "comparable. Fix the split (preprocess.split.test or .toml), or pass --allow-different-tests"
+        )
+
+
+def compare_runs(a: str | Path, b: str | Path, allow_different_tests: bool = False) -> pd.DataFrame:
     """One row per stage of either run (A's order, then B's extra stages); per score of the
-    catalogue that both runs have, each run's mean and interval, then B minus A."""
+    catalogue that both runs have (pooled, plate-matched, Systema's), each run's mean and
+    interval, then B minus A. Runs scored on different test perturbations are refused unless
+    ``allow_different_tests``."""
     paths = summary_path(a), summary_path(b)
+    if not allow_different_tests:
+        _check_same_tests(paths)
     names = [_run_name(p) for p in paths]
     if names[0] == names[1]:
         names = [f"{names[0]}_A", f"{names[1]}_B"]
@@ -52,9 +79,11 @@ def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
     return table.reset_index()
 
 
-def compare_files(a: str | Path, b: str | Path, *, out: str | Path) -> pd.DataFrame:
+def compare_files(
+    a: str | Path, b: str | Path, *, out: str | Path, allow_different_tests: bool = False
+) -> pd.DataFrame:
     """:func:`compare_runs` of two results folders, written to ``out`` (.csv) and returned."""
-    table = compare_runs(a, b)
+    table = compare_runs(a, b, allow_different_tests)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 
+import numpy as np
 import pandas as pd
 
 from .. import roles
@@ -147,13 +148,35 @@ def lead_table(summary: pd.DataFrame) -> str:
 
 
 def tests_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per row and score: position between floor and bound (or ceiling), and the paired tests."""
+    """Per row and score: position between floor and bound (or ceiling), and the paired tests,
+    each p-value shown with its Benjamini-Hochberg q-value over every test of the table."""
     columns = ["stage"]
     for score in SCORES:
         suffix = p_suffix(score.name)
         columns += [c for c in [position_column(score)] if c]
         columns += [f"p_vs_base{suffix}", f"p_vs_previous{suffix}"] if score.tested else []
-    return summary[[c for c in [*columns, "mse", "n_replicates"] if c in summary]]
+    return with_q_values(summary[[c for c in [*columns, "mse", "n_replicates"] if c in summary]])
+
+
+def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each ``p_vs_*`` cell written "p (q ...)": the q-values are scipy's
+    Benjamini-Hochberg adjustment (``false_discovery_control``) of all the table's p-values, one
+    family, because a reader scans them all for the smallest."""
+    from scipy.stats import false_discovery_control
+
+    p_columns = [c for c in table if c.startswith("p_vs_")]
+    values = table[p_columns].to_numpy(dtype=float)
+    tested = ~np.isnan(values)
+    q = np.full_like(values, np.nan)
+    if tested.any():
+        q[tested] = false_discovery_control(values[tested])
+    shown = table.copy()
+    for j, column in enumerate(p_columns):
+        shown[column] = [
+            "" if np.isnan(p) else f"{p:.3g} (q {adjusted:.3g})"
+            for p, adjusted in zip(values[:, j], q[:, j], strict=True)
+        ]
+    return shown
 
 
 def _no_signal_note(summary: pd.DataFrame) -> str:
@@ -396,7 +419,11 @@ def render(
         _no_signal_note(summary),
         _above_bound_warning(summary, rows_roles),
         "<p>Position between floor and bound (ceiling for discrimination), and paired tests against "
-        "<code>base</code> and the stage each stage extends, for each score (raw p-values):</p>",
+        "<code>base</code> and the stage each stage extends, for each score. A position of 0 is the floor "
+        "(predicting no drug effect), 1 the bound; below 0 a row scores worse than predicting no effect at all, "
+        "above 1 better than the bound allows (see the note on the bound). Each p-value is followed by its "
+        "Benjamini-Hochberg q-value over every test in this table: with this many tests, some raw p-values "
+        "fall below 0.05 by chance alone.</p>",
         _table(tests_table(summary)),
         _plate_warning(summary, rows_roles),
         f"<ul>{findings}</ul>",
