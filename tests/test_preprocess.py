@@ -226,10 +226,14 @@ def test_a_split_toml_gives_the_target_lines_fewshot_lists(preprocessed, columns
         split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "z")
     with pytest.raises(InputDataError, match=r"no \[fewshot\] entry for it \(entries: \['tahoe.c'\]\)"):
         split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "other")
+    toml.write_text(f'[fewshot]\n[fewshot."tahoe.c"]\nval = ["{drugs[1]}"]\n')
+    with pytest.raises(InputDataError, match=r"lists no test perturbations"):
+        split_perturbations(obs, columns, SplitSettings(toml=str(toml)), "c")
 
 
 def test_leakage_names_the_test_perturbations_a_checkpoints_split_did_not_hold_out(preprocessed, columns, tmp_path):
-    from deltatune.data.leakage import leakage, recorded_split
+    from deltatune.data.leakage import leakage
+    from deltatune.model.release import recorded_split
 
     split = split_perturbations(preprocessed.target.obs, columns, SplitSettings(seed=0))
     test = split[split["split"] == "test"]

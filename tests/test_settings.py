@@ -218,9 +218,18 @@ def test_the_scan_catches_a_wrong_path():
 
 
 def test_settings_import_no_heavy_library():
+    """What the workflow's parser imports of deltatune (every module common.smk names) loads no
+    heavy library: a host with Snakemake alone parses the workflow while jobs run in the image."""
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    modules = set()
+    for package, names in re.findall(r"^from (deltatune[\w.]*) import (.+)$", common, re.M):
+        is_package = package == "deltatune"  # from deltatune import resources, roles: modules
+        modules |= {f"{package}.{n.strip()}" for n in names.split(",")} if is_package else {package}
+    modules = sorted(modules)
+    assert "deltatune.model.release" in modules and "deltatune.settings.workflow" in modules
     code = (
-        "import sys, deltatune.settings.workflow, deltatune.roles; "
-        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml') if m in sys.modules))"
+        f"import sys, {', '.join(modules)}; "
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'anndata', 'yaml', 'cell_load') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -391,3 +400,22 @@ def test_the_config_reference_page_is_generated_from_the_settings():
 
 def section_props(section: str) -> dict:
     return SECTIONS[section][0].get("properties", {})
+
+
+def test_preprocessing_is_given_only_the_split_settings_it_reads(tiny_config):
+    """A drawn split reads the fractions, a fixed one its lists: a config that names neither
+    list gives preprocessing the same settings as before fixed splits existed (nothing reruns)."""
+    from conftest import with_key
+
+    from deltatune.settings.workflow import WorkflowSettings
+
+    drawn = WorkflowSettings(tiny_config).preprocess_settings()["split"]
+    assert set(drawn) == {"val_fraction", "test_fraction", "dose_holdout_fraction", "seed"}
+    fixed = WorkflowSettings(with_key(tiny_config, "preprocess.split.test", ["drug01"])).preprocess_settings()
+    assert fixed["split"] == {
+        "seed": tiny_config["preprocess"]["split"]["seed"],
+        "test": ["drug01"],
+        "val": None,
+        "toml": None,
+    }
+    assert from_mapping(PreprocessSettings, fixed, "preprocess").split.test == ("drug01",)

@@ -7,6 +7,7 @@ stopped by the fixture.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -151,6 +152,8 @@ def test_tiny_run_through_the_slurm_profile(cluster, tmp_path, tiny_config):
     for stage in ("lora_random", "tuned"):
         assert (results / "models" / stage / "rep0" / "adapter" / "adapter_model.safetensors").exists()
     assert (results / "search" / "trials" / "trial0.json").exists() and (results / "search" / "chosen.json").exists()
+    (invocation,) = json.loads((results / "report" / "provenance.json").read_text())["invocations"]
+    assert invocation["executor"] == "slurm" and invocation["profiles"] == [str(PROFILE), str(user_profile)]
 
     jobs = sacct_jobs(cluster)
     printed = job_resources(result.stdout + result.stderr)

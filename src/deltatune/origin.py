@@ -46,29 +46,36 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _git(repo: Path, *args: str) -> str | None:
+    """git's output (possibly empty), or None where git fails (no git, not a checkout)."""
     try:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    return done.stdout.strip()
 
 
 def git_state(repo: Path) -> dict:
-    """Commit of a checkout, whether tracked files differ from it, and where it came from."""
-    commit = _git(repo, "rev-parse", "HEAD")
+    """Commit of a checkout, whether tracked files differ from it (None: unknown), and its remote."""
+    commit = _git(repo, "rev-parse", "HEAD") or None
     status = _git(repo, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {
         "commit": commit,
-        "dirty": (status is not None) if commit else None,
-        "remote": _git(repo, "remote", "get-url", "origin") if commit else None,
+        "dirty": None if status is None else bool(status),
+        "remote": (_git(repo, "remote", "get-url", "origin") or None) if commit else None,
     }
 
 
 def code() -> dict:
-    """The deltatune that is running: its version and, from a source checkout, its commit."""
-    checkout = SOURCE.name != "site-packages" and (SOURCE / ".git").exists()
-    state = git_state(SOURCE) if checkout else {"commit": None, "dirty": None}
-    return {"deltatune": metadata.version("deltatune"), "commit": state["commit"], "dirty": state["dirty"]}
+    """The deltatune that is running: its version, its commit when run from a source checkout
+    (an editable install), and the image it runs in (the Dockerfile sets ``DELTATUNE_IMAGE``;
+    an installed package has no commit of its own, the image names it)."""
+    state = git_state(SOURCE) if (SOURCE / ".git").exists() else {"commit": None, "dirty": None}
+    return {
+        "deltatune": metadata.version("deltatune"),
+        "commit": state["commit"],
+        "dirty": state["dirty"],
+        "image": os.environ.get("DELTATUNE_IMAGE"),
+    }
 
 
 def cpu_model() -> str:
@@ -114,5 +121,5 @@ def made_by(**extra) -> dict:
 def mixed_code(records: dict[str, dict]) -> dict[str, dict]:
     """The code record of each artifact (name -> :func:`made_by` record) when they differ, else {}."""
     codes = {name: record["code"] for name, record in records.items() if record}
-    distinct = {(c["deltatune"], c["commit"], c["dirty"]) for c in codes.values()}
+    distinct = {(c["deltatune"], c["commit"], c["dirty"], c.get("image")) for c in codes.values()}
     return codes if len(distinct) > 1 else {}

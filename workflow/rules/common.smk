@@ -10,7 +10,7 @@ from snakemake.utils import validate
 # checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
-from deltatune.data.leakage import recorded_split
+from deltatune.model.release import recorded_split
 from deltatune.settings import output_dict, to_dict
 from deltatune.settings.pairing import STRATEGIES, plate_strategy
 from deltatune.settings.workflow import OTHER_LINES, WorkflowSettings
@@ -244,15 +244,10 @@ def runtime(rule_name, hashed=()):
     return minutes
 
 
-def _option(argv, *names):
-    """The value of a command-line option given as `--name value` or `--name=value`, else None."""
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(f"{name}="):
-                return arg.split("=", 1)[1]
-    return None
+def _options(argv, name):
+    """Every value of a command-line option given as `--name value` or `--name=value`."""
+    found = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+    return found + [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
 
 
 def record_invocation():
@@ -264,16 +259,17 @@ def record_invocation():
     from importlib.metadata import version
 
     argv = list(sys.argv)
-    workflow_profile = _option(argv, "--workflow-profile")
     default = os.path.join(workflow.basedir, "profiles", "default")
+    plugin = workflow.executor_plugin
     entry = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(argv),
         "cwd": os.getcwd(),
-        "profile": _option(argv, "--profile") or os.environ.get("SNAKEMAKE_PROFILE"),
-        "workflow_profile": workflow_profile or (default if os.path.isdir(default) else None),
-        "executor": _option(argv, "--executor", "-e") or "local",
-        "software_deployment": _option(argv, "--sdm", "--software-deployment-method"),
+        # profiles as given (Snakemake keeps no record of them); executor and deployment as resolved
+        "profiles": _options(argv, "--profile") or [p for p in [os.environ.get("SNAKEMAKE_PROFILE")] if p],
+        "workflow_profile": next(iter(_options(argv, "--workflow-profile")), default if os.path.isdir(default) else None),
+        "executor": plugin.cli_prefix if plugin is not None else "local",
+        "software_deployment": sorted(str(m) for m in workflow.deployment_settings.deployment_method),
         "snakemake": version("snakemake"),
         "config_as_written": CONFIG_AS_WRITTEN,  # config files and --config merged, no defaults filled in
     }

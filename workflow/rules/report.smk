@@ -24,6 +24,7 @@ rule report:
             category="Figures",
         ),
         provenance=f"{RESULTS}/report/provenance.json",
+        manifest=f"{RESULTS}/report/manifest.json",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -40,8 +41,9 @@ rule report:
         "--out-dir {params.out_dir} 2> {log}"
 
 
-# `snakemake --configfile my.yaml effective_config`: the settings a run would use, every default
-# filled in, printed and kept beside the results (the config provenance.json records), before a run.
+# `snakemake effective_config --configfile my.yaml`: the settings a run would use, every default
+# filled in (the config provenance.json records), printed before a run and kept in the file. It
+# reruns, and prints, when a setting changes; otherwise the file holds what it printed.
 rule effective_config:
     output:
         f"{RESULTS}/effective_config.yaml",

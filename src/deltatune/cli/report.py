@@ -66,7 +66,7 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="JSON: the run's effective config (WorkflowSettings.effective)")
-    p.add_argument("--out", required=True, help="YAML file to write; the config is also printed")
+    p.add_argument("--out", help="YAML file to write as well (default: print only)")
 
 
 def run_config(args: argparse.Namespace) -> None:
@@ -80,13 +80,14 @@ def run_config(args: argparse.Namespace) -> None:
     except json.JSONDecodeError as err:
         raise SettingsError(f"--config: not valid JSON ({err})") from err
     text = yaml.safe_dump(config, sort_keys=False)
-    write_text(args.out, text)
+    if args.out:
+        write_text(args.out, text)
     print(text, end="")
 
 
 def register(sub) -> None:
     _args.add_command(sub, "report", "write the comparison report of a finished run", _report_arguments, run_report)
     _args.add_command(
-        sub, "config", "write and print a run's effective config (defaults filled in)", _config_arguments, run_config
+        sub, "config", "print a run's effective config (defaults filled in)", _config_arguments, run_config
     )
     _args.add_command(sub, "compare", "side-by-side table of two runs' summary.csv", _compare_arguments, run_compare)

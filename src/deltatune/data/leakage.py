@@ -8,8 +8,9 @@ beside their runs, e.g. ``fewshot/generalization.toml``). Read with cell-load's 
 sections say what the run held out: ``[zeroshot]`` whole cell types, ``[fewshot]`` listed
 perturbations of a cell type; every other cell of its ``[training]`` datasets was trained on.
 
-The outcome is a record for ``preprocess.json`` and a warning in the report's header, never an
-error: fine-tuning a checkpoint that saw the line is a valid experiment if it is reported.
+The TOML is found by :func:`deltatune.model.release.recorded_split`. The outcome is a record for
+``preprocess.json`` and a warning in the report's header, never an error: fine-tuning a
+checkpoint that saw the line is a valid experiment if it is reported.
 """
 
 from __future__ import annotations
@@ -17,44 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .splits import line_entries, read_split_toml
-
-RUN_CONFIG = "config.yaml"
-
-
-def _run_folders(location: Path) -> list[Path]:
-    """The run directory of a checkpoint location and the folder above it (a release's
-    ``fewshot/`` holds the TOML of its runs)."""
-    if location.suffix == ".ckpt":
-        run = location.parent.parent if location.parent.name == "checkpoints" else location.parent
-    else:
-        run = location
-    return [run, run.parent]
-
-
-def recorded_split(location: str | Path) -> Path | None:
-    """The split TOML a checkpoint's run trained with, where it can be found; None otherwise.
-
-    In order: the path the run's ``config.yaml`` records, if it exists here; a file of that name
-    in the run directory or the folder above (a release moves it there); the only ``.toml`` of
-    those folders when the run records none.
-    """
-    folders = _run_folders(Path(location))
-    recorded = None
-    config = folders[0] / RUN_CONFIG
-    if config.is_file():
-        values = yaml.safe_load(config.read_text()) or {}
-        recorded = ((values.get("data") or {}).get("kwargs") or {}).get("toml_config_path")
-    if recorded:
-        candidates = [Path(recorded), *(folder / Path(recorded).name for folder in folders)]
-        return next((c for c in candidates if c.is_file()), None)
-    for folder in folders:
-        found = sorted(folder.glob("*.toml"))
-        if len(found) == 1:
-            return found[0]
-    return None
 
 
 def leakage(toml: str | Path, cell_line: str, split: pd.DataFrame) -> dict:

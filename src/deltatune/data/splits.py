@@ -57,6 +57,11 @@ def fewshot_lists(path: str | Path, cell_line: str) -> tuple[list[str], list[str
         )
     test = sorted({name for entry in entries.values() for name in entry.get("test", [])})
     val = sorted({name for entry in entries.values() for name in entry.get("val", [])} - set(test))
+    if not test:
+        raise InputDataError(
+            f"split file {path}: the [fewshot] entry of '{cell_line}' ({sorted(entries)}) lists no test "
+            "perturbations: nothing would be scored"
+        )
     return test, val
 
 

@@ -86,7 +86,7 @@ def preprocess_files(
     into the base lines, the target line, the split table and a summary; ``genes`` is a gene list
     file (a checkpoint's, from :func:`~deltatune.model.steps.genes_file`) that replaces
     highly-variable-gene selection. ``base_split`` is the split TOML a checkpoint trained with
-    (:func:`~deltatune.data.leakage.recorded_split`): the summary's ``leakage`` then says which
+    (:func:`~deltatune.model.release.recorded_split`): the summary's ``leakage`` then says which
     test perturbations of the target line it may have seen (None: nothing recorded)."""
     split, summary = preprocess_screen(
         _paths(screen), columns, settings, out_target, out_base, read_gene_list(genes) if genes else None

@@ -34,9 +34,9 @@ from ..data.genes import read_gene_list
 from ..errors import CheckpointError
 from ..files import atomic_path
 from ..settings import CheckpointSettings
+from .release import CHECKPOINTS, run_candidates
 from .st import BaseModel
 
-CHECKPOINTS = Path("checkpoints")
 CHECKPOINT_FILES = ("final.ckpt", "last.ckpt", "best.ckpt")  # preference when none is named
 PERT_MAP = "pert_onehot_map.pt"
 VAR_DIMS = "var_dims.pkl"
@@ -162,7 +162,7 @@ def _run_of_file(ckpt: Path) -> Path:
     """The run directory of a ``.ckpt`` file: the folder beside it that holds the perturbation map."""
     if not ckpt.is_file():
         raise CheckpointError(f"checkpoint file {ckpt} does not exist")
-    folders = [ckpt.parent] + ([ckpt.parent.parent] if ckpt.parent.name == CHECKPOINTS.name else [])
+    folders = run_candidates(ckpt)
     for folder in folders:
         if (folder / PERT_MAP).is_file():
             return folder

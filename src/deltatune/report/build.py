@@ -108,12 +108,13 @@ def _manifest_paths(manifest: Manifest, change) -> dict:
 
 
 def _relative_to(results: Path):
-    """A path inside ``results`` made relative to it; one outside (a screen file, a checkpoint) kept."""
+    """A path inside ``results`` made relative to it, one outside (a screen file, a checkpoint)
+    absolute: the folder can move, and a relative outside path would then name nothing."""
     root = results.resolve()
 
     def change(path: str) -> str:
         resolved = Path(path).resolve()
-        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else path
+        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
     return change
 

@@ -255,7 +255,8 @@ def _mixed_code_note(mixed: dict[str, dict]) -> str:
 
     def version(code: dict) -> str:
         commit = (code["commit"] or "no commit")[:10] + (" (dirty)" if code["dirty"] else "")
-        return f"deltatune {code['deltatune']}, {commit}"
+        image = f", image {code['image']}" if code.get("image") else ""
+        return f"deltatune {code['deltatune']}, {commit}{image}"
 
     by_version: dict[str, list[str]] = {}
     for name, code in mixed.items():
@@ -363,7 +364,7 @@ def _findings(summary: pd.DataFrame, rows_roles: dict[str, str]) -> list[str]:
         cleared = [b for b in baselines if row[f"{PRIMARY_METRIC}_ci_low"] > table.loc[b, f"{PRIMARY_METRIC}_ci_high"]]
         items.append(
             f"<code>{html.escape(stage)}</code>: {change:+.4f} against base ({change / abs(base):+.1%}, "
-            f"paired p = {row['p_vs_base']:.2g}); clears {len(cleared)} of {len(baselines)} baselines"
+            f"raw paired p = {row['p_vs_base']:.2g}); clears {len(cleared)} of {len(baselines)} baselines"
             + (f" ({', '.join(cleared)})" if cleared else "")
         )
     return items

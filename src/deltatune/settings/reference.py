@@ -66,7 +66,9 @@ default) key by key: a key you leave out keeps that file's value, and a key neit
 takes the default below, filled in by the library. Every section rejects unknown keys: a
 misspelled one stops the run naming its path. The effective settings of a run, every default
 filled in, are in `results/<run>/report/provenance.json` (`config`), which can be given back as
-`--configfile`; `snakemake effective_config --configfile my.yaml` prints them before a run.
+`--configfile` (with `--replace-workflow-config` if the run used it: otherwise the demo's stages
+are laid under it); `snakemake effective_config --configfile my.yaml` prints them before a run (and
+keeps them in `results/<run>/effective_config.yaml`).
 """
 
 

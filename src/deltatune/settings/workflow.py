@@ -255,9 +255,15 @@ class WorkflowSettings:
 
     def preprocess_settings(self) -> dict:
         """Preprocessing's settings; ``n_top_genes`` only without a checkpoint (whose genes replace
-        the selection), ``max_missing_genes`` only with one."""
+        the selection), ``max_missing_genes`` only with one; of the split, the lists or the TOML
+        of a fixed split, else the fractions (``split.seed`` is read either way: it seeds the
+        base lines' sample)."""
         unread = "n_top_genes" if self.checkpoint_dir else "max_missing_genes"
-        return {k: v for k, v in to_dict(self.preprocess).items() if k != unread}
+        settings = {k: v for k, v in to_dict(self.preprocess).items() if k != unread}
+        drawn = ("val_fraction", "test_fraction", "dose_holdout_fraction")
+        split_unread = drawn if self.preprocess.split.fixed else ("test", "val", "toml")
+        settings["split"] = {k: v for k, v in settings["split"].items() if k not in split_unread}
+        return settings
 
     def stage_settings(self, stage: str, replicate: int) -> dict:
         """A stage's resolved settings for one replicate, without its run-only ones."""

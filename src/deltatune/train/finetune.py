@@ -114,5 +114,5 @@ def stage_summary(result: StageResult, stage: str, settings: StageSettings, trai
         "device_name": trainer.device_name,
         "threads": torch.get_num_threads(),
         "final_loss": result.history.iloc[-1].drop(["epoch", "step"]).to_dict(),
-        "made_by": made_by(),
+        "made_by": made_by(cuda=torch.version.cuda),
     }

@@ -42,7 +42,9 @@ def pretrain_files(
     effective = {"architecture": to_dict(architecture), "training": output_dict(settings)}
     trainer = Trainer(work_dir, fingerprint(effective, [data, pairing]), accelerator)
     base, history = pretrain_base(read_h5ad(data), columns, architecture, settings, trainer, PairingIndex.load(pairing))
-    made = made_by(device=str(trainer.fabric.device), device_name=trainer.device_name)
+    import torch
+
+    made = made_by(device=str(trainer.fabric.device), device_name=trainer.device_name, cuda=torch.version.cuda)
     save_base_model(base, out, {"deltatune": effective, "made_by": made}, history)
     shutil.rmtree(work_dir, ignore_errors=True)  # the checkpoint only served resuming
 
