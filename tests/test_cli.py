@@ -27,6 +27,27 @@ def test_every_argument_has_help():
     assert silent == []
 
 
+def test_every_json_settings_argument_lists_its_keys():
+    """A JSON argument names its config section and every key its dataclass takes."""
+    import dataclasses
+
+    from deltatune import settings
+
+    classes = {name: getattr(settings, name) for name in settings.__all__ if isinstance(getattr(settings, name), type)}
+    found = 0
+    for name, command in _commands().items():
+        for action in command._actions:
+            match = re.search(r"\((\w+)\); keys: ([\w, ]*)", action.help or "")
+            if match is None:
+                continue
+            found += 1
+            cls = classes.get(match.group(1)) or getattr(settings.train, match.group(1))
+            assert match.group(2) == ", ".join(f.name for f in dataclasses.fields(cls)), (name, action.dest)
+    assert found >= 15
+    text = " ".join(_commands()["evaluate"].format_help().split())
+    assert "keys: perturbation, control, cell_type, batch, drug, dose" in text
+
+
 def test_help_shows_defaults_of_optional_arguments_only():
     text = _commands()["finetune"].format_help()
     assert "(default: 1)" in text  # --threads

@@ -207,6 +207,11 @@ def test_unused_categorical_levels_are_ignored(screen_file, tmp_path):
             "config error at preprocess.n_top_genes: 'many' is not of type 'integer'",
         ),
         (
+            "data.columns with a key left out (workflow)",
+            lambda c: c["data"]["columns"].pop("dose"),
+            "config error at data.columns: 'dose' is a required property",
+        ),
+        (
             "misspelled config key (workflow)",
             lambda c: c["stages"]["lora_random"].update(lrr=0.1),
             "config error at stages.lora_random: Unevaluated properties are not allowed ('lrr' was unexpected)",

@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+from ..settings import CheckpointSettings, Columns, PerturbationSettings
+
 Run = Callable[[argparse.Namespace], None]
 
 
@@ -35,21 +37,29 @@ def add_command(sub, name: str, help: str, arguments: Callable[[argparse.Argumen
     parser.set_defaults(func=run)
 
 
+def json_help(cls: type, where: str) -> str:
+    """Help of a JSON settings argument: the config section it comes from and every key it takes
+    (the fields of ``cls``; unknown keys are an error, keys left out take the defaults)."""
+    from dataclasses import fields
+
+    return f"JSON object, config {where} ({cls.__name__}); keys: {', '.join(f.name for f in fields(cls))}"
+
+
 def data_arguments(p: argparse.ArgumentParser, split: bool = True) -> None:
     p.add_argument("--data", required=True, help="preprocessed .h5ad")
     if split:
         p.add_argument("--split", required=True, help="split table (.tsv) from preprocess")
-    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns); null: not read")
+    p.add_argument("--columns", required=True, help=json_help(Columns, "data.columns") + "; every key, null: not read")
 
 
 def base_arguments(p: argparse.ArgumentParser, perturbations: bool = True) -> None:
     p.add_argument("--base", required=True, help="base model: ST run directory, or a .ckpt inside one")
-    p.add_argument("--checkpoint", default="{}", help="JSON: CheckpointSettings (checkpoint_file, genes, trusted)")
+    p.add_argument("--checkpoint", default="{}", help=json_help(CheckpointSettings, "base_model"))
     if perturbations:
         p.add_argument(
             "--perturbations",
             default="{}",
-            help="JSON: PerturbationSettings (unseen_perturbations, combination_separator)",
+            help=json_help(PerturbationSettings, "base_model.unseen_perturbations, data.combination_separator"),
         )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..settings import Columns, PreprocessSettings, ScreenSpec
 from . import _args
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--settings", default="{}", help="JSON: ScreenSpec fields (data.simulate)")
+    p.add_argument("--settings", default="{}", help=_args.json_help(ScreenSpec, "data.simulate"))
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", help="simulated screen of raw counts (.h5ad)")
     out.add_argument("--out-dir", help="folder for the plate files, plate1.h5ad ... (settings with plate_files)")
@@ -34,8 +35,10 @@ def run_simulate(args: argparse.Namespace) -> None:
 
 def _check_obs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, nargs="+", help="the screen's file(s) (.h5ad); only their obs is read")
-    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
-    p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields (target_cell_line, ...)")
+    p.add_argument("--columns", required=True, help=_args.json_help(Columns, "data.columns") + "; every key")
+    p.add_argument(
+        "--settings", required=True, help=_args.json_help(PreprocessSettings, "preprocess, data.target_cell_line")
+    )
     p.add_argument("--out", required=True, help="what was found (.json)")
 
 
@@ -66,8 +69,10 @@ def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", required=True, nargs="+", help="the screen's file(s) (.h5ad, e.g. one per plate): counts or log1p"
     )
-    p.add_argument("--columns", required=True, help="JSON: obs column names (data.columns)")
-    p.add_argument("--settings", required=True, help="JSON: PreprocessSettings fields")
+    p.add_argument("--columns", required=True, help=_args.json_help(Columns, "data.columns") + "; every key")
+    p.add_argument(
+        "--settings", required=True, help=_args.json_help(PreprocessSettings, "preprocess, data.target_cell_line")
+    )
     p.add_argument("--genes", help="gene list of a base model (from `deltatune genes`); replaces HVG selection")
     p.add_argument(
         "--base-split",

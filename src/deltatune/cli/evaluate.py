@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..settings import EvaluateSettings
 from . import _args
 
 
@@ -22,7 +23,7 @@ def run_reference(args: argparse.Namespace) -> None:
 def _scoring_arguments(p: argparse.ArgumentParser) -> None:
     _args.data_arguments(p)
     p.add_argument("--reference", required=True, help="Systema's reference of the target line (.npz, rule reference)")
-    p.add_argument("--settings", default="{}", help="JSON: EvaluateSettings fields (evaluation)")
+    p.add_argument("--settings", default="{}", help=_args.json_help(EvaluateSettings, "evaluation"))
     _args.threads_argument(p)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..settings import InferenceSettings
 from . import _args
 
 
@@ -14,7 +15,7 @@ def _infer_arguments(p: argparse.ArgumentParser) -> None:
         "--adapter", help="stage replicate directory from finetune: adapter or full weights (omit for the base model)"
     )
     p.add_argument("--pairing", required=True, help="plate (batch) pairing index of --data: the control means")
-    p.add_argument("--settings", default="{}", help="JSON: InferenceSettings fields (inference: mode, seed)")
+    p.add_argument("--settings", default="{}", help=_args.json_help(InferenceSettings, "inference"))
     p.add_argument("--out", required=True, help="the prediction (.h5ad): predicted test cells and the real controls")
     _args.threads_argument(p)
     _args.accelerator_argument(p)

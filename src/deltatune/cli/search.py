@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..settings import EvaluateSettings, InferenceSettings, StageSettings
 from . import _args
 
 
@@ -14,10 +15,12 @@ def _trial_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--plates", required=True, help="plate pairing index of --data (inference's control means)")
     p.add_argument("--reference", required=True, help="Systema's reference of --data (.npz, rule reference)")
-    p.add_argument("--settings", required=True, help="JSON: the trial's StageSettings (start stage + overrides)")
+    p.add_argument(
+        "--settings", required=True, help=_args.json_help(StageSettings, "stages.<start> with the trial's values")
+    )
     p.add_argument("--overrides", required=True, help="JSON: the trial's searched values (dotted setting paths)")
-    p.add_argument("--inference", default="{}", help="JSON: InferenceSettings (inference)")
-    p.add_argument("--evaluation", default="{}", help="JSON: EvaluateSettings (evaluation)")
+    p.add_argument("--inference", default="{}", help=_args.json_help(InferenceSettings, "inference"))
+    p.add_argument("--evaluation", default="{}", help=_args.json_help(EvaluateSettings, "evaluation"))
     p.add_argument("--trial", type=int, required=True, help="the trial's number")
     p.add_argument("--out", required=True, help="the trial's record (.json)")
     _args.checkpoint_argument(p)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..settings import Architecture, StageSettings, TrainSettings
 from . import _args
 
 
-def _training_arguments(p: argparse.ArgumentParser, settings: str, out: str) -> None:
+def _training_arguments(p: argparse.ArgumentParser, settings: type, where: str, out: str) -> None:
     """What both training commands take besides their data: settings, output, resumption, device."""
-    p.add_argument("--settings", required=True, help=f"JSON: {settings} fields")
+    p.add_argument("--settings", required=True, help=_args.json_help(settings, where))
     p.add_argument("--out", required=True, help=out)
     p.add_argument("--work-dir", required=True, help="checkpoints for resuming")
     _args.checkpoint_argument(p)
@@ -20,8 +21,8 @@ def _training_arguments(p: argparse.ArgumentParser, settings: str, out: str) -> 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     _args.data_arguments(p, split=False)
     p.add_argument("--pairing", required=True, help="pairing index of --data (.npz from pair)")
-    p.add_argument("--architecture", required=True, help="JSON: Architecture fields (base_model.architecture)")
-    _training_arguments(p, "TrainSettings (base_model.pretrain)", "ST run directory to write")
+    p.add_argument("--architecture", required=True, help=_args.json_help(Architecture, "base_model.architecture"))
+    _training_arguments(p, TrainSettings, "base_model.pretrain", "ST run directory to write")
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
@@ -48,7 +49,7 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairing", required=True, help="pairing index of --data for the stage's strategy")
     p.add_argument("--stage", required=True, help="the stage's name (config stages.<name>)")
     p.add_argument("--overrides", help="the search's chosen trial (.json): its values are laid over --settings")
-    _training_arguments(p, "StageSettings (stages.<stage>)", "stage directory to write")
+    _training_arguments(p, StageSettings, "stages.<stage>", "stage directory to write")
 
 
 def run_finetune(args: argparse.Namespace) -> None:
