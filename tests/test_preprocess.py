@@ -257,3 +257,36 @@ def test_leakage_names_the_test_perturbations_a_checkpoints_split_did_not_hold_o
     assert found["test_perturbations_seen"] == sorted(test.loc[~held, "perturbation"]) != []
     assert leakage(toml, "z", split)["test_perturbations_seen"] == []
     assert leakage(toml, "elsewhere", split)["test_perturbations_seen"] == sorted(test["perturbation"])
+
+
+def test_a_dose_parsed_from_tahoe_labels_is_written_as_a_column(screen, columns):
+    """Tahoe keeps the dose inside drugname_drugconc: dose_from_label writes it as a column, equal to
+    the simulated screen's own concentration column (which the parsing never reads)."""
+    import dataclasses
+
+    derived = dataclasses.replace(columns, dose="dose_um", dose_from_label=True)
+    assert "dose_um" not in derived.required() and "dose_um" not in screen.obs
+    result = preprocess(screen.copy(), derived, SETTINGS)
+    obs = result.target.obs
+    treated = obs[columns.perturbation].astype(str) != columns.control
+    assert np.allclose(obs.loc[treated, "dose_um"], obs.loc[treated, "concentration"].astype(float))
+    assert (obs.loc[~treated, "dose_um"] == 0.0).all()
+    with pytest.raises(InputDataError, match="'concentration' is already an obs column"):
+        preprocess(screen.copy(), dataclasses.replace(columns, dose_from_label=True), SETTINGS)
+
+
+def test_doses_are_parsed_per_label_in_micromolar():
+    import pandas as pd
+
+    from deltatune.data.labels import doses_from_labels
+
+    labels = pd.Series(
+        ["[('A', 50.0, 'nM')]", "[('A', 0.5, 'uM')]", "[('A', 1, 'uM'), ('B', 2, 'uM')]", "DMSO", "[('A', 0.5, 'uM')]"],
+        name="drugname_drugconc",
+    )
+    doses = doses_from_labels(labels)
+    assert np.allclose(doses.to_numpy()[[0, 1, 4]], [0.05, 0.5, 0.5]) and doses.iloc[2:4].isna().all()
+    with pytest.raises(InputDataError, match="no label of column 'drugname_drugconc' holds a dose"):
+        doses_from_labels(pd.Series(["a", "b"], name="drugname_drugconc"))
+    with pytest.raises(InputDataError, match="unit 'mg' is not one of"):
+        doses_from_labels(pd.Series(["[('A', 1, 'mg')]"], name="drugname_drugconc"))

@@ -419,3 +419,21 @@ def test_preprocessing_is_given_only_the_split_settings_it_reads(tiny_config):
         "toml": None,
     }
     assert from_mapping(PreprocessSettings, fixed, "preprocess").split.test == ("drug01",)
+
+
+def test_a_dose_parsed_from_the_labels_reaches_preprocessing_and_the_rules_that_read_the_dose(tiny_config):
+    from conftest import with_key
+
+    from deltatune.settings.workflow import WorkflowSettings
+
+    with pytest.raises(SettingsError, match="dose_from_label needs data.columns.dose"):
+        from_mapping(Columns, {"dose": None, "dose_from_label": True}, "data.columns")
+    config = with_key(with_key(tiny_config, "data.columns.dose", "dose_um"), "data.columns.dose_from_label", True)
+    settings = WorkflowSettings(config)
+    assert (
+        settings.columns_for("preprocess")["dose"] == "dose_um"
+        and settings.columns_for("preprocess")["dose_from_label"]
+    )
+    assert settings.columns_for("check_obs")["dose_from_label"], "the check does not look for the column it writes"
+    evaluate = settings.columns_for("evaluate")
+    assert evaluate["dose"] is None and evaluate["dose_from_label"] is False, "a rule that reads no dose gets none"

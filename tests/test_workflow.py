@@ -107,6 +107,19 @@ def test_the_report_and_effective_config_keep_the_stages_in_config_order(tmp_pat
         assert list(recorded["stages"]) == ["lora_random", "a_later_stage"], command
 
 
+def test_a_dose_parsed_from_the_labels_reaches_the_preprocessed_data(tmp_path, tiny_config):
+    """Tahoe's layout: no dose column, the dose inside drugname_drugconc; the workflow writes it."""
+    config = yaml.safe_load(yaml.safe_dump(tiny_config))
+    config["data"]["columns"] |= {"dose": "dose_um", "dose_from_label": True}
+    write_config(tmp_path, config)
+    done = snakemake(tmp_path, "--until", "preprocess")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import anndata as ad
+
+    obs = ad.read_h5ad(tmp_path / "results" / "tiny" / "data" / "target_line.h5ad", backed="r").obs
+    assert np.allclose(obs["dose_um"], obs["concentration"].astype(float)), "the simulated screen's own doses"
+
+
 def test_stage_extends_another(tmp_path, tiny_config):
     config = yaml.safe_load(yaml.safe_dump(tiny_config))
     config["stages"]["lora_batch"] = {"extends": "lora_random", "pairing": "batch", "lora": {"rank": 2}}

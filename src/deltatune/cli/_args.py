@@ -104,10 +104,10 @@ def columns(args: argparse.Namespace):
 
     found = from_json(Columns, args.columns, "--columns")
     given = json.loads(args.columns)
-    missing = [f.name for f in fields(Columns) if f.name not in given]
+    missing = [f.name for f in fields(Columns) if f.name not in given and f.name != "dose_from_label"]
     if missing:
         raise SettingsError(
-            f"--columns lacks {missing}: give every key of {[f.name for f in fields(Columns)]}, "
+            f"--columns lacks {missing}: give every column name of {[f.name for f in fields(Columns)][:6]}, "
             "null for a column the screen does not have (no default is filled in)"
         )
     return found

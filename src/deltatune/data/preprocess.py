@@ -31,6 +31,7 @@ from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 from .genes import GeneSpace, model_genes, shared_genes, take_genes
 from .hvg import GeneMoments, seurat_hvg
+from .labels import doses_from_labels
 from .normalize import COUNTS, NORMALIZATION, ScaleTracker, normalize_block
 from .obs import Census, control_labels
 from .screen import ScreenPart, open_files, open_memory, sample_base
@@ -119,6 +120,13 @@ def _preprocess(
     """The three passes (module docstring) from the inputs' obs pass to ``target`` and ``base``."""
     parts = sample_base(parts, columns, settings)
     obs = _concat_obs([p.obs for p in parts], [p.source for p in parts])
+    if columns.dose_from_label:
+        if columns.dose in obs:
+            raise InputDataError(
+                f"data.columns.dose '{columns.dose}' is already an obs column: name another for the dose "
+                "parsed from the labels (dose_from_label), or read this one (dose_from_label: false)"
+            )
+        obs[columns.dose] = doses_from_labels(obs[columns.perturbation]).to_numpy()
     in_target = np.concatenate([p.in_target for p in parts])
     split = split_perturbations(obs[in_target], columns, settings.split, settings.target_cell_line)
     scale = ScaleTracker()

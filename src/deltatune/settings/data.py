@@ -40,9 +40,12 @@ class Columns(Settings):
 
     ``batch`` (plate) and ``drug`` / ``dose`` are optional: a screen without plates pairs
     controls at random or by cell type only, and a screen without a drug column splits by
-    perturbation label. The workflow passes each rule only the columns it reads, the others as
-    None (:meth:`deltatune.settings.workflow.WorkflowSettings.columns_for`), so that renaming a
-    column reruns only the rules that read it.
+    perturbation label. ``dose_from_label`` derives the dose instead of reading it: Tahoe-100M
+    keeps it only inside its labels (``[('Bortezomib', 0.05, 'uM')]``), and preprocessing writes
+    the parsed number as column ``dose`` (:func:`deltatune.data.labels.doses_from_labels`). The
+    workflow passes each rule only the columns it reads, the others as None
+    (:meth:`deltatune.settings.workflow.WorkflowSettings.columns_for`), so that renaming a column
+    reruns only the rules that read it.
     """
 
     perturbation: str = "drugname_drugconc"
@@ -51,17 +54,25 @@ class Columns(Settings):
     batch: str | None = "plate"
     drug: str | None = "drug"
     dose: str | None = "concentration"
+    dose_from_label: bool = False
+
+    def check(self) -> None:
+        super().check()
+        if self.dose_from_label and self.dose is None:
+            raise SettingsError("dose_from_label needs data.columns.dose: the name of the column to write")
 
     def required(self) -> list[str]:
-        """The obs columns that must exist, in the order they are checked."""
-        names = [self.perturbation, self.cell_type, self.batch, self.drug, self.dose]
+        """The obs columns a screen file must have, in the order they are checked (a dose parsed
+        from the labels is written by preprocessing, not read)."""
+        names = [self.perturbation, self.cell_type, self.batch, self.drug, None if self.dose_from_label else self.dose]
         return [n for n in names if n is not None]
 
     def only(self, names: tuple[str, ...]) -> Columns:
         """These columns with every field not in ``names`` set to None (perturbation and control
         are always kept: every step tells controls from perturbed cells)."""
         kept = {"perturbation", "control", *names}
-        return replace(self, **{f.name: None for f in fields(self) if f.name not in kept})
+        unread = {f.name: None for f in fields(self) if f.name not in kept and f.name != "dose_from_label"}
+        return replace(self, **unread, dose_from_label=self.dose_from_label and "dose" in kept)
 
     def split_unit(self) -> str:
         """Column whose values are held out together (all doses of a drug)."""

@@ -232,6 +232,8 @@ class WorkflowSettings:
         names = _columns_read(rule, stage)
         if rule == "preprocess" and self.preprocess.base_cells_per_group is not None:
             names += ("batch",)  # the base lines are sampled per (line, perturbation, plate)
+        if rule == "preprocess" and self.columns.dose_from_label:
+            names += ("dose",)  # written there, parsed from the labels
         return to_dict(self.columns.only(names))
 
     def stage_columns(self, stage: str) -> dict:
