@@ -157,6 +157,10 @@ def test_a_checkpoint_whose_dimensions_do_not_match_names_both(screen, columns, 
         CheckpointError, match=rf"takes 40 genes \(input_dim\) but base_model.genes \({short}\) lists 39"
     ):
         load_base_model(tmp_path / "run", CheckpointSettings(genes=str(short)))
+    (tmp_path / "run" / "genes.txt").write_text("\n".join(genes[:39]))  # a recorded list, not the user's
+    with pytest.raises(CheckpointError, match=r"lists 39\. ST records every gene .* as base_model\.genes"):
+        load_base_model(tmp_path / "run")
+    (tmp_path / "run" / "genes.txt").write_text("\n".join(genes))
 
     other = preprocess(screen.copy(), columns, SETTINGS, genes=genes[:38])
     with pytest.raises(CheckpointError, match=r"data.h5ad has 38 genes but the base model run takes 40"):

@@ -211,6 +211,11 @@ def _gene_list(run_dir: Path, hparams: dict, var_dims: dict, n_inputs: int, give
     else:
         recorded = hparams.get("gene_names") or var_dims.get("gene_names") or []
         genes, source = [str(g) for g in recorded], f"{run_dir} (gene_names)"
+    if len(genes) != n_inputs and given:
+        raise CheckpointError(
+            f"the base model takes {n_inputs} genes (input_dim) but base_model.genes ({given}) lists "
+            f"{len(genes)}: it is not this model's gene list (one gene per line, in the model's order)"
+        )
     if len(genes) != n_inputs:
         raise CheckpointError(
             f"the base model takes {n_inputs} genes (input_dim) but {source} lists {len(genes)}. "

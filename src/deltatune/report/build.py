@@ -136,10 +136,14 @@ def rebuild_report(results_dir: str | Path) -> pd.DataFrame:
                 f"{out / needed} is missing: {results} is not a results folder whose report was written by "
                 "this version of deltatune (rerun the report rule with Snakemake once)"
             )
-    values = json.loads((out / MANIFEST).read_text())
-    manifest = Manifest(
-        **_manifest_paths(Manifest(**values), lambda p: str(results / p) if not Path(p).is_absolute() else p)
-    )
+    try:
+        manifest = Manifest(**json.loads((out / MANIFEST).read_text()))
+    except TypeError as err:  # a field this version does not know, or lacks
+        raise InputDataError(
+            f"{out / MANIFEST} was written by another version of deltatune ({err}): rebuild this report "
+            "with that version, or rerun the report rule with Snakemake"
+        ) from None
+    manifest = Manifest(**_manifest_paths(manifest, lambda p: p if Path(p).is_absolute() else str(results / p)))
     previous = json.loads((out / "provenance.json").read_text())
     return report_files(manifest, out, config=previous["config"], previous=previous)
 
