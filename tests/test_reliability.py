@@ -604,6 +604,10 @@ def test_a_second_run_in_the_same_folder_gets_the_lock_error_and_changes_nothing
         # the report job has started (its outputs marked incomplete and removed): before that, a
         # second run would find everything present and have nothing to lock for
         assert _wait_for(killed_run / ".snakemake" / "incomplete" / "*", first, timeout=120)
+        deadline = time.monotonic() + 120  # and its outputs removed (a moment later, on a loaded machine)
+        while (results / "report" / "summary.csv").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the report's outputs were not removed"
+            time.sleep(0.001)
         before = {p: p.stat().st_mtime_ns for p in _output_names(results) if p.is_file()}
         second = snakemake(killed_run)
         assert second.returncode != 0 and "LockException" in second.stderr, second.stderr[-2000:]
