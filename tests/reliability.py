@@ -28,9 +28,10 @@ RECORDS: list[Case] = []
 
 
 def record(group: str, case: str, step: str, message: str, outcome: str) -> None:
-    """Note a case; paths in the message are shortened to their last part (the file the message
-    names), so the table does not carry the suite's temporary folders."""
-    short = re.sub(r"(?:/[\w.+-]+)+/([\w.+-]+)", r"\1", " ".join(message.split()))
+    """Note a case; absolute paths in the message are shortened to their last part (the file the
+    message names), so the table does not carry the suite's temporary folders; relative paths
+    (the repository's own files) stay whole."""
+    short = re.sub(r"(?<![\w.+-])(?:/[\w.+-]+)+/([\w.+-]+)", r"\1", " ".join(message.split()))
     RECORDS.append(Case(group, case, step, short, outcome))
 
 

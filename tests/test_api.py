@@ -1,4 +1,4 @@
-"""The public library: light to import, and the README's "Use it from Python" examples, run on the
+"""The public library: light to import, and the examples of docs/python.md, run on the
 tiny config's finished run and checked against what the workflow computed."""
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from deltatune import EvaluateSettings, InputDataError, SettingsError, scorecard
 
 
 def _python_blocks(results: Path) -> list[str]:
-    """The README section's Python examples, reading the finished run in ``results`` instead of
+    """The Python examples of docs/python.md, reading the finished run in ``results`` instead of
     the demo's results folder (what they write goes to the working directory)."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Use it from Python", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2 and all("results/demo" in block for block in blocks), "the README's examples changed"
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "python.md").read_text(), re.S)
+    assert len(blocks) == 2 and all("results/demo" in block for block in blocks), "the examples changed"
     return [block.replace("results/demo", str(results)) for block in blocks]
 
 
@@ -40,11 +38,11 @@ def test_importing_every_public_name_loads_no_torch():
         deltatune.finetune  # noqa: B018 (the attribute access is the test)
 
 
-def test_the_readme_trains_and_predicts_a_stage_of_its_own(finished_run, tmp_path, monkeypatch):
+def test_the_python_example_trains_and_predicts_a_stage_of_its_own(finished_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     training = _python_blocks(finished_run / "results" / "tiny")[0]
     assert "epochs=50" in training
-    exec(compile(training.replace("epochs=50", "epochs=2"), "README.md", "exec"), {})  # the tiny run's length
+    exec(compile(training.replace("epochs=50", "epochs=2"), "docs/python.md", "exec"), {})  # the tiny run's length
     assert (tmp_path / "my_stage" / "adapter" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "my_stage.checkpoints").exists()
     mine = ad.read_h5ad(tmp_path / "my_prediction.h5ad")
@@ -55,9 +53,9 @@ def test_the_readme_trains_and_predicts_a_stage_of_its_own(finished_run, tmp_pat
 
 @pytest.fixture(scope="module")
 def card(finished_run):
-    """The README's scorecard of the tiny run's untuned base model."""
+    """docs/python.md's scorecard of the tiny run's untuned base model."""
     namespace = {}
-    exec(compile(_python_blocks(finished_run / "results" / "tiny")[1], "README.md", "exec"), namespace)
+    exec(compile(_python_blocks(finished_run / "results" / "tiny")[1], "docs/python.md", "exec"), namespace)
     return namespace["card"]
 
 

@@ -34,6 +34,7 @@ CASES = {
     # written out at their default: nothing changes
     "stages.lora_random.weight_decay": (0.0, {}),
     "inference.mode": ("control_mean", {}),
+    "preprocess.keep_cells": (None, {}),  # added after results existed: unset, not in any params
     # run-only: how rules run, not what they compute
     "stages.lora_random.checkpoint_every": (50, {}),
     "base_model.pretrain.checkpoint_every": (7, {}),
@@ -56,6 +57,7 @@ CASES = {
     "base_model.pretrain.lr": (2e-3, {"pretrain": 1, "finetune": 2, "infer": 4, "evaluate": 4, "report": 1}),
     "preprocess.n_top_genes": (30, AFTER_PREPROCESS),
     "data.columns.drug": (None, {"check_obs": 1, **AFTER_PREPROCESS}),  # the split's unit
+    "preprocess.keep_cells.plate": (["p0", "p1"], {"check_obs": 1, **AFTER_PREPROCESS}),
 }
 
 

@@ -96,6 +96,32 @@ def test_a_bad_column_in_one_file_names_that_file(plate_files, columns, tmp_path
     assert not list(tmp_path.glob("*target.h5ad*")), "nothing written"
 
 
+def test_keep_cells_keeps_only_the_listed_values_in_every_line(screen, plate_files, columns, tmp_path):
+    """Tahoe-100M's ``pass_filter``: cells that passed only the minimal filter are left out of
+    both the target and the base lines, counted; the rest is what the filtered screen gives."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    for path in plate_files:
+        part = ad.read_h5ad(path)
+        part.obs["pass_filter"] = np.where(rng.random(part.n_obs) < 0.2, "minimal", "full")
+        part.write_h5ad(path)
+    full = pd.concat([ad.read_h5ad(p).obs for p in plate_files])["pass_filter"] == "full"
+    settings = dataclasses.replace(SETTINGS, keep_cells={"pass_filter": ("full",)})
+    target, base, split, summary = _read(plate_files, columns, tmp_path, settings=settings)
+    assert set(target.obs["pass_filter"]) == set(base.obs["pass_filter"]) == {"full"}
+    assert summary["n_cells_left_out"] == (~full).sum() > 0
+    assert target.n_obs + base.n_obs == full.sum()
+    (tmp_path / "all").mkdir()
+    assert _read(plate_files, columns, tmp_path / "all")[3]["n_cells_left_out"] == 0
+    missing = dataclasses.replace(SETTINGS, keep_cells={"passed": ("full",)})
+    with pytest.raises(InputDataError, match=rf"{plate_files[0]}: preprocess.keep_cells names column 'passed'"):
+        _read(plate_files, columns, tmp_path, settings=missing)
+    nothing = dataclasses.replace(SETTINGS, keep_cells={"pass_filter": ("strict",)})
+    with pytest.raises(InputDataError, match=r"keep_cells \{'pass_filter': \('strict',\)\} leaves out every"):
+        _read(plate_files, columns, tmp_path, settings=nothing)
+
+
 def test_files_on_different_scales_are_refused(plate_files, columns, tmp_path):
     part = ad.read_h5ad(plate_files[-1])
     sc.pp.log1p(part)
@@ -209,26 +235,34 @@ def test_the_base_lines_keep_a_seeded_capped_sample_of_each_group(screen, column
 TAHOE_FILE = "plate{}_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad"
 
 
-def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
-    """config/tahoe_c37.yaml as a Tahoe user runs it: the 14 plate files, named as downloaded, by
-    glob, and every rule to the report planned (the README's step 3: ``snakemake -n``)."""
+def test_the_tahoe_config_plans_every_rule_and_checks_obs_on_fourteen_simulated_plate_files(tmp_path):
+    """config/tahoe.yaml as a Tahoe user runs it (docs/tahoe.md): the 14 plate files named as
+    downloaded, by glob, with Tahoe's obs columns (Cellosaurus IDs in cell_line, pass_filter);
+    every rule to the report planned (``snakemake -n``), then the obs check run for real."""
+    import json
+
     import yaml
     from conftest import REPO, planned_jobs, snakemake
 
     from deltatune.data.simulate_plates import write_plates
     from deltatune.settings import ScreenSpec
 
-    spec = ScreenSpec(
-        n_genes=300, cell_lines=("c12", "c37"), n_drugs=14, doses_um=(0.5,), plate_files=14, cells_per_well=3,
-        controls_per_plate=6, plates_per_drug=(1, 1), detected_genes=100,
-    )  # fmt: skip
-    tahoe = tmp_path / "data" / "tahoe"
-    for path in write_plates(spec, tahoe):
-        path.rename(tahoe / TAHOE_FILE.format(path.stem.removeprefix("plate")))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     from snakemake.utils import update_config
 
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "config" / "tahoe_c37.yaml").read_text()))  # as Snakemake lays them
+    update_config(config, yaml.safe_load((REPO / "config" / "tahoe.yaml").read_text()))  # as Snakemake lays them
+    target = config["data"]["target_cell_line"]
+    spec = ScreenSpec(
+        n_genes=300, cell_lines=("CVCL_1693", target), n_drugs=14, doses_um=(0.5,), plate_files=14,
+        cells_per_well=3, controls_per_plate=6, plates_per_drug=(1, 1), detected_genes=100,
+    )  # fmt: skip
+    tahoe, rng, minimal = tmp_path / "data" / "tahoe", np.random.default_rng(0), 0
+    for path in write_plates(spec, tahoe):
+        plate = ad.read_h5ad(path)
+        plate.obs["pass_filter"] = np.where(rng.random(plate.n_obs) < 0.1, "minimal", "full")
+        minimal += int((plate.obs["pass_filter"] == "minimal").sum())
+        plate.write_h5ad(tahoe / TAHOE_FILE.format(path.stem.removeprefix("plate")))
+        path.unlink()
     checkpoint, genes = tmp_path / config["base_model"]["checkpoint"], tmp_path / config["base_model"]["genes"]
     checkpoint.mkdir(parents=True)
     (checkpoint / "final.ckpt").touch()  # the release's layout; a dry run plans, it loads nothing
@@ -241,6 +275,11 @@ def test_the_tahoe_config_dry_runs_on_fourteen_simulated_plate_files(tmp_path):
     command = next(line for line in done.stdout.splitlines() if "deltatune preprocess" in line)
     files = re.findall(r"data/tahoe/(\S+?\.h5ad)", command)
     assert files == sorted(TAHOE_FILE.format(p) for p in range(1, 15)), "all 14, in glob order"
+    checked = snakemake(tmp_path, "--until", "check_obs")
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    found = json.loads((tmp_path / "results" / config["run"] / "data" / "obs_check.json").read_text())
+    assert found["n_files"] == 14 and found["n_cells_left_out"] == minimal > 0
+    assert found["n_cells_target"] > 0 and found["n_controls_target"] > 0
 
 
 def test_a_simulated_screen_in_plate_files_is_the_workflows_input(tmp_path, tiny_config):

@@ -37,6 +37,20 @@ def check_columns(obs: pd.DataFrame, columns: Columns, source: str) -> None:
         raise InputDataError(f"{source}: cell names are not unique (e.g. {dupes})")
 
 
+def kept_cells(obs: pd.DataFrame, keep: dict[str, tuple[str, ...]] | None, source: str) -> np.ndarray:
+    """Mask of the cells of ``obs`` (of file ``source``) that ``preprocess.keep_cells`` keeps:
+    each named column holds one of its listed values (compared as text)."""
+    mask = np.ones(len(obs), dtype=bool)
+    for name, values in (keep or {}).items():
+        if name not in obs.columns:
+            available = ", ".join(map(str, obs.columns[:20]))
+            raise InputDataError(
+                f"{source}: preprocess.keep_cells names column '{name}', which is not in obs (columns: {available})"
+            )
+        mask &= obs[name].astype(str).isin(values).to_numpy()
+    return mask
+
+
 @dataclass
 class Census:
     """What the whole screen holds, gathered file by file: cell lines, control and target counts."""
@@ -47,20 +61,31 @@ class Census:
     n_target: int = 0
     n_target_controls: int = 0
     n_base: int = 0
+    n_kept: int = 0
+    n_left_out: int = 0
 
-    def add(self, obs: pd.DataFrame, in_target: np.ndarray, in_base: np.ndarray, columns: Columns) -> None:
-        """Count the cells of one file's ``obs`` with their roles (:func:`cell_roles`)."""
+    def add(self, obs: pd.DataFrame, roles: tuple[np.ndarray, np.ndarray], columns: Columns, kept: np.ndarray) -> None:
+        """Count the cells of one file's ``obs`` that ``keep_cells`` keeps (``kept``) with their
+        roles (:func:`cell_roles`); the others count only in ``n_left_out``."""
+        in_target, in_base = roles
+        obs = obs[kept]
         is_control = control_labels(obs, columns)
         self.lines |= set(obs[columns.cell_type].astype(str).unique())
         self.labels.update(obs[columns.perturbation].astype(str).value_counts().head(5).to_dict())
         self.n_controls += int(is_control.sum())
         self.n_target += int(in_target.sum())
-        self.n_target_controls += int((in_target & is_control).sum())
+        self.n_target_controls += int((in_target[kept] & is_control).sum())
         self.n_base += int(in_base.sum())
+        self.n_kept += int(kept.sum())
+        self.n_left_out += int((~kept).sum())
 
     def check(self, columns: Columns, settings: PreprocessSettings, source: str) -> None:
         """Raise :class:`InputDataError` unless the screen can be preprocessed: controls exist, the
         target line is there with controls of its own, and ``settings.base_cell_lines`` exist."""
+        if not self.n_kept and self.n_left_out:
+            raise InputDataError(
+                f"{source}: preprocess.keep_cells {settings.keep_cells} leaves out every cell ({self.n_left_out})"
+            )
         if not self.n_controls:
             examples = ", ".join(repr(v) for v, _ in self.labels.most_common(5))
             raise InputDataError(
@@ -92,11 +117,13 @@ def control_labels(obs: pd.DataFrame, columns: Columns) -> np.ndarray:
     return (obs[columns.perturbation].astype(str) == columns.control).to_numpy()
 
 
-def cell_roles(obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray]:
+def cell_roles(
+    obs: pd.DataFrame, columns: Columns, settings: PreprocessSettings, kept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The masks of the target line's cells and of the base lines' cells (``settings.base_cell_lines``,
-    or every other line)."""
+    or every other line), of the cells ``kept`` (:func:`kept_cells`) only."""
     lines = obs[columns.cell_type].astype(str)
-    in_target = (lines == settings.target_cell_line).to_numpy()
+    in_target = (lines == settings.target_cell_line).to_numpy() & kept
     if settings.base_cell_lines is None:
-        return in_target, ~in_target
-    return in_target, lines.isin(settings.base_cell_lines).to_numpy()
+        return in_target, ~in_target & kept
+    return in_target, lines.isin(settings.base_cell_lines).to_numpy() & kept

@@ -145,6 +145,7 @@ def _preprocess(
         "n_cells_target": census.n_target,
         "n_cells_base": int((~in_target).sum()),
         "n_cells_base_available": census.n_base,
+        "n_cells_left_out": census.n_left_out,
         "n_controls_target": int((in_target & is_control).sum()),
         "perturbations_per_split": split["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
     }

@@ -23,7 +23,7 @@ from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 from .genes import use_var_column
 from .groups import group_codes, ranks_within
-from .obs import Census, cell_roles, check_columns
+from .obs import Census, cell_roles, check_columns, kept_cells
 from .readers import CHUNK_ROWS, row_chunks
 
 Chunks = Iterator[tuple[int, int, sp.csr_matrix]]
@@ -57,8 +57,9 @@ def _keep(
     (counted into ``census``); of the base lines, with ``base_cells_per_group``, only the cells
     that may be in the screen's sample (:func:`sample_base`), so memory holds no more."""
     check_columns(obs, columns, source)
-    in_target, in_base = cell_roles(obs, columns, settings)
-    census.add(obs, in_target, in_base, columns)
+    kept = kept_cells(obs, settings.keep_cells, source)
+    in_target, in_base = cell_roles(obs, columns, settings, kept)
+    census.add(obs, (in_target, in_base), columns, kept)
     genes = use_var_column(ad.AnnData(var=var), settings.var_names, source).var_names
     keys = None
     if settings.base_cells_per_group is not None:

@@ -12,7 +12,7 @@ from ..files import write_json, write_tsv
 from ..settings import Columns, PreprocessSettings, ScreenSpec
 from .genes import read_gene_list
 from .leakage import leakage
-from .obs import Census, cell_roles, check_columns
+from .obs import Census, cell_roles, check_columns, kept_cells
 from .preprocess import preprocess_screen
 from .screen import read_obs_var
 from .simulate import write_screen
@@ -52,7 +52,8 @@ def check_obs_file(
         obs, var = read_obs_var(path)
         n_cells += len(obs)
         check_columns(obs, columns, str(path))
-        census.add(obs, *cell_roles(obs, columns, settings), columns)
+        kept = kept_cells(obs, settings.keep_cells, str(path))
+        census.add(obs, cell_roles(obs, columns, settings, kept), columns, kept)
         for name, seen in values.items():
             seen |= set(obs[name].unique())
         n_genes.add(len(var))
@@ -64,6 +65,7 @@ def check_obs_file(
         "n_cells_target": census.n_target,
         "n_controls_target": census.n_target_controls,
         "n_cells_base": census.n_base,
+        "n_cells_left_out": census.n_left_out,
         "values_per_column": {name: len(seen) for name, seen in values.items()},
     }
     write_json(out, summary)

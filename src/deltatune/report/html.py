@@ -278,9 +278,11 @@ def _leakage_note(context: dict) -> str:
     found = context["leakage"]
     if found is None:
         return (
-            "<p class='note'><b>Leakage unknown.</b> The checkpoint records no training split (no split TOML in "
-            f"its run folder): it may have trained on <b>{line}</b> and on its test perturbations, and would then "
-            "be scored on cells it has seen. Ask whoever trained it before comparing it with a model that has not.</p>"
+            "<p class='note'><b>Leakage unknown.</b> No training split of the checkpoint was found: its run records "
+            "none, or records a split file (<code>data.kwargs.toml_config_path</code> in its <code>config.yaml</code>) "
+            "that is neither at that path nor beside the run. It may have trained on "
+            f"<b>{line}</b> and on its test perturbations, and would then be scored on cells it has seen. Put its "
+            "split file beside the run to have it checked, or ask whoever trained it.</p>"
         )
     source = f"<code>{html.escape(found['split_file'])}</code>"
     seen = found["test_perturbations_seen"]

@@ -203,7 +203,9 @@ class PreprocessSettings(Settings):
     ``base_cell_lines`` are the lines kept for pretraining a base model and for the other-lines
     baseline: None keeps every line but the target, an empty list none; of them at most
     ``base_cells_per_group`` cells of each (line, perturbation, plate) group are kept, a sample
-    seeded by ``split.seed`` (None: every cell). ``var_names`` names a
+    seeded by ``split.seed`` (None: every cell). ``keep_cells`` keeps only the cells whose obs
+    columns hold one of the listed values (Tahoe-100M: ``{pass_filter: [full]}``), every line's
+    alike, before anything else is decided; None keeps every cell. ``var_names`` names a
     var column to take gene names from; ``max_missing_genes`` is the fraction of a checkpoint's
     genes that may be absent from the data (:func:`deltatune.data.genes.model_genes`).
     """
@@ -215,3 +217,4 @@ class PreprocessSettings(Settings):
     base_cells_per_group: int | None = setting(None, minimum=1)
     var_names: str | None = None
     max_missing_genes: float = setting(0.05, minimum=0, exclusiveMaximum=1)
+    keep_cells: dict[str, tuple[str, ...]] | None = None

@@ -115,6 +115,15 @@ def _only(settings: dict, keys: tuple[str, ...]) -> dict:
     return {k: settings[k] for k in keys}
 
 
+# Settings added after result folders were made: left out of a rule's params while unset, so that
+# those folders do not rerun for a key they never had.
+LATER_KEYS = ("keep_cells",)
+
+
+def _unset_dropped(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if not (k in LATER_KEYS and v is None)}
+
+
 class WorkflowSettings:
     """A validated workflow config, resolved once, and the settings each rule reads of it.
 
@@ -253,7 +262,7 @@ class WorkflowSettings:
 
     def check_obs_settings(self) -> dict:
         """The lines the obs check looks for (:class:`PreprocessSettings` fields)."""
-        return _only(to_dict(self.preprocess), ("target_cell_line", "base_cell_lines"))
+        return _unset_dropped(_only(to_dict(self.preprocess), ("target_cell_line", "base_cell_lines", "keep_cells")))
 
     def preprocess_settings(self) -> dict:
         """Preprocessing's settings; ``n_top_genes`` only without a checkpoint (whose genes replace
@@ -265,7 +274,7 @@ class WorkflowSettings:
         drawn = ("val_fraction", "test_fraction", "dose_holdout_fraction")
         split_unread = drawn if self.preprocess.split.fixed else ("test", "val", "toml")
         settings["split"] = {k: v for k, v in settings["split"].items() if k not in split_unread}
-        return settings
+        return _unset_dropped(settings)
 
     def stage_settings(self, stage: str, replicate: int) -> dict:
         """A stage's resolved settings for one replicate, without its run-only ones."""
