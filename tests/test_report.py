@@ -473,3 +473,12 @@ def test_the_tests_table_adjusts_every_p_value_of_the_table_as_one_family():
     assert shown["p_vs_base"].tolist() == ["", f"0.01 (q {q[0]:.3g})", f"0.04 (q {q[1]:.3g})"]
     assert shown["p_vs_previous"].tolist() == ["", f"0.03 (q {q[2]:.3g})", f"0.5 (q {q[3]:.3g})"]
     assert (q >= [0.01, 0.04, 0.03, 0.5]).all()
+
+
+def test_the_header_says_when_no_training_split_of_a_checkpoint_was_found():
+    from deltatune.report.html import _leakage_note
+
+    unknown = _leakage_note({"target_cell_line": "c37", "checkpoint": "models/st", "leakage": None})
+    assert "Leakage unknown" in unknown and "<b>c37</b>" in unknown
+    assert "records a split file" in unknown and "beside the run or one folder up" in unknown
+    assert _leakage_note({"target_cell_line": "c37", "checkpoint": None, "leakage": None}) == "", "our own base"

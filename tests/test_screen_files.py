@@ -96,7 +96,7 @@ def test_a_bad_column_in_one_file_names_that_file(plate_files, columns, tmp_path
     assert not list(tmp_path.glob("*target.h5ad*")), "nothing written"
 
 
-def test_keep_cells_keeps_only_the_listed_values_in_every_line(screen, plate_files, columns, tmp_path):
+def test_keep_cells_keeps_only_the_listed_values_in_every_line(plate_files, columns, tmp_path):
     """Tahoe-100M's ``pass_filter``: cells that passed only the minimal filter are left out of
     both the target and the base lines, counted; the rest is what the filtered screen gives."""
     import dataclasses
@@ -117,6 +117,16 @@ def test_keep_cells_keeps_only_the_listed_values_in_every_line(screen, plate_fil
     missing = dataclasses.replace(SETTINGS, keep_cells={"passed": ("full",)})
     with pytest.raises(InputDataError, match=rf"{plate_files[0]}: preprocess.keep_cells names column 'passed'"):
         _read(plate_files, columns, tmp_path, settings=missing)
+    sampled = dataclasses.replace(settings, base_cells_per_group=3)  # as the Tahoe example combines them
+    (tmp_path / "sampled").mkdir()
+    _, base, _, summary = _read(plate_files, columns, tmp_path / "sampled", settings=sampled)
+    assert set(base.obs["pass_filter"]) == {"full"} and summary["n_cells_left_out"] == (~full).sum()
+    for path in plate_files:  # every target cell marked minimal: the message says why none is found
+        part = ad.read_h5ad(path)
+        part.obs.loc[part.obs["cell_line"] == "c", "pass_filter"] = "minimal"
+        part.write_h5ad(path)
+    with pytest.raises(InputDataError, match=r"target cell line 'c' not found in column 'cell_line', of the cells"):
+        _read(plate_files, columns, tmp_path, settings=settings)
     nothing = dataclasses.replace(SETTINGS, keep_cells={"pass_filter": ("strict",)})
     with pytest.raises(InputDataError, match=r"keep_cells \{'pass_filter': \('strict',\)\} leaves out every"):
         _read(plate_files, columns, tmp_path, settings=nothing)
@@ -279,7 +289,10 @@ def test_the_tahoe_config_plans_every_rule_and_checks_obs_on_fourteen_simulated_
     assert checked.returncode == 0, checked.stderr[-3000:]
     found = json.loads((tmp_path / "results" / config["run"] / "data" / "obs_check.json").read_text())
     assert found["n_files"] == 14 and found["n_cells_left_out"] == minimal > 0
-    assert found["n_cells_target"] > 0 and found["n_controls_target"] > 0
+    obs = pd.concat([ad.read_h5ad(path, backed="r").obs for path in sorted(tahoe.iterdir())])
+    kept = obs[(obs["cell_line"] == target) & (obs["pass_filter"] == "full")]
+    assert found["n_cells_target"] == len(kept) < (obs["cell_line"] == target).sum()
+    assert found["n_controls_target"] == (kept["drugname_drugconc"] == config["data"]["columns"]["control"]).sum() > 0
 
 
 def test_a_simulated_screen_in_plate_files_is_the_workflows_input(tmp_path, tiny_config):

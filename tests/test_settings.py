@@ -329,6 +329,7 @@ def test_the_effective_config_is_a_config_the_workflow_accepts(tiny_config, own_
     again = json.loads(json.dumps(effective))
     validate(again, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     assert WorkflowSettings(again).effective() == effective
+    assert "keep_cells" not in effective["preprocess"], "a key added later, unset: no report reruns for it"
     found = seeds(effective)
     assert found["stages"] == {"lora_random": [0, 1], "ext": [0, 1]} and found["split"] == 0
     assert (found["simulate"], found["pretrain"]) == ((None, None) if own_data else (1, 0))

@@ -18,14 +18,18 @@ from ..errors import InputDataError
 from ..settings import Columns, PreprocessSettings
 
 
+def _listing(obs: pd.DataFrame) -> str:
+    """The first columns of ``obs``, for a message about one it lacks."""
+    return ", ".join(map(str, obs.columns[:20]))
+
+
 def check_columns(obs: pd.DataFrame, columns: Columns, source: str) -> None:
     """Raise :class:`InputDataError` naming the first unusable column of ``obs`` (of file ``source``):
     every configured column must exist, grouping columns without missing values, cell names unique."""
     for name in columns.required():
         if name not in obs.columns:
-            available = ", ".join(map(str, obs.columns[:20]))
             raise InputDataError(
-                f"{source}: column '{name}' is not in obs (columns: {available}); "
+                f"{source}: column '{name}' is not in obs (columns: {_listing(obs)}); "
                 "set data.columns in the config to the names your file uses"
             )
     for name in [columns.perturbation, columns.cell_type, columns.batch]:
@@ -43,9 +47,8 @@ def kept_cells(obs: pd.DataFrame, keep: dict[str, tuple[str, ...]] | None, sourc
     mask = np.ones(len(obs), dtype=bool)
     for name, values in (keep or {}).items():
         if name not in obs.columns:
-            available = ", ".join(map(str, obs.columns[:20]))
             raise InputDataError(
-                f"{source}: preprocess.keep_cells names column '{name}', which is not in obs (columns: {available})"
+                f"{source}: preprocess.keep_cells names column '{name}', which is not in obs (columns: {_listing(obs)})"
             )
         mask &= obs[name].astype(str).isin(values).to_numpy()
     return mask
@@ -92,15 +95,17 @@ class Census:
                 f"{source}: control label {columns.control!r} does not occur in column "
                 f"'{columns.perturbation}' (most common labels: {examples})"
             )
+        # what keep_cells left out is not there to be found: say so where it may be the reason
+        filtered = f", of the cells preprocess.keep_cells {settings.keep_cells} keeps" if self.n_left_out else ""
         if not self.n_target:
             raise InputDataError(
                 f"{source}: target cell line '{settings.target_cell_line}' not found in column "
-                f"'{columns.cell_type}' (values: {sorted(self.lines)[:10]})"
+                f"'{columns.cell_type}'{filtered} (values: {sorted(self.lines)[:10]})"
             )
         if not self.n_target_controls:
             raise InputDataError(
                 f"{source}: cell line '{settings.target_cell_line}' has no control cells "
-                f"({columns.perturbation} == {columns.control!r}): nothing to predict from"
+                f"({columns.perturbation} == {columns.control!r}){filtered}: nothing to predict from"
             )
         if settings.base_cell_lines is None:
             return

@@ -44,7 +44,8 @@ def check_obs_file(
 
     Every configured column must exist in every file without missing values, the control label
     must occur, the target line must have controls of its own, and ``settings.base_cell_lines``
-    must exist. The summary counts cells by role and the values of every configured column.
+    must exist, all among the cells ``settings.keep_cells`` keeps. The summary counts cells by
+    role, the cells left out, and the values of every configured column.
     """
     paths = _paths(screen)
     census, values, n_genes, n_cells = Census(), {c: set() for c in columns.required()}, set(), 0

@@ -280,7 +280,7 @@ def _leakage_note(context: dict) -> str:
         return (
             "<p class='note'><b>Leakage unknown.</b> No training split of the checkpoint was found: its run records "
             "none, or records a split file (<code>data.kwargs.toml_config_path</code> in its <code>config.yaml</code>) "
-            "that is neither at that path nor beside the run. It may have trained on "
+            "that is neither at that path nor beside the run or one folder up. It may have trained on "
             f"<b>{line}</b> and on its test perturbations, and would then be scored on cells it has seen. Put its "
             "split file beside the run to have it checked, or ask whoever trained it.</p>"
         )

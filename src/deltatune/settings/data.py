@@ -218,3 +218,9 @@ class PreprocessSettings(Settings):
     var_names: str | None = None
     max_missing_genes: float = setting(0.05, minimum=0, exclusiveMaximum=1)
     keep_cells: dict[str, tuple[str, ...]] | None = None
+
+    def check(self) -> None:
+        super().check()
+        empty = sorted(name for name, values in (self.keep_cells or {}).items() if not values)
+        if empty:
+            raise SettingsError(f"keep_cells.{empty[0]} lists no value: it would keep no cell")

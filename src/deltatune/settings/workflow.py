@@ -326,7 +326,9 @@ class WorkflowSettings:
         }
         if self.screen is not None:
             data["simulate"] = to_dict(self.screen)
-        preprocess = {k: v for k, v in to_dict(self.preprocess).items() if k not in ("target_cell_line", "var_names")}
+        preprocess = _unset_dropped(
+            {k: v for k, v in to_dict(self.preprocess).items() if k not in ("target_cell_line", "var_names")}
+        )
         base_model = {
             "checkpoint": self.checkpoint_dir,
             "unseen_perturbations": self.perturbations.unseen_perturbations,
