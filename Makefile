@@ -10,7 +10,7 @@ RUN := env PATH="$(BIN):$$PATH"
 # (where PYTHONDONTWRITEBYTECODE is set, a module never compiled is compiled again at every import).
 PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 
-.PHONY: setup demo test lint lock container-smoke reliability config-docs
+.PHONY: setup demo test lint lock image container-smoke reliability config-docs
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ lint: $(STAMP)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) snakemake --lint
+
+# Build containers/Dockerfile with podman or docker on the pinned CUDA base, and a .sif where
+# Apptainer is installed; prints the config line that runs every rule in it (containers/README.md).
+image:
+	containers/image.sh
 
 # Build containers/Dockerfile with podman on a local Debian base and run the tiny config in it
 # (containers/README.md); minutes, root, not part of `make test`.

@@ -22,8 +22,8 @@ onstart:
     record_invocation()
 
 
-# Every rule runs in this image under `--sdm apptainer` (containers/images.lock, by digest).
-container: pinned_image("workflow")
+# Every rule runs in this image under `--sdm apptainer`: container.image, else containers/images.lock's.
+container: workflow_image()
 
 
 include: "workflow/rules/data.smk"

@@ -1,12 +1,11 @@
 #!/bin/sh
 # Container smoke test (`make container-smoke`, not part of `make test`): build containers/Dockerfile
-# with podman on a local base, Debian bookworm from debootstrap imported into podman, passed as
-# BASE_IMAGE in place of the CUDA base, then run the tiny config inside the image, offline and as its
-# non-root user. Prints the time of each step; containers/README.md records a run.
+# with podman (containers/image.sh) on a local base, Debian bookworm from debootstrap imported into
+# podman, passed as BASE_IMAGE in place of the CUDA base, then run the tiny config inside the image,
+# offline and as its non-root user. Prints the time of each step; containers/README.md records a run.
 #
-# The host's pip settings reach the build through a pip.conf (PIP_CONFIG_FILE): a CA bundle from
-# PIP_CERT (for a TLS-intercepting proxy) and a local wheel directory from PIP_FIND_LINKS. Where
-# that directory holds a CPU torch wheel of the locked version, pip takes it, as in `make setup`.
+# PIP_CERT and PIP_FIND_LINKS reach pip in the build as containers/image.sh says. Where the wheel
+# directory holds a CPU torch wheel of the locked version, pip takes it, as in `make setup`.
 set -eu
 cd "$(dirname "$0")/.."
 PODMAN="podman --cgroup-manager=cgroupfs --runtime runc"
@@ -35,27 +34,12 @@ trap cleanup EXIT
 step() { echo "== $1: $(($(date +%s) - start)) s" >&2; }
 
 start=$(date +%s)
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-tar -C "$work/rootfs" -c . | $PODMAN import --quiet - "$BASE" >/dev/null
-rm -rf "$work/rootfs"
+PODMAN="$PODMAN" DEBIAN_MIRROR="$MIRROR" containers/debian-base.sh "$BASE" >/dev/null
 step "debootstrap bookworm imported as $BASE"
 
 start=$(date +%s)
-mkdir "$work/pip"
-{
-    echo "[global]"
-    if [ -n "${PIP_CERT:-}" ]; then cp "$PIP_CERT" "$work/pip/ca.pem"; echo "cert = /run/smoke/ca.pem"; fi
-    if [ -n "${PIP_FIND_LINKS:-}" ]; then echo "find-links = /run/smoke-wheels"; fi
-} >"$work/pip/pip.conf"
-wheels=""
-if [ -n "${PIP_FIND_LINKS:-}" ]; then wheels="--volume $PIP_FIND_LINKS:/run/smoke-wheels:ro"; fi
-# shellcheck disable=SC2086  # $wheels is zero or two words
-$PODMAN build --ulimit nofile=20000:20000 --ulimit nproc=32768:32768 --network host \
-    --file containers/Dockerfile --ignorefile containers/Dockerfile.dockerignore \
-    --build-arg BASE_IMAGE="$BASE" --build-arg PIP_CONFIG_FILE=/run/smoke/pip.conf \
-    --volume "$work/pip:/run/smoke:ro" $wheels --tag "$IMAGE" . >"$work/build.log" 2>&1 \
-    || { tail -40 "$work/build.log" >&2; exit 1; }
+ENGINE="$PODMAN" BUILD_OPTIONS="--ulimit nofile=20000:20000 --ulimit nproc=32768:32768" BASE_IMAGE="$BASE" TAG="$IMAGE" SIF="$work/smoke.sif" \
+    containers/image.sh >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
 step "built $IMAGE ($($PODMAN image inspect --format '{{.Size}}' "$IMAGE") bytes, id $($PODMAN image inspect --format '{{.Id}}' "$IMAGE"))"
 
 start=$(date +%s)

@@ -3,6 +3,7 @@ containers/images.lock and pyproject.toml, and the workflow runs every rule in t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, snakemake_command, write_config
@@ -84,7 +87,8 @@ def test_apptainer_definition_is_built_from_the_same_image():
 
 
 def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, env=env, check=False)
+    command = snakemake_command(workdir, *args)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
 
 
 @pytest.fixture
@@ -115,16 +119,170 @@ def dry_run_resources(stdout: str) -> list[tuple[str, str]]:
     return [(m.group(1), re.search(r"resources: (.*)", m.group(2)).group(1)) for m in blocks if m.group(1) != "all"]
 
 
-def test_every_job_runs_in_the_locked_image_with_the_gpu_profile(workdir, tmp_path):
-    """A dry run with profiles/local-gpu: the one image pulled is images.lock's `workflow`, by
-    digest, and exactly the GPU rules ask for a GPU."""
+REFERENCE = "ghcr.io/lab/deltatune@sha256:" + "ab" * 32  # a user's pushed image, by digest
+
+
+def gpu_profile_dry_run(workdir: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     stub = fake_apptainer(tmp_path / "bin")
     env = {**os.environ, "PATH": f"{stub}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = snakemake(workdir, "--profile", str(REPO / "profiles" / "local-gpu"), "--dry-run", env=env)
+    return snakemake(workdir, "--profile", str(REPO / "profiles" / "local-gpu"), "--dry-run", env=env)
+
+
+def test_the_bare_base_in_the_lock_stops_apptainer_runs_before_any_job(workdir, tmp_path):
+    """images.lock's `workflow` is still the CUDA base (no deltatune): --sdm apptainer stops at
+    parsing with one message saying how to build and name an image, instead of failing in the
+    first job."""
+    assert images()["workflow"] == images()["base"], "a deltatune image was recorded: this test has done its job"
+    result = gpu_profile_dry_run(workdir, tmp_path)
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "`workflow` image is the bare CUDA base, without deltatune; build an image with `make image`" in said
+    assert "Traceback" not in said and not (workdir / "results").exists()
+
+
+def test_every_job_runs_in_the_configured_image_with_the_gpu_profile(workdir, tmp_path, tiny_config):
+    """A dry run with profiles/local-gpu and container.image set: the one image pulled is that
+    reference, and exactly the GPU rules ask for a GPU."""
+    write_config(workdir, {**tiny_config, "container": {"image": REFERENCE}})
+    result = gpu_profile_dry_run(workdir, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     pulled = re.findall(r"Singularity image (\S+) will be pulled", result.stdout + result.stderr)
-    assert pulled == [f"docker://{images()['workflow']}"]
+    assert pulled == [f"docker://{REFERENCE}"]
     jobs = dry_run_resources(result.stdout)
     assert {rule for rule, _ in jobs} >= GPU_RULES
     for rule, resources in jobs:
         assert ("gpu=1" in resources.split(", ")) == (rule in GPU_RULES), (rule, resources)
+
+
+def test_an_image_named_by_tag_or_a_missing_image_file_stops_with_one_message(workdir, tmp_path, tiny_config):
+    write_config(workdir, {**tiny_config, "container": {"image": "ghcr.io/lab/deltatune:latest"}})
+    result = snakemake(workdir, "--dry-run")
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "container.image 'ghcr.io/lab/deltatune:latest' is not pinned by digest" in said
+    write_config(workdir, {**tiny_config, "container": {"image": "images/deltatune.sif"}})
+    result = gpu_profile_dry_run(workdir, tmp_path)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and f"container.image: {workdir}/images/deltatune.sif does not exist" in said
+
+
+PODMAN = "podman --cgroup-manager=cgroupfs --runtime runc"  # what this project's VMs need (containers/README.md)
+CONTAINER_TOOLS = ("podman", "runc", "debootstrap")
+SBIN = os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"])
+MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def _reachable(url: str) -> bool:
+    """Whether the Debian mirror answers: the base is debootstrapped from it (PyPI, for the
+    build's pip, is what the rest of the suite installs from anyway)."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{url}/dists/bookworm/Release", timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_podman = pytest.mark.skipif(
+    not all(shutil.which(tool, path=SBIN) for tool in CONTAINER_TOOLS) or os.geteuid() != 0 or not _reachable(MIRROR),
+    reason="needs root with podman, runc and debootstrap (apt install podman runc debootstrap) and a Debian mirror",
+)
+TOLERANCE = 1e-6  # the same wheels and thread counts on the same CPU: equal but for summation order
+
+
+@pytest.fixture(scope="module")
+def built_image(tmp_path_factory) -> str:
+    """containers/Dockerfile built by containers/image.sh (`make image`) on a local Debian base
+    (the CUDA base cannot be pulled here); its podman image id. Removed afterwards."""
+    base, tag = "localhost/deltatune-test-base:bookworm", f"localhost/deltatune:{VERSION}-test"
+    env = {**os.environ, "PATH": SBIN, "PODMAN": PODMAN, "ENGINE": PODMAN, "BASE_IMAGE": base, "TAG": tag,
+           "BUILD_OPTIONS": "--ulimit nofile=20000:20000 --ulimit nproc=32768:32768",
+           "SIF": str(tmp_path_factory.mktemp("image") / "deltatune-test.sif")}  # never the user's .sif  # fmt: skip
+    try:
+        for command in ([CONTAINERS / "debian-base.sh", base], [CONTAINERS / "image.sh"]):
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        inspect = [*PODMAN.split(), "image", "inspect", "--format", "{{.Id}}", tag]
+        yield subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        subprocess.run([*PODMAN.split(), "rmi", "--force", tag, base], capture_output=True, check=False)
+
+
+@needs_podman
+def test_every_rule_runs_inside_the_image_built_from_the_dockerfile(built_image, tmp_path, tiny_config):
+    """The tiny config through Snakemake with --sdm apptainer, where `apptainer` is the shim of
+    tests/shims/apptainer: each job's `apptainer exec` runs in podman, in the image built from
+    containers/Dockerfile, without network. This shows that the image and every rule's command
+    work as Snakemake runs them, job by job; it does not run Apptainer itself (not installable
+    here) or a GPU. Every job goes through the shim, the report names the image the rules ran in
+    with the image file's sha256, and the scores equal a run on the host."""
+    from conftest import planned_jobs, snakemake_env
+
+    from deltatune.files import sha256
+
+    image_file = tmp_path / "deltatune-test.sif"
+    image_file.write_text(built_image + "\n")  # what the shim runs: a podman image id, not a SIF
+    host, inside, log = tmp_path / "host", tmp_path / "inside", tmp_path / "shim.log"
+    write_config(host, tiny_config)
+    write_config(inside, {**tiny_config, "container": {"image": str(image_file)}})
+    env = {**snakemake_env(), "APPTAINER_SHIM_LOG": str(log)}
+    env["PATH"] = f"{REPO / 'tests' / 'shims'}{os.pathsep}{env['PATH']}"
+    plan = snakemake(inside, "--sdm", "apptainer", "--dry-run", env=env)
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    jobs = sum(n for rule, n in planned_jobs(plan).items() if rule != "all")
+    assert not log.exists(), "a dry run runs nothing"
+
+    ran = snakemake(inside, "--cores", "2", "--sdm", "apptainer", env=env)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    calls = log.read_text().splitlines()
+    assert len(calls) == jobs and all(call.startswith(f"{built_image}\t") for call in calls), calls
+    provenance = json.loads((inside / "results" / "tiny" / "report" / "provenance.json").read_text())
+    container = provenance["container"]
+    assert container["image"] == str(image_file) and container["sha256"] == sha256(image_file)
+    assert container["DELTATUNE_IMAGE"].startswith(f"deltatune {VERSION} on "), "the report ran in the image"
+    stage = json.loads((inside / "results" / "tiny" / "models" / "lora_random" / "rep0" / "summary.json").read_text())
+    assert stage["made_by"]["code"]["image"] == container["DELTATUNE_IMAGE"], "trained inside the image"
+    assert provenance["invocations"][-1]["container"] == {"image": str(image_file), "sha256": sha256(image_file)}
+
+    assert snakemake(host, "--cores", "2", env=snakemake_env()).returncode == 0
+    keys = ["stage", "replicate", "perturbation", "metric"]
+    scores = [pd.read_csv(d / "results" / "tiny" / "report" / "comparison.csv").set_index(keys) for d in (host, inside)]
+    assert scores[0].index.equals(scores[1].index)
+    assert np.allclose(scores[0]["value"], scores[1]["value"], atol=TOLERANCE, rtol=0, equal_nan=True)
+
+
+def test_container_image_is_a_digest_or_a_file_and_becomes_snakemakes_reference():
+    from deltatune.errors import SettingsError
+    from deltatune.settings import ContainerSettings, from_mapping
+
+    pinned = from_mapping(ContainerSettings, {"image": REFERENCE}, "container")
+    assert pinned.uri("/work") == f"docker://{REFERENCE}" and not pinned.is_file
+    assert from_mapping(ContainerSettings, {"image": f"docker://{REFERENCE}"}, "container").uri("/w") == (
+        f"docker://{REFERENCE}"
+    )
+    local = from_mapping(ContainerSettings, {"image": "images/deltatune.sif"}, "container")
+    assert local.is_file and local.uri("/work") == "/work/images/deltatune.sif"
+    assert from_mapping(ContainerSettings, {}, "container").uri("/work") is None
+    with pytest.raises(SettingsError, match="container.image 'deltatune:0.1.0' is not pinned by digest"):
+        from_mapping(ContainerSettings, {"image": "deltatune:0.1.0"}, "container")
+
+
+def test_the_report_names_the_image_with_the_sha256_its_command_recorded(monkeypatch):
+    from deltatune.report.provenance import container
+
+    for name in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "DELTATUNE_IMAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/img/a.sif")
+    a, b = "/img/a.sif", "/img/b.sif"
+    runs = [
+        {"container": {"image": a, "sha256": "old"}},
+        {"container": None},
+        {"container": {"image": b, "sha256": "other"}},
+        {"container": {"image": a, "sha256": "new"}},
+    ]
+    named = {k: v for k, v in container("/img/a.sif", runs).items() if k != "oci"}  # oci: this machine's own
+    assert named == {"image": "/img/a.sif", "sha256": "new", "APPTAINER_CONTAINER": "/img/a.sif"}
+    assert container(REFERENCE, runs)["image"] == REFERENCE and "sha256" not in container(REFERENCE, runs)
+    monkeypatch.delenv("APPTAINER_CONTAINER")
+    if not (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()):
+        assert container(None, runs) is None, "no image named where no rule ran in one"

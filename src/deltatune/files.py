@@ -13,6 +13,7 @@ with one message naming the file; nothing is left under the output's name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -136,3 +137,12 @@ def write_tsv(table, path: str | os.PathLike) -> None:
     """Write a DataFrame to ``path`` as a tab-separated table without its index, atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+
+
+def sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """The sha256 of a file, read a few MB at a time (a screen file or an image of several GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 # checkout lets a host that has Snakemake alone parse the workflow (jobs run in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
+from deltatune.files import sha256
 from deltatune.model.release import recorded_split
 from deltatune.settings import output_dict, to_dict
 from deltatune.settings.pairing import STRATEGIES, plate_strategy
@@ -196,10 +197,32 @@ def report_manifest(wildcards, input):
     )
 
 
+def runs_in_apptainer():
+    """Whether jobs run in the image (--sdm apptainer)."""
+    return "apptainer" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+
+
+def workflow_image():
+    """The image of every job under --sdm apptainer, container.image or else images.lock's
+    `workflow`. With --sdm apptainer, stops before any job where that is the bare CUDA base
+    (images.lock's `workflow` equal to its `base`: no deltatune inside, the first job would fail)
+    or a local image file that is not there."""
+    configured = SETTINGS.container.uri(os.getcwd())
+    if runs_in_apptainer() and configured is None and pinned_image("workflow") == pinned_image("base"):
+        raise WorkflowError(
+            "--sdm apptainer: containers/images.lock's `workflow` image is the bare CUDA base, without deltatune; "
+            "build an image with `make image` and set container.image in your config to what it prints "
+            '(containers/README.md, "Using it")'
+        )
+    if runs_in_apptainer() and SETTINGS.container.is_file and not os.path.isfile(configured):
+        raise WorkflowError(f"container.image: {configured} does not exist")
+    return configured or pinned_image("workflow")
+
+
 def container_image():
-    """The pinned image when jobs run in Apptainer (--sdm apptainer), else None."""
-    methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-    return pinned_image("workflow") if "apptainer" in methods else None
+    """The image jobs run in (--sdm apptainer), else None: the report never names an image that
+    no rule ran in."""
+    return workflow_image() if runs_in_apptainer() else None
 
 
 def get_final_output():
@@ -250,6 +273,15 @@ def _options(argv, name):
     return found + [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
 
 
+def image_record():
+    """The image this command's jobs run in, with the sha256 of a local image file (hashed once
+    per command, not per job); None without --sdm apptainer."""
+    image = container_image()
+    if image is None:
+        return None
+    return {"image": image, "sha256": sha256(image) if SETTINGS.container.is_file else None}
+
+
 def record_invocation():
     """Append this snakemake command to results/<run>/invocations.jsonl: when, what, where and
     with which profiles and executor, so that the results folder says how it was made (the
@@ -270,6 +302,7 @@ def record_invocation():
         "workflow_profile": next(iter(_options(argv, "--workflow-profile")), default if os.path.isdir(default) else None),
         "executor": plugin.cli_prefix if plugin is not None else "local",
         "software_deployment": sorted(str(m) for m in workflow.deployment_settings.deployment_method),
+        "container": image_record(),
         "snakemake": version("snakemake"),
         "config_as_written": CONFIG_AS_WRITTEN,  # config files and --config merged, no defaults filled in
     }

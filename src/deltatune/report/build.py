@@ -233,7 +233,7 @@ def report_files(
             "date": now,
             "packages": origin.package_versions(),
             "git": origin.git_state(Path(manifest.repo)),
-            "container": provenance.container(manifest.container_image),
+            "container": provenance.container(manifest.container_image, _invocations(manifest.invocations)),
             "inputs": provenance.input_files(manifest.inputs),
         }
     )

@@ -12,34 +12,29 @@ every rule took (from Snakemake's ``benchmark:`` files).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from .. import origin
+from ..files import sha256
 
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # Snakemake's mark in directory outputs, not an input
 
 
-def container(image: str | None) -> dict | None:
-    """The image the step ran in: the workflow's pinned reference, and what the runtime reports."""
+def container(image: str | None, invocations: list[dict] = ()) -> dict | None:
+    """The image the step ran in: the workflow's reference (``container.image`` or the lock's),
+    the sha256 of a local image file as the latest command that ran in it hashed it (the
+    workflow's ``invocations``), and what the runtime reports from inside."""
     names = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "DELTATUNE_IMAGE")
     runtime = {k: os.environ[k] for k in names if k in os.environ}
     if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
         runtime["oci"] = True
     if not image and not runtime:
         return None
-    return {"image": image, **runtime}
-
-
-def sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    hashed = [i["container"]["sha256"] for i in invocations if (i.get("container") or {}).get("image") == image]
+    return {"image": image, **({"sha256": hashed[-1]} if hashed and hashed[-1] else {}), **runtime}
 
 
 def input_files(paths: list[str]) -> dict[str, dict]:

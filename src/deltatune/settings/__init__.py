@@ -7,7 +7,7 @@ stay light.
 """
 
 from .base import Settings, from_json, from_mapping, output_dict, setting, to_dict
-from .compute import ComputeSettings
+from .compute import ComputeSettings, ContainerSettings
 from .data import Columns, PreprocessSettings, ScreenSpec, SplitSettings
 from .evaluate import EvaluateSettings
 from .model import Architecture, CheckpointSettings, LoraSettings, PerturbationSettings
@@ -21,6 +21,7 @@ __all__ = [
     "CheckpointSettings",
     "Columns",
     "ComputeSettings",
+    "ContainerSettings",
     "EvaluateSettings",
     "InferenceSettings",
     "LoraSettings",

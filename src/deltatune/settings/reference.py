@@ -21,6 +21,7 @@ from . import (
     CheckpointSettings,
     Columns,
     ComputeSettings,
+    ContainerSettings,
     EvaluateSettings,
     InferenceSettings,
     LoraSettings,
@@ -54,6 +55,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "evaluation": (EvaluateSettings,),
     "report.bootstrap": (BootstrapSettings,),
     "compute": (ComputeSettings,),
+    "container": (ContainerSettings,),
 }
 HEADER = """# Configuration keys
 

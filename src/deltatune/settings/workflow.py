@@ -26,7 +26,7 @@ from ..errors import SettingsError
 from ..metrics import MATCHED_SUFFIX
 from ..roles import BASE_ROW, TUNED_ROW
 from .base import from_mapping, output_dict, to_dict
-from .compute import ComputeSettings
+from .compute import ComputeSettings, ContainerSettings
 from .data import Columns, PreprocessSettings, ScreenSpec, screen_files
 from .evaluate import PROFILES_WITHOUT_DE, EvaluateSettings
 from .model import Architecture, CheckpointSettings, PerturbationSettings
@@ -178,6 +178,7 @@ class WorkflowSettings:
         self.evaluation = from_mapping(EvaluateSettings, config.get("evaluation"), "evaluation")
         self.bootstrap = from_mapping(BootstrapSettings, config.get("report", {}).get("bootstrap"), "report.bootstrap")
         self.compute = from_mapping(ComputeSettings, config.get("compute"), "compute")
+        self.container = from_mapping(ContainerSettings, config.get("container"), "container")
         parents = {name: stage.get("extends") or BASE_ROW for name, stage in config["stages"].items()}
         self.parents = parents if self.search is None else {**parents, TUNED_ROW: self.search.start}
         self._check_pairings()
