@@ -284,5 +284,10 @@ def test_the_report_names_the_image_with_the_sha256_its_command_recorded(monkeyp
     assert named == {"image": "/img/a.sif", "sha256": "new", "APPTAINER_CONTAINER": "/img/a.sif"}
     assert container(REFERENCE, runs)["image"] == REFERENCE and "sha256" not in container(REFERENCE, runs)
     monkeypatch.delenv("APPTAINER_CONTAINER")
+    monkeypatch.setenv("DELTATUNE_IMAGE", "deltatune on a base")  # in an image, but not by --sdm apptainer
+    assert container(None, runs) == {"image": None, "DELTATUNE_IMAGE": "deltatune on a base"} | (
+        {"oci": True} if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists() else {}
+    )
+    monkeypatch.delenv("DELTATUNE_IMAGE")
     if not (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()):
         assert container(None, runs) is None, "no image named where no rule ran in one"

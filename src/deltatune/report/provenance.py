@@ -33,7 +33,8 @@ def container(image: str | None, invocations: list[dict] = ()) -> dict | None:
         runtime["oci"] = True
     if not image and not runtime:
         return None
-    hashed = [i["container"]["sha256"] for i in invocations if (i.get("container") or {}).get("image") == image]
+    recorded = [i.get("container") or {} for i in invocations] if image else []  # None: no command ran in one
+    hashed = [c["sha256"] for c in recorded if c.get("image") == image]
     return {"image": image, **({"sha256": hashed[-1]} if hashed and hashed[-1] else {}), **runtime}
 
 
