@@ -12,9 +12,10 @@ import scipy.sparse as sp
 import torch
 
 from deltatune.data.splits import cells_of_split
+from deltatune.errors import SettingsError
 from deltatune.model.stage import load_stage, save_stage
 from deltatune.pairing.index import build_pairing_index
-from deltatune.settings import Columns, LossWeights, StageSettings
+from deltatune.settings import Columns, LossWeights, StageSettings, from_mapping
 from deltatune.settings.train import DoseInterpolation
 from deltatune.train.batches import CellSetBatches
 from deltatune.train.doses import INTERPOLATED, interpolated_targets, with_interpolated_doses
@@ -228,6 +229,32 @@ def test_full_fine_tuning_changes_base_weights_and_adapters_do_not(new_base, pre
     assert changed["lora"] == []
     assert len(changed["full"]) > len(untouched) // 2
     assert (tmp_path / "full_stage" / "weights.pt").exists() and (tmp_path / "lora_stage" / "adapter").is_dir()
+
+
+def test_full_groups_train_only_their_modules_whole(new_base, preprocessed, columns, tmp_path):
+    """adaptation: full with full_groups moves exactly the named groups' weights, as many as it
+    counts as trainable, and the stage reloads; a group the model lacks is named."""
+    from deltatune.settings.train import FULL_GROUPS
+
+    target, split = preprocessed.target, preprocessed.split
+    index = build_pairing_index(target.obs, columns, "batch")
+    untouched = {n: p.detach().clone() for n, p in new_base().model.named_parameters()}
+    for groups in (("pert_encoder",), ("basal_encoder", "decoder")):
+        settings = replace(BASE_STAGE, adaptation="full", full_groups=groups)
+        base = new_base()
+        result = finetune_stage(base, target, split, columns, settings, Trainer(tmp_path / groups[0], "fp"), index)
+        after = dict(base.model.named_parameters())
+        changed = {n for n, p in untouched.items() if not torch.equal(p, after[n].detach())}
+        prefixes = tuple(FULL_GROUPS[g] for g in groups)
+        assert changed and all(n.startswith(prefixes) for n in changed), sorted(changed)
+        group_weights = sum(p.numel() for n, p in untouched.items() if n.startswith(prefixes))
+        assert result.parameters["trainable"] == group_weights < result.parameters["total"]
+        summary = stage_summary(result, "s", settings, Trainer(tmp_path, "fp"))
+        save_stage(tmp_path / groups[0], result.model, result.history, summary)
+        reloaded = dict(load_stage(new_base().model, tmp_path / groups[0]).named_parameters())
+        assert all(torch.equal(p, reloaded[n]) for n, p in after.items())
+    with pytest.raises(SettingsError, match="full_groups trains module groups whole: it needs adaptation: full"):
+        from_mapping(StageSettings, {"pairing": "batch", "full_groups": ["decoder"]}, "stages.s")
 
 
 def test_dose_interpolation_trains_a_stage(new_base, preprocessed, columns, tmp_path):

@@ -82,3 +82,27 @@ def test_lora_freezes_and_never_changes_base_weights(base):
     merged = model.merge_and_unload()
     model_out = merged(_batch(base, seed=9), padded=True)
     assert torch.allclose(model_out, merged_reference, atol=1e-5)
+
+
+def test_dora_on_the_decoder_trains_magnitudes_and_leaves_the_base_as_it_was(base):
+    """peft's DoRA (lora.use_dora) on ST's decoder (the `decoder` group: project_out): each
+    adapted layer gains a trained magnitude vector; the base weights stay frozen and unchanged."""
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    model = apply_lora(base.model, LoraSettings(targets=("decoder",), rank=2, use_dora=True))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("project_out" in n for n in trainable)
+    magnitudes = [n for n in trainable if "lora_magnitude_vector" in n]
+    assert len(magnitudes) == 2, trainable  # the decoder's two Linear layers
+    plain = apply_lora(
+        BaseModel(build_st_model(ARCH, base.genes, base.perturbations, "ctrl"), base.genes, base.perturbations).model,
+        LoraSettings(targets=("decoder",), rank=2),
+    )
+    assert count_parameters(model)["trainable"] > count_parameters(plain)["trainable"]
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    out = model(_batch(base), padded=True)
+    out.pow(2).mean().backward()
+    optimizer.step()
+    after = {
+        k.replace(".base_layer", ""): v for k, v in model.get_base_model().state_dict().items() if "lora_" not in k
+    }
+    assert all(torch.equal(after[k], v) for k, v in before.items())

@@ -42,6 +42,10 @@ def test_every_output_is_written(finished_run):
     assert np.isfinite(summary[["pearson_delta", "pearson_delta_matched"]]).all().all()
     assert summary["n_replicates"].tolist() == [2, 2, 1, 1, 1, 3, 3]
     by_stage = summary.set_index("stage")
+    trained = json.loads((results / "models" / "lora_random" / "rep0" / "summary.json").read_text())["parameters"]
+    assert by_stage.loc["base", "trainable_parameters"] == 0
+    assert by_stage.loc["lora_random", "trainable_parameters"] == trained["trainable"] > 0
+    assert summary["trainable_parameters"].iloc[2:].isna().all(), "baselines and real-data rows train nothing"
     for metric in ("pearson_delta", "pearson_delta_matched", "pearson_delta_perturbed_mean"):
         position = by_stage[f"{metric}_floor_to_bound"]
         assert position["baseline_plate_control"] == 0 and position["noise_free_bound"] == 1

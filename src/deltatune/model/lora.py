@@ -1,4 +1,4 @@
-"""LoRA adapters on a State Transition model, through peft.
+"""What fine-tuning moves in a State Transition model: LoRA adapters through peft, or weights whole.
 
 ST's own ``lora`` option wraps only the backbone and leaves encoders and ``project_out`` fully
 trainable, which is not a frozen-base adapter. Here peft wraps the whole module: every base weight
@@ -16,6 +16,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from ..errors import SettingsError
 from ..settings import LoraSettings
 from ..settings.model import LORA_TARGET_GROUPS
+from ..settings.train import FULL_GROUPS
 
 
 def target_modules(model: torch.nn.Module, settings: LoraSettings) -> dict[str, list[str]]:
@@ -48,9 +49,28 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings, trainable: str | 
         rank_pattern=rank_pattern,
         alpha_pattern=alpha_pattern,
         bias="none",
+        use_dora=settings.use_dora,
         modules_to_save=[trainable] if trainable else None,
     )
     return get_peft_model(model, config)
+
+
+def train_whole(model: torch.nn.Module, groups: tuple[str, ...], also: str | None = None) -> torch.nn.Module:
+    """``model`` with the weights of the module ``groups`` (:data:`FULL_GROUPS`) trainable and
+    every other weight frozen; with no group, every weight. ``also`` names one more module trained
+    whole (the new perturbation rows of a widened first layer). A group that matches nothing is an
+    error, as for LoRA targets."""
+    if not groups:
+        return model.requires_grad_(True)
+    prefixes = tuple(FULL_GROUPS[g] for g in groups) + ((f"{also}.",) if also else ())
+    model.requires_grad_(False)
+    chosen = [p for name, p in model.named_parameters() if name.startswith(prefixes)]
+    empty = [g for g in groups if not any(n.startswith(FULL_GROUPS[g]) for n, _ in model.named_parameters())]
+    if empty:
+        raise SettingsError(f"full_groups {empty} match no weight of this model")
+    for parameter in chosen:
+        parameter.requires_grad_(True)
+    return model
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: str) -> PeftModel:

@@ -35,6 +35,7 @@ from .tables import (
     pairing_table,
     summarize,
     tidy_metrics,
+    trainable_parameters,
     training_table,
 )
 
@@ -197,6 +198,7 @@ def report_files(
     comparison = tidy_metrics({s: [pd.read_csv(p, sep="\t") for p in manifest.metrics[s]] for s in manifest.roles})
     summary = summarize(comparison, rows_roles, bootstrap, manifest.parents)
     stage_info = {s: [read_summary(d) for d in dirs] for s, dirs in manifest.stages.items()}
+    summary["trainable_parameters"] = summary["stage"].map(trainable_parameters(stage_info, rows_roles))
     histories = {s: [read_history(d) for d in dirs] for s, dirs in manifest.stages.items()}
     inference = {s: ad.read_h5ad(p, backed="r").uns["deltatune_inference"] for s, p in manifest.predictions.items()}
     real, predicted, doses = _example_effects(manifest, columns)

@@ -175,6 +175,23 @@ def by_dose(comparison: pd.DataFrame, doses: pd.Series) -> pd.DataFrame:
     return table.assign(n_scores=counts).reset_index().rename_axis(columns=None)
 
 
+def adapted(settings: dict) -> str:
+    """What a stage trains, in a few words: its adapters and where they go, or the weights it
+    trains whole (settings from before ``full_groups`` and ``use_dora`` read as their defaults)."""
+    if settings.get("adaptation") == "full":
+        groups = settings.get("full_groups") or []
+        return "whole: " + ", ".join(groups) if groups else "every weight"
+    lora = settings["lora"]
+    return f"{'DoRA' if lora.get('use_dora') else 'LoRA'} r{lora['rank']}: " + ", ".join(lora["targets"])
+
+
+def trainable_parameters(stage_summaries: dict[str, list[dict]], rows_roles: dict[str, str]) -> dict[str, int]:
+    """The weights each report row trained: a fine-tuned stage's count (every replicate trains
+    the same), 0 for the untuned base; the baselines and the rows of real data have none."""
+    counts = {stage: replicates[0]["parameters"]["trainable"] for stage, replicates in stage_summaries.items()}
+    return {**counts, **{row: 0 for row, role in rows_roles.items() if role == roles.BASE}}
+
+
 def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
     """What each fine-tuned stage changed and how it trained (replicate 0's summary.json)."""
     rows = []
@@ -188,11 +205,7 @@ def training_table(stage_summaries: dict[str, list[dict]]) -> pd.DataFrame:
                 "control_input": settings["control_input"],
                 "loss (base / delta_mse / delta_pearson)": LOSS_WEIGHTS.format(**settings["loss"]),
                 "diversity": settings["loss"].get("diversity", 0.0),
-                "adapted": (
-                    "every weight"
-                    if settings.get("adaptation") == "full"
-                    else f"LoRA r{settings['lora']['rank']}: " + ", ".join(settings["lora"]["targets"])
-                ),
+                "adapted": adapted(settings),
                 "lr": settings["lr"],
                 "interpolated_cells": info["parameters"].get("interpolated_cells", 0),
                 "trainable_params": info["parameters"]["trainable"],

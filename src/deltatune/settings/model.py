@@ -18,6 +18,7 @@ LORA_TARGET_GROUPS = {
     # ``.seen`` is the base layer of a first layer widened for unseen perturbations.
     "pert_encoder": r"pert_encoder(\.\d+)?(\.seen)?",
     "basal_encoder": r"basal_encoder(\.\d+)?",
+    "decoder": r"project_out(\.\d+)?",  # ST's decoder: from the hidden size back to the genes
 }
 
 
@@ -79,6 +80,9 @@ class LoraSettings(Settings):
     """Where adapters go and how big they are (a stage's ``lora``).
 
     ``rank_scale`` maps a target group to a factor applied to both its rank and its alpha.
+    ``use_dora`` makes them peft's DoRA adapters (weight-decomposed: a trained magnitude per
+    output and a LoRA update of the direction), which some report closer to full fine-tuning at
+    the same rank.
     """
 
     targets: tuple[str, ...] = setting(("backbone_attention",), choices=tuple(LORA_TARGET_GROUPS), minItems=1)
@@ -86,3 +90,4 @@ class LoraSettings(Settings):
     alpha: float = setting(16.0, exclusiveMinimum=0)
     dropout: float = setting(0.0, minimum=0, maximum=1)
     rank_scale: dict[str, float] = setting(default_factory=dict, choices=tuple(LORA_TARGET_GROUPS), exclusiveMinimum=0)
+    use_dora: bool = False

@@ -12,7 +12,14 @@ from .pairing import STRATEGIES
 PEARSON_MODES = ("cell_set", "gene", "set_mean")
 CONTROL_INPUTS = ("cells", "mean")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-ADAPTATIONS = ("lora", "full")  # adapters on a frozen base, or every weight of the base trained
+ADAPTATIONS = ("lora", "full")  # adapters on a frozen base, or weights of the base trained whole
+# What `adaptation: full` may train whole, by the prefix of a parameter's name in ST's module
+FULL_GROUPS = {
+    "pert_encoder": "pert_encoder.",
+    "basal_encoder": "basal_encoder.",
+    "backbone": "transformer_backbone.",
+    "decoder": "project_out.",
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,17 @@ class DoseInterpolation(Settings):
 @dataclass(frozen=True)
 class StageSettings(TrainSettings):
     """Training settings plus what is adapted (config ``stages.<name>``): LoRA adapters where
-    ``lora`` says, or, with ``adaptation: full``, every weight of the base model (``lora`` unused)."""
+    ``lora`` says, or, with ``adaptation: full``, the weights of the base model themselves
+    (``lora`` unused): of the module groups in ``full_groups`` only, the rest frozen, or every
+    weight when it is empty. Which part of the model must move for a new cell line is then a
+    setting, not a code path."""
 
     adaptation: str = setting("lora", choices=ADAPTATIONS)
+    full_groups: tuple[str, ...] = setting((), choices=tuple(FULL_GROUPS))
     lora: LoraSettings = setting(default_factory=LoraSettings)
     dose_interpolation: DoseInterpolation = setting(default_factory=DoseInterpolation)
+
+    def check(self) -> None:
+        super().check()
+        if self.full_groups and self.adaptation != "full":
+            raise SettingsError("full_groups trains module groups whole: it needs adaptation: full")

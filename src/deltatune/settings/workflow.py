@@ -115,13 +115,28 @@ def _only(settings: dict, keys: tuple[str, ...]) -> dict:
     return {k: settings[k] for k in keys}
 
 
-# Settings added after result folders were made: left out of a rule's params while unset, so that
-# those folders do not rerun for a key they never had.
-LATER_KEYS = ("keep_cells",)
+# Settings added after result folders were made, by their path in a rule's settings, with the
+# value that does what the code did before them: left out of a rule's params while they have it,
+# so that those folders do not rerun for a key they never had.
+LATER_KEYS = {("keep_cells",): None, ("full_groups",): [], ("lora", "use_dora"): False}
 
 
-def _unset_dropped(settings: dict) -> dict:
-    return {k: v for k, v in settings.items() if not (k in LATER_KEYS and v is None)}
+def _without_old_defaults(settings: dict) -> dict:
+    """``settings`` (a rule's, as JSON-ready dicts) without the later keys that keep the old behaviour."""
+    kept = dict(settings)
+    for path, old in LATER_KEYS.items():
+        *parents, leaf = path
+        node = kept
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                break
+            node[key] = dict(child)  # a copy: the caller's dict is left as it was
+            node = node[key]
+        else:
+            if leaf in node and node[leaf] == old:
+                del node[leaf]
+    return kept
 
 
 class WorkflowSettings:
@@ -263,7 +278,8 @@ class WorkflowSettings:
 
     def check_obs_settings(self) -> dict:
         """The lines the obs check looks for (:class:`PreprocessSettings` fields)."""
-        return _unset_dropped(_only(to_dict(self.preprocess), ("target_cell_line", "base_cell_lines", "keep_cells")))
+        read = ("target_cell_line", "base_cell_lines", "keep_cells")
+        return _without_old_defaults(_only(to_dict(self.preprocess), read))
 
     def preprocess_settings(self) -> dict:
         """Preprocessing's settings; ``n_top_genes`` only without a checkpoint (whose genes replace
@@ -275,11 +291,11 @@ class WorkflowSettings:
         drawn = ("val_fraction", "test_fraction", "dose_holdout_fraction")
         split_unread = drawn if self.preprocess.split.fixed else ("test", "val", "toml")
         settings["split"] = {k: v for k, v in settings["split"].items() if k not in split_unread}
-        return _unset_dropped(settings)
+        return _without_old_defaults(settings)
 
     def stage_settings(self, stage: str, replicate: int) -> dict:
         """A stage's resolved settings for one replicate, without its run-only ones."""
-        settings = output_dict(self.stages[stage])
+        settings = _without_old_defaults(output_dict(self.stages[stage]))
         return {**settings, "seed": replicate_seed(settings["seed"], replicate)}
 
     def inference_settings(self, replicate: int) -> dict:
@@ -296,7 +312,7 @@ class WorkflowSettings:
 
     def trial_settings(self, trial: int) -> dict:
         """A search trial's stage settings (the start stage's first replicate, with the trial's values)."""
-        return output_dict(self.trials[trial])
+        return _without_old_defaults(output_dict(self.trials[trial]))
 
     def trial_columns(self, trial: int) -> dict:
         """A search trial runs finetune, infer and evaluate: it reads what the three read (infer and
@@ -327,7 +343,7 @@ class WorkflowSettings:
         }
         if self.screen is not None:
             data["simulate"] = to_dict(self.screen)
-        preprocess = _unset_dropped(
+        preprocess = _without_old_defaults(
             {k: v for k, v in to_dict(self.preprocess).items() if k not in ("target_cell_line", "var_names")}
         )
         base_model = {
@@ -343,7 +359,11 @@ class WorkflowSettings:
             "data": data,
             "preprocess": preprocess,
             "base_model": base_model,
-            "stages": {name: output_dict(stage) for name, stage in self.stages.items() if name != TUNED_ROW},
+            "stages": {
+                name: _without_old_defaults(output_dict(stage))
+                for name, stage in self.stages.items()
+                if name != TUNED_ROW
+            },
             "search": None if self.search is None else to_dict(self.search),
             "replicates": self.replicates,
             "baselines": self.baselines,

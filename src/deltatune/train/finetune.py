@@ -19,7 +19,7 @@ import torch
 
 from ..data.splits import cells_of_split
 from ..errors import InputDataError
-from ..model.lora import apply_lora, count_parameters
+from ..model.lora import apply_lora, count_parameters, train_whole
 from ..model.perturbations import new_rows_module
 from ..model.st import BaseModel
 from ..origin import made_by
@@ -84,7 +84,7 @@ def finetune_stage(
     )
     torch.manual_seed(settings.seed)  # adapter initialization
     if settings.adaptation == "full":
-        model = base.model.requires_grad_(True)
+        model = train_whole(base.model, settings.full_groups, also=new_rows_module(base.model))
     else:
         model = apply_lora(base.model, settings.lora, trainable=new_rows_module(base.model))
     parameters = {
