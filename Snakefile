@@ -23,7 +23,7 @@ onstart:
 
 
 # Every rule runs in this image under `--sdm apptainer`: container.image, else containers/images.lock's.
-container: workflow_image()
+container: WORKFLOW_IMAGE
 
 
 include: "workflow/rules/data.smk"

@@ -188,7 +188,7 @@ def report_manifest(wildcards, input):
             "inputs": [*get_screen(), input.base],
             "benchmarks": f"{RESULTS}/benchmarks",
             "repo": workflow.basedir,
-            "container_image": container_image(),
+            "container_image": RUN_IMAGE,
             "search": {"trials": input.search_table, "chosen": input.search_chosen} if SEARCH else None,
             "base": input.base,
             "invocations": INVOCATIONS,
@@ -202,39 +202,38 @@ def runs_in_apptainer():
     return "apptainer" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
 
 
-def workflow_image():
+def locked_images():
+    """containers/images.lock's images as docker:// URLs with their digests: a tag can move, a digest cannot."""
+    import yaml
+
+    with open(os.path.join(workflow.basedir, "containers", "images.lock")) as handle:
+        return {name: f"docker://{reference}" for name, reference in yaml.safe_load(handle).items()}
+
+
+def workflow_image(in_apptainer):
     """The image of every job under --sdm apptainer, container.image or else images.lock's
-    `workflow`. With --sdm apptainer, stops before any job where that is the bare CUDA base
-    (images.lock's `workflow` equal to its `base`: no deltatune inside, the first job would fail)
-    or a local image file that is not there."""
-    configured = SETTINGS.container.uri(os.getcwd())
-    if runs_in_apptainer() and configured is None and pinned_image("workflow") == pinned_image("base"):
+    `workflow`. With --sdm apptainer (``in_apptainer``), stops before any job where that is the
+    bare CUDA base (images.lock's `workflow` equal to its `base`: no deltatune inside, the first
+    job would fail) or a local image file that is not there."""
+    configured, locked = SETTINGS.container.uri(os.getcwd()), locked_images()
+    if in_apptainer and configured is None and locked["workflow"] == locked["base"]:
         raise WorkflowError(
             "--sdm apptainer: containers/images.lock's `workflow` image is the bare CUDA base, without deltatune; "
             "build an image with `make image` and set container.image in your config to what it prints "
             '(containers/README.md, "Using it")'
         )
-    if runs_in_apptainer() and SETTINGS.container.is_file and not os.path.isfile(configured):
+    if in_apptainer and SETTINGS.container.is_file and not os.path.isfile(configured):
         raise WorkflowError(f"container.image: {configured} does not exist")
-    return configured or pinned_image("workflow")
+    return configured or locked["workflow"]
 
 
-def container_image():
-    """The image jobs run in (--sdm apptainer), else None: the report never names an image that
-    no rule ran in."""
-    return workflow_image() if runs_in_apptainer() else None
+WORKFLOW_IMAGE = workflow_image(runs_in_apptainer())  # resolved once, at parse
+# The image jobs run in, None without --sdm apptainer: the report never names an image no rule ran in.
+RUN_IMAGE = WORKFLOW_IMAGE if runs_in_apptainer() else None
 
 
 def get_final_output():
     return [f"{RESULTS}/report/{name}" for name in ("summary.csv", "report.html", "provenance.json")]
-
-
-def pinned_image(name):
-    """An image of containers/images.lock as a docker:// URL with its digest: a tag can move, a digest cannot."""
-    import yaml
-
-    with open(os.path.join(workflow.basedir, "containers", "images.lock")) as handle:
-        return f"docker://{yaml.safe_load(handle)[name]}"
 
 
 # Run-only settings reach the rules as threads and resources, which rerun nothing when changed
@@ -276,10 +275,9 @@ def _options(argv, name):
 def image_record():
     """The image this command's jobs run in, with the sha256 of a local image file (hashed once
     per command, not per job); None without --sdm apptainer."""
-    image = container_image()
-    if image is None:
+    if RUN_IMAGE is None:
         return None
-    return {"image": image, "sha256": sha256(image) if SETTINGS.container.is_file else None}
+    return {"image": RUN_IMAGE, "sha256": sha256(RUN_IMAGE) if SETTINGS.container.is_file else None}
 
 
 def record_invocation():

@@ -104,10 +104,12 @@ def columns(args: argparse.Namespace):
 
     found = from_json(Columns, args.columns, "--columns")
     given = json.loads(args.columns)
-    missing = [f.name for f in fields(Columns) if f.name not in given and f.name != "dose_from_label"]
+    # every column name must be given; the dose_from_label flag may be left out
+    names = [f.name for f in fields(Columns) if f.name != "dose_from_label"]
+    missing = [name for name in names if name not in given]
     if missing:
         raise SettingsError(
-            f"--columns lacks {missing}: give every column name of {[f.name for f in fields(Columns)][:6]}, "
+            f"--columns lacks {missing}: give every column name of {names}, "
             "null for a column the screen does not have (no default is filled in)"
         )
     return found

@@ -62,14 +62,14 @@ def train_whole(model: torch.nn.Module, groups: tuple[str, ...], also: str | Non
     error, as for LoRA targets."""
     if not groups:
         return model.requires_grad_(True)
-    prefixes = tuple(FULL_GROUPS[g] for g in groups) + ((f"{also}.",) if also else ())
-    model.requires_grad_(False)
-    chosen = [p for name, p in model.named_parameters() if name.startswith(prefixes)]
-    empty = [g for g in groups if not any(n.startswith(FULL_GROUPS[g]) for n, _ in model.named_parameters())]
+    named = dict(model.named_parameters())
+    empty = [g for g in groups if not any(name.startswith(FULL_GROUPS[g]) for name in named)]
     if empty:
         raise SettingsError(f"full_groups {empty} match no weight of this model")
-    for parameter in chosen:
-        parameter.requires_grad_(True)
+    prefixes = tuple(FULL_GROUPS[g] for g in groups) + ((f"{also}.",) if also else ())
+    model.requires_grad_(False)
+    for name, parameter in named.items():
+        parameter.requires_grad_(name.startswith(prefixes))
     return model
 
 
