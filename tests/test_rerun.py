@@ -37,6 +37,8 @@ CASES = {
     "preprocess.keep_cells": (None, {}),  # added after results existed: unset, not in any params
     "stages.lora_random.lora.use_dora": (False, {}),  # added later too, at the old behaviour
     "stages.lora_random.full_groups": ([], {}),
+    "stages.lora_random.loss.plate_adversarial": (0.0, {}),
+    "base_model.pretrain.loss.plate_adversary_lr_scale": (10.0, {}),
     "stages.lora_random.lora.targets": (["decoder"], {"finetune": 2, "infer": 2, "evaluate": 2, "report": 1}),
     # run-only: how rules run, not what they compute
     "stages.lora_random.checkpoint_every": (50, {}),

@@ -8,19 +8,21 @@ import torch
 
 from deltatune.errors import NonFiniteLossError, SettingsError
 from deltatune.pairing.index import build_pairing_index
-from deltatune.settings import StageSettings
+from deltatune.settings import LossWeights, StageSettings
 from deltatune.settings.train import DoseInterpolation
 from deltatune.train.finetune import finetune_stage
 from deltatune.train.loop import Trainer
 
 SETTINGS = StageSettings(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=2, pairing="batch")
+# every weight trained, with the plate classifier whose weights the checkpoint must carry too
+ADVERSARIAL = replace(SETTINGS, adaptation="full", loss=LossWeights(plate_adversarial=1.0))
 
 
-def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp"):
+def _run(new_base, preprocessed, columns, work_dir, fingerprint="fp", settings=SETTINGS):
     target = preprocessed.target
-    index = build_pairing_index(target.obs, columns, SETTINGS.pairing)
+    index = build_pairing_index(target.obs, columns, settings.pairing)
     result = finetune_stage(
-        new_base(), target, preprocessed.split, columns, SETTINGS, Trainer(work_dir, fingerprint), index
+        new_base(), target, preprocessed.split, columns, settings, Trainer(work_dir, fingerprint), index
     )
     weights = {n: p.detach().clone() for n, p in result.model.named_parameters() if p.requires_grad}
     return weights, result.history, {**result.parameters, **result.pairing}
@@ -59,16 +61,17 @@ def _fail_at(monkeypatch, step, exc):
     monkeypatch.setattr(batches_module.CellSetBatches, "batches", batches)
 
 
-def test_interrupted_run_resumes_to_the_same_result(new_base, preprocessed, columns, tmp_path, monkeypatch):
-    reference, ref_history, _ = _run(new_base, preprocessed, columns, tmp_path / "ref")
+@pytest.mark.parametrize("settings", [SETTINGS, ADVERSARIAL], ids=["lora", "full with plate adversary"])
+def test_interrupted_run_resumes_to_the_same_result(new_base, preprocessed, columns, tmp_path, monkeypatch, settings):
+    reference, ref_history, _ = _run(new_base, preprocessed, columns, tmp_path / "ref", settings=settings)
     assert len(ref_history) > 6
 
     with monkeypatch.context() as m:
         _fail_at(m, 6, Interrupted())  # mid-epoch, after the checkpoint at step 4
         with pytest.raises(Interrupted):
-            _run(new_base, preprocessed, columns, tmp_path / "killed")
+            _run(new_base, preprocessed, columns, tmp_path / "killed", settings=settings)
     assert (tmp_path / "killed" / "last.ckpt").exists()
-    resumed, history, _ = _run(new_base, preprocessed, columns, tmp_path / "killed")
+    resumed, history, _ = _run(new_base, preprocessed, columns, tmp_path / "killed", settings=settings)
     assert history.equals(ref_history)
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 

@@ -25,13 +25,22 @@ FULL_GROUPS = {
 @dataclass(frozen=True)
 class LossWeights(Settings):
     """Weights of the loss components; the model's own loss alone by default
-    (:class:`deltatune.train.losses.DeltaAwareLoss`)."""
+    (:class:`deltatune.train.losses.DeltaAwareLoss`).
+
+    ``plate_adversary_lr_scale`` is the plate classifier's learning rate as a multiple of the
+    model's. The classifier starts from scratch against a pretrained encoder: at the model's rate
+    it did not learn to read the plate within a stage (its cross-entropy stayed at chance while a
+    logistic probe read the plate from the same embeddings), so the reversal had nothing to push
+    against.
+    """
 
     base: float = setting(1.0, minimum=0)
     delta_mse: float = setting(0.0, minimum=0)
     delta_pearson: float = setting(0.0, minimum=0)
     pearson_mode: str = setting("cell_set", choices=PEARSON_MODES)
     diversity: float = setting(0.0, minimum=0)
+    plate_adversarial: float = setting(0.0, minimum=0)
+    plate_adversary_lr_scale: float = setting(10.0, exclusiveMinimum=0)
     eps: float = setting(1e-8, exclusiveMinimum=0)
 
     def check(self) -> None:

@@ -118,7 +118,13 @@ def _only(settings: dict, keys: tuple[str, ...]) -> dict:
 # Settings added after result folders were made, by their path in a rule's settings, with the
 # value that does what the code did before them: left out of a rule's params while they have it,
 # so that those folders do not rerun for a key they never had.
-LATER_KEYS = {("keep_cells",): None, ("full_groups",): [], ("lora", "use_dora"): False}
+LATER_KEYS = {
+    ("keep_cells",): None,
+    ("full_groups",): [],
+    ("lora", "use_dora"): False,
+    ("loss", "plate_adversarial"): 0.0,
+    ("loss", "plate_adversary_lr_scale"): 10.0,
+}
 
 
 def _without_old_defaults(settings: dict) -> dict:

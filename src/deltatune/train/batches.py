@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -30,6 +31,7 @@ from ..model.cellsets import make_cell_sets
 from ..pairing.index import PairingIndex
 from ..settings import Columns
 from ..settings.train import CONTROL_INPUTS
+from .adversary import NO_PLATE
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class CellSetBatches:
         # each row's drug (its label without a drug column), for the diversity regularizer
         self.drugs = torch.from_numpy(group_codes(adata.obs, [columns.drug or columns.perturbation])[0])
         self.means = torch.from_numpy(index.mean_table()) if control_input == "mean" else None
+        self.plates, self.n_plates = _control_plates(adata.obs, columns.batch, index, control_input)
 
     @property
     def n_cells(self) -> int:
@@ -103,8 +106,9 @@ class CellSetBatches:
         return -(-n_sets // sets_per_step)
 
     def batches(self, plan: EpochPlan, sets_per_step: int) -> Iterator[dict[str, torch.Tensor]]:
-        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``; and
-        ``set_drug``, each set's drug code (B,), which the model does not read."""
+        """ST batches (flat B*S rows): ``pert_emb``, ``ctrl_cell_emb``, ``pert_cell_emb``; and,
+        which the model does not read, ``set_drug``, each set's drug code (B,), and
+        ``ctrl_plate``, each control input's plate code (B*S,; -1 unknown)."""
         for start in range(0, len(plan.sets), sets_per_step):
             sets = plan.sets[start : start + sets_per_step]
             rows = sets.ravel()
@@ -116,6 +120,7 @@ class CellSetBatches:
                 ),
                 "pert_cell_emb": self._rows(rows),
                 "set_drug": self.drugs[torch.from_numpy(sets[:, 0])],
+                "ctrl_plate": self.plates[torch.from_numpy(ctrl)],
             }
 
     def _rows(self, rows: np.ndarray) -> torch.Tensor:
@@ -123,6 +128,30 @@ class CellSetBatches:
         if self.row_of is None:
             return torch.from_numpy(dense_rows(self.X[rows]))
         return self.X[torch.from_numpy(self.row_of[rows])]
+
+
+def _control_plates(
+    obs: pd.DataFrame, batch: str | None, index: PairingIndex, control_input: str
+) -> tuple[torch.Tensor, int]:
+    """Plate code of every control input a plan can name, and the number of plates.
+
+    Control cells are rows of ``obs``; control means are rows of the index's mean table, whose
+    plate is known when the pairing groups by plate (its overall fallback row never is). Unknown
+    plates are -1 (:data:`deltatune.train.adversary.NO_PLATE`); with none known, the number of
+    plates is 0.
+    """
+    if control_input == "cells":
+        unknown = batch is None
+        n_inputs = index.n_obs
+    else:
+        unknown = batch is None or batch not in index.keys.columns
+        n_inputs = len(index.count) + 1
+    if unknown:
+        return torch.full((n_inputs,), NO_PLATE, dtype=torch.int64), 0
+    codes, plates = pd.factorize(obs[batch], sort=True)  # a missing plate is -1
+    if control_input == "mean":
+        codes = np.append(pd.Index(plates.astype(str)).get_indexer(index.keys[batch].astype(str)), NO_PLATE)
+    return torch.from_numpy(codes.astype(np.int64)), len(plates)
 
 
 def _smaller_form(X: sp.csr_matrix) -> tuple[sp.csr_matrix | torch.Tensor, np.ndarray | None]:

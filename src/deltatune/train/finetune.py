@@ -28,7 +28,7 @@ from ..settings import Columns, PerturbationSettings, StageSettings, output_dict
 from .batches import CellSetBatches
 from .doses import with_interpolated_doses
 from .loop import Trainer, check_index
-from .losses import DeltaAwareLoss
+from .losses import training_loss
 
 
 @dataclass
@@ -92,7 +92,7 @@ def finetune_stage(
         "new_perturbation_rows": len(vocabulary.added),
         "interpolated_cells": interpolated,
     }
-    loss = DeltaAwareLoss(base.model.loss_fn, settings.loss)
+    loss = training_loss(base.model, settings.loss, data.n_plates)
     started = time.perf_counter()
     history = trainer.fit(model, data, loss, settings, desc="finetune")
     return StageResult(model, history, parameters, data.index.summary(), time.perf_counter() - started)

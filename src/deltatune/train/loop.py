@@ -113,11 +113,12 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.work_dir / LAST_CHECKPOINT
 
-    def _save(self, model, optimizer, scheduler, position: dict, history: list[dict]) -> None:
+    def _save(self, model, loss, optimizer, scheduler, position: dict, history: list[dict]) -> None:
         trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
         state = {
             "fingerprint": self.fingerprint,
             "model": trainable,
+            "adversary": loss.adversary.state_dict() if loss.adversary is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": torch.get_rng_state(),
@@ -128,7 +129,7 @@ class Trainer:
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
-    def _restore(self, model, optimizer, scheduler) -> tuple[dict, list[dict]]:
+    def _restore(self, model, loss, optimizer, scheduler) -> tuple[dict, list[dict]]:
         """Load the last checkpoint if it belongs to this run; return (position, history)."""
         start = {"epoch": 0, "step": 0, "global_step": 0}
         if not self.checkpoint_path.exists():
@@ -140,6 +141,8 @@ class Trainer:
         unexpected = model.load_state_dict(state["model"], strict=False).unexpected_keys
         if unexpected:
             raise SettingsError(f"checkpoint {self.checkpoint_path} holds unknown weights {unexpected[:3]}")
+        if loss.adversary is not None:
+            loss.adversary.load_state_dict(state["adversary"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -166,7 +169,7 @@ class Trainer:
         batch = self.fabric.to_device(batch)
         pred = model(batch, padded=True).reshape(-1, set_size, batch["pert_cell_emb"].shape[-1])
         real, control = batch["pert_cell_emb"].reshape(pred.shape), batch["ctrl_cell_emb"].reshape(pred.shape)
-        parts = loss(pred.float(), real, control, drugs=batch["set_drug"])
+        parts = loss(pred.float(), real, control, drugs=batch["set_drug"], plates=batch["ctrl_plate"])
         values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
         _check_finite(values, epoch, step, self.checkpoint_path)
         optimizer.zero_grad(set_to_none=True)
@@ -186,13 +189,16 @@ class Trainer:
         steps_per_epoch = data.n_steps(sets_per_step)
         total_steps = s.epochs * steps_per_epoch
         torch.manual_seed(s.seed)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        if loss.adversary is not None:  # the plate classifier trains beside the model, faster
+            adversary = loss.adversary.to(self.fabric.device)
+            groups.append({"params": list(adversary.parameters()), "lr": s.lr * s.loss.plate_adversary_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, s.warmup_fraction))
         # On the device first, then restored: the optimizer's state follows its parameters'
         # device when loaded, so a checkpoint written on one device resumes on another.
         fmodel, foptimizer = self.fabric.setup(model, optimizer)
-        position, history = self._restore(model, optimizer, scheduler)
+        position, history = self._restore(model, loss, optimizer, scheduler)
         fmodel.train()
 
         global_step = position["global_step"]
@@ -204,22 +210,27 @@ class Trainer:
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
             dynamic_ncols=True,
         )
-        for epoch in range(position["epoch"], s.epochs):
-            skip = position["step"] if epoch == position["epoch"] else 0
-            batches = data.batches(data.plan(s.seed, epoch), sets_per_step)
-            for step_in_epoch, batch in enumerate(itertools.islice(batches, skip, None), start=skip):
-                values = self._step(fmodel, foptimizer, loss, batch, data.set_size, s.grad_clip, epoch, global_step)
-                scheduler.step()
-                global_step += 1
-                history.append({"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0], **values})
-                if progress.update():  # only when the bar redraws: formatting costs per step
-                    progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                if global_step % s.checkpoint_every == 0:
-                    end_of_epoch = step_in_epoch + 1 == steps_per_epoch
-                    nxt = (
-                        {"epoch": epoch + 1, "step": 0} if end_of_epoch else {"epoch": epoch, "step": step_in_epoch + 1}
+        with loss.watching(fmodel):  # the plate adversary reads the basal embeddings
+            for epoch in range(position["epoch"], s.epochs):
+                skip = position["step"] if epoch == position["epoch"] else 0
+                batches = data.batches(data.plan(s.seed, epoch), sets_per_step)
+                for step_in_epoch, batch in enumerate(itertools.islice(batches, skip, None), start=skip):
+                    values = self._step(fmodel, foptimizer, loss, batch, data.set_size, s.grad_clip, epoch, global_step)
+                    scheduler.step()
+                    global_step += 1
+                    history.append(
+                        {"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0], **values}
                     )
-                    self._save(model, optimizer, scheduler, {**nxt, "global_step": global_step}, history)
+                    if progress.update():  # only when the bar redraws: formatting costs per step
+                        progress.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                    if global_step % s.checkpoint_every == 0:
+                        end_of_epoch = step_in_epoch + 1 == steps_per_epoch
+                        nxt = (
+                            {"epoch": epoch + 1, "step": 0}
+                            if end_of_epoch
+                            else {"epoch": epoch, "step": step_in_epoch + 1}
+                        )
+                        self._save(model, loss, optimizer, scheduler, {**nxt, "global_step": global_step}, history)
         progress.close()
         model.eval()
         return pd.DataFrame(history)

@@ -3,7 +3,8 @@
 ``total = base * model_loss(pred, target)
         + delta_mse * MSE(pred - ctrl, target - ctrl)
         + delta_pearson * (1 - corr(pred - ctrl, target - ctrl))
-        - diversity * min(1, Var_drugs(mean predicted delta) / Var_drugs(mean real delta))``
+        - diversity * min(1, Var_drugs(mean predicted delta) / Var_drugs(mean real delta))
+        + plate_adversarial * CE(plate | reversed-gradient basal embedding)``
 
 Note what the algebra says about the delta MSE term: per cell, ``(pred - ctrl) - (target - ctrl)``
 is ``pred - target``, so it equals a plain MSE on expression; only the correlation term changes
@@ -27,16 +28,25 @@ real spread includes the
 sets' sampling noise, so the cap errs on the generous side. It is logged as
 ``diversity`` (the reward, in [0, 1]) and enters ``total`` with a minus sign; a batch with fewer than two drugs, or
 without real spread, contributes 0.
+
+The plate-adversarial term (:mod:`deltatune.train.adversary`) is a classifier's cross-entropy on
+each control input's plate, read from the basal embedding behind a gradient reversal: the
+classifier learns to read the plate, the encoder to hide it. It is logged as
+``plate_adversarial``; with weight 0 there is no classifier at all, so training is bit-identical
+to a loss without the option.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import SettingsError
 from ..settings import LossWeights
+from .adversary import PlateAdversary
 
 
 def cell_set_correlation(pred: torch.Tensor, true: torch.Tensor, eps: float) -> torch.Tensor:
@@ -102,19 +112,39 @@ class DeltaAwareLoss(torch.nn.Module):
     """Weighted sum of the model's loss and the delta terms, with every component returned.
 
     ``base_loss`` is the model's own set loss (for ST, ``model.loss_fn``: energy, sinkhorn or
-    MSE); it receives (B, S, G) tensors and may return one value per set.
+    MSE); it receives (B, S, G) tensors and may return one value per set. ``adversary`` is the
+    plate classifier the ``plate_adversarial`` weight needs (:func:`training_loss` makes it); its
+    weights are the loss's own parameters, trained by the same optimizer as the model's.
     """
 
-    def __init__(self, base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], weights: LossWeights):
+    def __init__(
+        self,
+        base_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        weights: LossWeights,
+        adversary: PlateAdversary | None = None,
+    ):
         super().__init__()
+        if weights.plate_adversarial and adversary is None:
+            raise SettingsError("loss.plate_adversarial needs a plate classifier (see training_loss)")
         self.base_loss = base_loss
         self.weights = weights
+        self.adversary = adversary
+
+    def watching(self, model: torch.nn.Module):
+        """A context in which the adversary (if any) sees ``model``'s basal embeddings."""
+        return self.adversary.watching(model) if self.adversary is not None else nullcontext()
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, ctrl: torch.Tensor, drugs: torch.Tensor | None = None
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        ctrl: torch.Tensor,
+        drugs: torch.Tensor | None = None,
+        plates: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Components and ``total`` for (B, S, G) predictions, targets and paired controls;
-        ``drugs`` (B,) is each set's drug code, needed when the diversity weight is set."""
+        ``drugs`` (B,) is each set's drug code, needed when the diversity weight is set, and
+        ``plates`` (B*S,) each control input's plate code, needed with the adversary."""
         w = self.weights
         pred_delta, true_delta = pred - ctrl, target - ctrl
         if w.pearson_mode == "cell_set":
@@ -136,4 +166,23 @@ class DeltaAwareLoss(torch.nn.Module):
                 raise ValueError("the diversity regularizer needs each set's drug code")
             parts["diversity"] = diversity_reward(pred_delta, true_delta, drugs, w.eps)
             parts["total"] = parts["total"] - w.diversity * parts["diversity"]
+        if self.adversary is not None:
+            if plates is None:
+                raise ValueError("the plate adversary needs each control input's plate code")
+            parts["plate_adversarial"] = self.adversary(plates)
+            parts["total"] = parts["total"] + w.plate_adversarial * parts["plate_adversarial"]
         return parts
+
+
+def training_loss(model: torch.nn.Module, weights: LossWeights, n_plates: int) -> DeltaAwareLoss:
+    """The loss ``weights`` describe for an ST ``model``, with a fresh plate classifier over
+    ``n_plates`` plates when the plate-adversarial weight is set (none otherwise)."""
+    adversary = None
+    if weights.plate_adversarial:
+        if n_plates < 2:
+            raise SettingsError(
+                "loss.plate_adversarial needs the plate of each control input, from at least two plates: "
+                "set data.columns.batch, and with control_input: mean pair by a strategy that groups by batch"
+            )
+        adversary = PlateAdversary(model.hidden_dim, n_plates)
+    return DeltaAwareLoss(model.loss_fn, weights, adversary)

@@ -17,7 +17,7 @@ from ..pairing.index import PairingIndex
 from ..settings import Architecture, Columns, TrainSettings
 from .batches import CellSetBatches
 from .loop import Trainer, check_index
-from .losses import DeltaAwareLoss
+from .losses import training_loss
 
 
 def pretrain_base(
@@ -51,5 +51,5 @@ def pretrain_base(
         control_input=settings.control_input,
         set_size=arch.cell_set_len,
     )
-    history = trainer.fit(model, data, DeltaAwareLoss(model.loss_fn, settings.loss), settings, desc="pretrain")
+    history = trainer.fit(model, data, training_loss(model, settings.loss, data.n_plates), settings, desc="pretrain")
     return base, history
