@@ -1,0 +1,79 @@
+"""Run and time the capacity configs (issue 27) in this checkout's results/, and draw their figure.
+
+    python bench/capacity.py capacity          # config/capacity.yaml laid over the demo
+    python bench/capacity.py capacity_large    # the larger base (config/capacity_large.yaml)
+
+Each call runs the whole workflow (``snakemake --cores all``, every rule) for one config and
+records, under ``runs.<run>`` of bench/results/capacity.json: ``workflow_s`` (the wall time of
+that call: run it on a fresh results folder, or it times only what was stale), the base model's
+architecture, and one row per stage or baseline with its ``trainable_parameters`` and
+plate-matched score ``pearson_delta_matched`` (with its interval and the paired test against the
+stage it extends). It then draws docs/figures/capacity.png from every run recorded so far, the
+same figure the report draws for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from machine import commit, describe
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+OUT = REPO / "bench" / "results" / "capacity.json"
+FIGURE = REPO / "docs" / "figures" / "capacity.png"
+COLUMNS = [
+    "stage",
+    "previous_stage",
+    "trainable_parameters",
+    "pearson_delta_matched",
+    "pearson_delta_matched_ci_low",
+    "pearson_delta_matched_ci_high",
+    "p_vs_previous_matched",
+    "pearson_delta",
+    "n_replicates",
+]
+
+
+def configs(run: str) -> list[str]:
+    """The config files of ``run``, in the order Snakemake lays them over the demo's."""
+    return ["config/capacity.yaml"] if run == "capacity" else ["config/capacity.yaml", f"config/{run}.yaml"]
+
+
+def main() -> None:
+    run, code = sys.argv[1], commit(REPO)
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    started = time.perf_counter()
+    subprocess.run(["snakemake", "--cores", "all", "--configfile", *configs(run)], cwd=REPO, env=env, check=True)
+    workflow_s = time.perf_counter() - started
+    report = REPO / "results" / run / "report"
+    summary = pd.read_csv(report / "summary.csv")
+    config = json.loads((report / "provenance.json").read_text())["config"]
+    result = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    result["runs"][run] = {
+        "workflow_s": round(workflow_s, 1),
+        "architecture": config["base_model"]["architecture"],
+        "rows": json.loads(summary[COLUMNS].to_json(orient="records")),
+        "commit": code,
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": describe(),
+    }
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    from deltatune.report.figures import capacity
+
+    summaries = {name: pd.DataFrame(r["rows"]) for name, r in result["runs"].items()}
+    FIGURE.write_bytes(capacity(summaries))
+    print(yaml.safe_dump(result["runs"][run], sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()
