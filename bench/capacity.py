@@ -1,7 +1,7 @@
 """Run and time the capacity configs (issue 27) in this checkout's results/, and draw their figure.
 
     python bench/capacity.py capacity          # config/capacity.yaml laid over the demo
-    python bench/capacity.py capacity_large    # the larger base (config/capacity_large.yaml)
+    python bench/capacity.py capacity_large    # config/capacity_large.yaml: the ladder's ends, larger base
 
 Each call runs the whole workflow (``snakemake --cores all``, every rule) for one config and
 records, under ``runs.<run>`` of bench/results/capacity.json: ``workflow_s`` (the wall time of
@@ -44,16 +44,11 @@ COLUMNS = [
 ]
 
 
-def configs(run: str) -> list[str]:
-    """The config files of ``run``, in the order Snakemake lays them over the demo's."""
-    return ["config/capacity.yaml"] if run == "capacity" else ["config/capacity.yaml", f"config/{run}.yaml"]
-
-
 def main() -> None:
     run, code = sys.argv[1], commit(REPO)
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     started = time.perf_counter()
-    subprocess.run(["snakemake", "--cores", "all", "--configfile", *configs(run)], cwd=REPO, env=env, check=True)
+    subprocess.run(["snakemake", "--cores", "all", "--configfile", f"config/{run}.yaml"], cwd=REPO, env=env, check=True)
     workflow_s = time.perf_counter() - started
     report = REPO / "results" / run / "report"
     summary = pd.read_csv(report / "summary.csv")

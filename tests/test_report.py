@@ -482,3 +482,39 @@ def test_the_header_says_when_no_training_split_of_a_checkpoint_was_found():
     assert "Leakage unknown" in unknown and "<b>c37</b>" in unknown
     assert "records a split file" in unknown and "beside the run or one folder up" in unknown
     assert _leakage_note({"target_cell_line": "c37", "checkpoint": None, "leakage": None}) == "", "our own base"
+
+
+def test_the_capacity_figure_marks_what_every_kind_of_stage_trained():
+    """Every way a stage can adapt is put into words the capacity figure has a marker for, and the
+    figure draws runs with the base, stages of every kind, baselines and the ceiling."""
+    from dataclasses import replace
+
+    from deltatune.report.figures import ADAPTED_MARKERS, ADVERSARY_MARKER, _adapted_marker, capacity
+    from deltatune.report.tables import adapted
+    from deltatune.settings import LossWeights, StageSettings, output_dict
+    from deltatune.settings.model import LoraSettings
+
+    lora = StageSettings()
+    kinds = {
+        "LoRA r8: backbone_attention": lora,
+        "DoRA r8: backbone_attention": replace(lora, lora=LoraSettings(use_dora=True)),
+        "every weight": replace(lora, adaptation="full"),
+        "whole: decoder": replace(lora, adaptation="full", full_groups=("decoder",)),
+        "every weight + plate adversary": replace(lora, adaptation="full", loss=LossWeights(plate_adversarial=1.0)),
+    }
+    words = {name: adapted(output_dict(settings)) for name, settings in kinds.items()}
+    assert list(words.values()) == list(kinds)
+    markers = [_adapted_marker(w) for w in words.values()]
+    assert markers == [*ADAPTED_MARKERS.values(), ADVERSARY_MARKER]
+    summary = pd.DataFrame(
+        {
+            "stage": ["base", *kinds, "baseline_other_lines", "ceiling"],
+            "trainable_parameters": [0, 10, 12, 1000, 100, 1000, np.nan, np.nan],
+            "adapted": ["nothing", *words.values(), np.nan, np.nan],
+            "pearson_delta_matched": [0.1, 0.12, 0.13, 0.3, 0.2, 0.31, 0.45, 0.5],
+        }
+    )
+    summary["pearson_delta_matched_ci_low"] = summary["pearson_delta_matched"] - 0.05
+    summary["pearson_delta_matched_ci_high"] = summary["pearson_delta_matched"] + 0.05
+    png = capacity({"small base": summary, "large base": summary.assign(pearson_delta_matched=0.2)})
+    assert png.startswith(b"\x89PNG")

@@ -46,6 +46,9 @@ def test_every_output_is_written(finished_run):
     assert by_stage.loc["base", "trainable_parameters"] == 0
     assert by_stage.loc["lora_random", "trainable_parameters"] == trained["trainable"] > 0
     assert summary["trainable_parameters"].iloc[2:].isna().all(), "baselines and real-data rows train nothing"
+    assert by_stage.loc["base", "adapted"] == "nothing"
+    assert by_stage.loc["lora_random", "adapted"] == "LoRA r4: backbone_attention"
+    assert summary["adapted"].iloc[2:].isna().all()
     for metric in ("pearson_delta", "pearson_delta_matched", "pearson_delta_perturbed_mean"):
         position = by_stage[f"{metric}_floor_to_bound"]
         assert position["baseline_plate_control"] == 0 and position["noise_free_bound"] == 1

@@ -29,6 +29,7 @@ from ..settings.workflow import seeds
 from . import figures, provenance
 from .html import render
 from .tables import (
+    adaptations,
     by_dose,
     matching_table,
     mean_effects,
@@ -54,10 +55,17 @@ FIGURE_CAPTIONS = {
     "dose_scores": f"Mean {PRIMARY_METRIC} per dose of the test perturbations (every correlation score per dose: "
     "the table below and by_dose.csv).",
     "training_curves": "Loss components per optimizer step (mean over seeds, smoothed).",
+    "capacity": f"Plate-matched {PRIMARY_METRIC} against the weights each stage trained (log scale): mean over "
+    "test perturbations and seeds with its bootstrap interval, the marker saying what was trained. Dotted: the "
+    "untuned base, which trains nothing; dashed: baseline_other_lines; dash-dotted: the ceiling (another replicate "
+    "of the real data).",
     "search_scores": "Search: each trial's validation score (mean over the validation perturbations; the test "
     "perturbations are never read) against each searched setting; the star is the chosen trial, "
     "retrained as stage tuned.",
 }
+# The capacity figure is drawn when the rows train this many different numbers of weights (the
+# base's 0 counted): enough to read a curve from.
+CAPACITY_LEVELS = 4
 CHOSEN_SETTING = "chosen_setting"  # summary.csv: the search's chosen values, on the tuned row
 
 
@@ -199,6 +207,7 @@ def report_files(
     summary = summarize(comparison, rows_roles, bootstrap, manifest.parents)
     stage_info = {s: [read_summary(d) for d in dirs] for s, dirs in manifest.stages.items()}
     summary["trainable_parameters"] = summary["stage"].map(trainable_parameters(stage_info, rows_roles))
+    summary["adapted"] = summary["stage"].map(adaptations(stage_info, rows_roles))
     histories = {s: [read_history(d) for d in dirs] for s, dirs in manifest.stages.items()}
     inference = {s: ad.read_h5ad(p, backed="r").uns["deltatune_inference"] for s, p in manifest.predictions.items()}
     real, predicted, doses = _example_effects(manifest, columns)
@@ -221,6 +230,8 @@ def report_files(
         figs["dose_scores"] = figures.dose_scores(tables["by_dose"], scored)
     if histories:
         figs["training_curves"] = figures.training_curves(histories)
+    if summary["trainable_parameters"].nunique() >= CAPACITY_LEVELS:
+        figs["capacity"] = figures.capacity({config["run"]: summary})
     if chosen is not None:
         tables["search"] = pd.read_csv(manifest.search["trials"], sep="\t")
         figs["search_scores"] = figures.search_scores(tables["search"], chosen["metric"])

@@ -25,7 +25,16 @@ COLORS = {
     roles.CEILING: "#2e8b57",
     roles.BOUND: "#2e8b57",
 }
-LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson", "diversity")
+LOSS_COMPONENTS = ("total", "base", "delta_mse", "delta_pearson", "diversity", "plate_adversarial")
+# How the capacity figure marks what a stage trained (report.tables.adapted's words)
+ADAPTED_MARKERS = {
+    "LoRA": ("o", "LoRA"),
+    "DoRA": ("^", "DoRA"),
+    "every": ("*", "every weight"),
+    "whole": ("s", "one group whole"),
+}
+ADVERSARY_MARKER = ("D", "+ plate adversary")
+OTHER_LINES = "baseline_other_lines"
 
 
 def _png(fig) -> bytes:
@@ -171,7 +180,7 @@ def training_curves(histories: dict[str, list[pd.DataFrame]]) -> bytes:
         mean = pd.concat(replicates).groupby("step").mean(numeric_only=True)
         color = cmap(i / max(1, len(histories) - 1) * 0.85)
         for ax, component in zip(axes[0], components, strict=True):
-            if component not in mean:  # a component only some stages have (diversity)
+            if component not in mean:  # a component only some stages have (diversity, plate_adversarial)
                 continue
             smooth = mean[component].rolling(max(1, len(mean) // 50), min_periods=1).mean()
             ax.plot(mean.index, smooth, color=color, lw=1.2, label=stage)
@@ -205,4 +214,63 @@ def search_scores(trials: pd.DataFrame, metric: str) -> bytes:
     axes[0, 0].set_ylabel(f"{metric}\n(validation perturbations)", fontsize=8)
     axes[0, -1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
+    return _png(fig)
+
+
+def _adapted_marker(adapted: str) -> tuple[str, str]:
+    if adapted.endswith(" + plate adversary"):
+        return ADVERSARY_MARKER
+    return ADAPTED_MARKERS[adapted.split(maxsplit=1)[0].rstrip(":")]
+
+
+def capacity(summaries: dict[str, pd.DataFrame]) -> bytes:
+    """Plate-matched ``pearson_delta`` against trainable parameters (log scale), with intervals.
+
+    One colour per run (``summaries``: a label, for example the base model's size, and that run's
+    summary.csv): a marker per fine-tuned stage by what it trained, labelled with its name (stages
+    training as many weights are drawn side by side, 10% apart); the
+    untuned base as a dotted line (it trains nothing, so it has no place on a log axis); the first
+    run's ``baseline_other_lines`` and ceiling as lines (they come from the data, not the model).
+    """
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    cmap = plt.get_cmap("tab10")
+    seen_markers = {}
+    for i, (label, summary) in enumerate(summaries.items()):
+        color = cmap(i)
+        rows = summary.set_index("stage")
+        stages = rows[rows["trainable_parameters"] > 0]
+        # stages that train as many weights (other pairings or losses) side by side, not on top
+        spread = 1.1 ** stages.groupby("trainable_parameters").cumcount()
+        for (stage, row), x in zip(stages.iterrows(), stages["trainable_parameters"] * spread, strict=True):
+            mean, low, high = row[MATCHED], row[f"{MATCHED}_ci_low"], row[f"{MATCHED}_ci_high"]
+            marker, kind = _adapted_marker(row["adapted"])
+            seen_markers[kind] = marker
+            ax.errorbar(
+                x,
+                mean,
+                yerr=[[max(mean - low, 0)], [max(high - mean, 0)]],
+                fmt=marker,
+                color=color,
+                ms=9 if marker == "*" else 6,
+                capsize=3,
+                alpha=0.9,
+            )
+            ax.annotate(
+                stage, (row["trainable_parameters"], mean), xytext=(4, 3), textcoords="offset points", fontsize=6
+            )
+        base = rows.loc[rows["trainable_parameters"] == 0, MATCHED]
+        if len(base):
+            ax.axhline(base.iloc[0], color=color, ls=":", lw=1.2)
+        ax.plot([], [], "-", color=color, label=f"{label} (dotted: its untuned base)")
+    first = next(iter(summaries.values())).set_index("stage")
+    for row, role, style in ((OTHER_LINES, roles.BASELINE, "--"), (roles.CEILING_ROW, roles.CEILING, "-.")):
+        if row in first.index:
+            ax.axhline(first.loc[row, MATCHED], color=COLORS[role], ls=style, lw=1, label=row)
+    for kind, marker in seen_markers.items():
+        ax.plot([], [], marker, color="#444444", ls="none", label=kind)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel(f"{MATCHED}: mean over test perturbations and seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     return _png(fig)

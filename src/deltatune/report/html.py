@@ -440,6 +440,14 @@ def render(
         parts += ["<h2>By dose</h2>", fig["dose_scores"], _table(tables["by_dose"])]
     if "training_curves" in fig:
         parts += ["<h2>Fine-tuning stages</h2>", _table(tables["training"]), fig["training_curves"]]
+    if "capacity" in fig:
+        parts += [
+            "<h2>How much of the model moves</h2>",
+            "<p>Each stage's plate-matched score against the number of weights it trained. Read a rung against "
+            "the stage it extends with the paired tests above, not by eye: intervals over the same perturbations "
+            "overlap even where the paired difference is clear.</p>",
+            fig["capacity"],
+        ]
     if "search_scores" in fig:
         parts += [
             "<h2>Hyper-parameter search</h2>",

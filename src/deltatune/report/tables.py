@@ -177,12 +177,22 @@ def by_dose(comparison: pd.DataFrame, doses: pd.Series) -> pd.DataFrame:
 
 def adapted(settings: dict) -> str:
     """What a stage trains, in a few words: its adapters and where they go, or the weights it
-    trains whole (settings from before ``full_groups`` and ``use_dora`` read as their defaults)."""
+    trains whole, and the plate classifier when it trains one (settings from before
+    ``full_groups``, ``use_dora`` and ``plate_adversarial`` read as their defaults)."""
     if settings.get("adaptation") == "full":
         groups = settings.get("full_groups") or []
-        return "whole: " + ", ".join(groups) if groups else "every weight"
-    lora = settings["lora"]
-    return f"{'DoRA' if lora.get('use_dora') else 'LoRA'} r{lora['rank']}: " + ", ".join(lora["targets"])
+        words = "whole: " + ", ".join(groups) if groups else "every weight"
+    else:
+        lora = settings["lora"]
+        words = f"{'DoRA' if lora.get('use_dora') else 'LoRA'} r{lora['rank']}: " + ", ".join(lora["targets"])
+    return words + (" + plate adversary" if settings["loss"].get("plate_adversarial") else "")
+
+
+def adaptations(stage_summaries: dict[str, list[dict]], rows_roles: dict[str, str]) -> dict[str, str]:
+    """What each report row trained (:func:`adapted`): "nothing" for the untuned base; the
+    baselines and the rows of real data have no entry."""
+    words = {stage: adapted(replicates[0]["settings"]) for stage, replicates in stage_summaries.items()}
+    return {**words, **{row: "nothing" for row, role in rows_roles.items() if role == roles.BASE}}
 
 
 def trainable_parameters(stage_summaries: dict[str, list[dict]], rows_roles: dict[str, str]) -> dict[str, int]:
