@@ -7,8 +7,9 @@ Each call runs the whole workflow (``snakemake --cores all``, every rule) for on
 records, under ``runs.<run>`` of bench/results/capacity.json: ``workflow_s`` (the wall time of
 that call: run it on a fresh results folder, or it times only what was stale), the base model's
 architecture, and one row per stage or baseline with its ``trainable_parameters`` and
-plate-matched score ``pearson_delta_matched`` (with its interval and the paired test against the
-stage it extends). It then draws docs/figures/capacity.png from every run recorded so far, the
+plate-matched score ``pearson_delta_matched`` (with its interval, the paired test against the
+stage it extends, and ``p_vs_full_matched``: the same paired Wilcoxon test against
+``full_batch_delta``, every weight trained). It then draws docs/figures/capacity.png from every run recorded so far, the
 same figure the report draws for one run.
 """
 
@@ -29,6 +30,7 @@ from machine import commit, describe
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+FULL = "full_batch_delta"  # every weight trained: what each rung is compared with
 OUT = REPO / "bench" / "results" / "capacity.json"
 FIGURE = REPO / "docs" / "figures" / "capacity.png"
 COLUMNS = [
@@ -39,9 +41,21 @@ COLUMNS = [
     "pearson_delta_matched_ci_low",
     "pearson_delta_matched_ci_high",
     "p_vs_previous_matched",
+    "p_vs_full_matched",
     "pearson_delta",
+    "adapted",
     "n_replicates",
 ]
+
+
+def p_vs_full(comparison: pd.DataFrame, stages: pd.Series) -> pd.Series:
+    """Paired test of each fine-tuned stage's plate-matched scores against ``full_batch_delta``'s."""
+    from deltatune.metrics import MATCHED
+    from deltatune.report.statistics import paired_test
+
+    scores = comparison[comparison["metric"] == MATCHED]
+    matrix = {s: g.pivot(index="replicate", columns="perturbation", values="value") for s, g in scores.groupby("stage")}
+    return stages.map(lambda s: paired_test(matrix[s], matrix[FULL]) if s in matrix and s != FULL else None)
 
 
 def main() -> None:
@@ -52,6 +66,7 @@ def main() -> None:
     workflow_s = time.perf_counter() - started
     report = REPO / "results" / run / "report"
     summary = pd.read_csv(report / "summary.csv")
+    summary["p_vs_full_matched"] = p_vs_full(pd.read_csv(report / "comparison.csv"), summary["stage"])
     config = json.loads((report / "provenance.json").read_text())["config"]
     result = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
     result["runs"][run] = {

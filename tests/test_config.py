@@ -22,6 +22,7 @@ from deltatune.settings import (
     StageSettings,
     TrainSettings,
 )
+from deltatune.settings.workflow import WorkflowSettings
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -91,8 +92,50 @@ def test_the_search_config_adds_its_rows_to_the_demo():
     ]
 
 
+CAPACITY_CONFIGS = {REPO / "config" / "capacity.yaml", REPO / "config" / "capacity_large.yaml"}
+DEMO_STAGES = ["lora_random", "lora_batch", "lora_batch_delta", "lora_batch_delta_ext"]
+
+
+def _laid_over_the_demo(path) -> WorkflowSettings:
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    update_config(config, yaml.safe_load(path.read_text()))
+    validate(config, str(SCHEMA_PATH))
+    return WorkflowSettings(config)
+
+
+def test_the_capacity_ladder_changes_only_what_is_adapted():
+    """Every rung after the demo's stages extends the delta-loss stage (or a rung of it) and
+    differs from it in adaptation alone (and the learning rate of whole-weight training); the
+    demo's own stages are exactly the demo's."""
+    demo = _laid_over_the_demo(DEFAULT_CONFIG)
+    capacity = _laid_over_the_demo(REPO / "config" / "capacity.yaml")
+    assert capacity.run == "capacity" and capacity.replicates == 3
+    assert list(capacity.stages)[:4] == DEMO_STAGES
+    assert all(capacity.stages[s] == demo.stages[s] for s in DEMO_STAGES)
+    start = capacity.stages["lora_batch_delta"]
+    adapted = {"adaptation", "full_groups", "lora", "lr", "loss"}
+    for name, stage in list(capacity.stages.items())[4:]:
+        same = {f.name for f in dataclasses.fields(stage)} - adapted
+        assert all(getattr(stage, f) == getattr(start, f) for f in same), name
+        assert dataclasses.replace(stage.loss, plate_adversarial=0.0) == start.loss, name
+    stages = capacity.stages
+    assert [stages[s].lora.rank for s in ("lora_r4_attn", "lora_batch_delta", "lora_r32_attn", "lora_r64_attn")] == [
+        4, 8, 32, capacity.architecture.hidden_dim
+    ]  # fmt: skip
+    assert len(stages["lora_r32_all"].lora.targets) == 5 and stages["dora_r32_all"].lora.use_dora
+    groups = [stages[f"full_{g}"].full_groups for g in ("pert_encoder", "basal_encoder", "backbone", "decoder")]
+    assert groups == [("pert_encoder",), ("basal_encoder",), ("backbone",), ("decoder",)]
+    assert stages["full_batch_delta_adv"].loss.plate_adversarial > 0 and stages["full_batch_delta"].full_groups == ()
+    large = _laid_over_the_demo(REPO / "config" / "capacity_large.yaml")
+    assert large.architecture.hidden_dim > capacity.architecture.hidden_dim
+    assert large.architecture.n_layers > capacity.architecture.n_layers
+    assert all(large.stages[s] == capacity.stages[s] for s in large.stages)
+
+
 @pytest.mark.parametrize(
-    "path", sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG, SEARCH_CONFIG}), ids=lambda p: p.name
+    "path",
+    sorted(set((REPO / "config").glob("*.yaml")) - {DEFAULT_CONFIG, SEARCH_CONFIG, *CAPACITY_CONFIGS}),
+    ids=lambda p: p.name,
 )
 def test_example_configs_are_valid_laid_over_the_default(path):
     """`--configfile example.yaml` from the repository merges it over config/config.yaml."""
