@@ -48,14 +48,19 @@ COLUMNS = [
 ]
 
 
-def p_vs_full(comparison: pd.DataFrame, stages: pd.Series) -> pd.Series:
-    """Paired test of each fine-tuned stage's plate-matched scores against ``full_batch_delta``'s."""
+def p_vs_full(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
+    """Paired test of each fine-tuned stage's plate-matched scores against ``full_batch_delta``'s
+    (empty for the other rows and for that stage itself)."""
     from deltatune.metrics import MATCHED
-    from deltatune.report.statistics import paired_test
+    from deltatune.report.statistics import paired_test, score_matrix
 
-    scores = comparison[comparison["metric"] == MATCHED]
-    matrix = {s: g.pivot(index="replicate", columns="perturbation", values="value") for s, g in scores.groupby("stage")}
-    return stages.map(lambda s: paired_test(matrix[s], matrix[FULL]) if s in matrix and s != FULL else None)
+    full = score_matrix(comparison, FULL, MATCHED)
+    tuned = (summary["trainable_parameters"] > 0) & (summary["stage"] != FULL)
+
+    def against_full(stage: str) -> float:
+        return paired_test(score_matrix(comparison, stage, MATCHED), full)
+
+    return summary["stage"].where(tuned).map(against_full, na_action="ignore")
 
 
 def main() -> None:
@@ -66,7 +71,7 @@ def main() -> None:
     workflow_s = time.perf_counter() - started
     report = REPO / "results" / run / "report"
     summary = pd.read_csv(report / "summary.csv")
-    summary["p_vs_full_matched"] = p_vs_full(pd.read_csv(report / "comparison.csv"), summary["stage"])
+    summary["p_vs_full_matched"] = p_vs_full(pd.read_csv(report / "comparison.csv"), summary)
     config = json.loads((report / "provenance.json").read_text())["config"]
     result = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
     result["runs"][run] = {

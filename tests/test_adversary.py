@@ -116,3 +116,57 @@ def test_the_adversary_without_plates_to_read_is_refused(tmp_path, columns, chan
     screen, _, _ = _plate_screen(0)
     with pytest.raises(SettingsError, match="loss.plate_adversarial needs the plate of each control input"):
         _train(screen, LossWeights(plate_adversarial=1.0), tmp_path, columns=columns, **changes)
+
+
+def test_every_control_input_carries_its_plate_code(tmp_path):
+    """Control cells carry their own plate; control means the plate of their group, the overall
+    mean (the fallback) none; so the classifier learns each input's true plate."""
+    from deltatune.train.batches import CellSetBatches
+
+    screen, _, _ = _plate_screen(0)
+    plates = pd.Index(sorted(screen.obs["plate"].unique()))
+    codes = np.zeros(screen.n_obs, dtype=np.int64)
+    for control_input, strategy in (("cells", "random"), ("mean", "batch")):
+        index = build_pairing_index(screen.obs, COLUMNS, strategy).with_means(screen.X)
+        data = CellSetBatches(screen, COLUMNS, codes, torch.eye(1), index, control_input, set_size=8)
+        assert data.n_plates == N_PLATES
+        if control_input == "cells":
+            expected = plates.get_indexer(screen.obs["plate"])
+        else:
+            expected = np.append(plates.get_indexer(index.keys["plate"]), -1)
+        assert data.plates.tolist() == expected.tolist()
+        batch = next(data.batches(data.plan(0, 0), sets_per_step=2))
+        plan = data.plan(0, 0)
+        assert batch["ctrl_plate"].tolist() == expected[plan.control[:2].ravel()].tolist()
+
+
+def test_the_adversary_trains_under_bf16_mixed_precision(tmp_path):
+    """Under autocast the basal embedding is bfloat16; the float32 classifier reads it all the same."""
+    screen, _, _ = _plate_screen(0)
+    _, result = _train(screen, LossWeights(plate_adversarial=0.3), tmp_path, epochs=1, precision="bf16-mixed")
+    assert np.isfinite(result.history["plate_adversarial"]).all()
+    with pytest.raises(SettingsError, match="use bf16-mixed or 32-true"):
+        replace(STAGE, loss=LossWeights(plate_adversarial=0.3), precision="16-mixed").check()
+
+
+@pytest.mark.parametrize(
+    ("columns", "stage", "message"),
+    [
+        ({"batch": None}, {"pairing": "random"}, "data.columns.batch is null"),
+        ({}, {"pairing": "celltype", "control_input": "mean"}, "needs a pairing by batch"),
+    ],
+    ids=["no batch column", "control means without plates"],
+)
+def test_a_config_whose_adversary_has_no_plate_to_read_stops_before_any_job(tiny_config, columns, stage, message):
+    from deltatune.settings.workflow import WorkflowSettings
+
+    data, model = tiny_config["data"], tiny_config["base_model"]
+    adversarial = {**tiny_config["stages"]["lora_random"], **stage, "loss": {"plate_adversarial": 1.0}}
+    config = {
+        **tiny_config,
+        "data": {**data, "columns": {**data["columns"], **columns}},
+        "base_model": {**model, "pretrain": {**model["pretrain"], "pairing": "celltype"}},
+        "stages": {"adversarial": adversarial},
+    }
+    with pytest.raises(SettingsError, match=f"stages.adversarial: loss.plate_adversarial .*{message}"):
+        WorkflowSettings(config)

@@ -438,3 +438,47 @@ def test_a_dose_parsed_from_the_labels_reaches_preprocessing_and_the_rules_that_
     assert settings.columns_for("check_obs")["dose_from_label"], "the check does not look for the column it writes"
     evaluate = settings.columns_for("evaluate")
     assert evaluate["dose"] is None and evaluate["dose_from_label"] is False, "a rule that reads no dose gets none"
+
+
+def _later_keys_at_old_values(record, path=()) -> list[str]:
+    """Where in a rule's settings (nested dicts) a key of LATER_KEYS appears at its old value."""
+    from deltatune.settings.workflow import LATER_KEYS
+
+    found = []
+    if isinstance(record, dict):
+        for later, old in LATER_KEYS.items():
+            node = record
+            for key in later:
+                node = node.get(key, dict) if isinstance(node, dict) else dict
+            if node is not dict and node == old:
+                found.append(".".join(path + later))
+        for key, value in record.items():
+            found += _later_keys_at_old_values(value, (*path, key))
+    return found
+
+
+def test_no_rule_and_no_record_carries_a_later_key_at_its_old_value(tiny_config):
+    """Keys added after results existed, at the value that does what the code did before them,
+    must be in no rule's params and not in provenance's config: else every existing folder reruns
+    (the config written out, every key at its default, as Snakemake's schema fills it)."""
+    from snakemake.utils import validate
+
+    from deltatune.settings.workflow import WorkflowSettings
+
+    config = {
+        **tiny_config,
+        "stages": {**tiny_config["stages"], "ext": {"extends": "lora_random", "pairing": "batch"}},
+        "search": {"start": "lora_random", "trials": 1},
+    }
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    settings = WorkflowSettings(config)
+    records = {
+        "preprocess": settings.preprocess_settings(),
+        "check_obs": settings.check_obs_settings(),
+        "pretrain": settings.pretrain_settings(),
+        "trial": settings.trial_settings(0),
+        "effective": settings.effective(),
+        **{f"stages.{s}": settings.stage_settings(s, 0) for s in settings.stages},
+    }
+    assert {name: _later_keys_at_old_values(r) for name, r in records.items() if _later_keys_at_old_values(r)} == {}
+    assert _later_keys_at_old_values({"loss": {"plate_adversarial": 0.0}}) == ["loss.plate_adversarial"]

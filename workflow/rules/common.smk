@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from deltatune import resources, roles
 from deltatune.files import sha256
 from deltatune.model.release import recorded_split
-from deltatune.settings import output_dict, to_dict
+from deltatune.settings import to_dict
 from deltatune.settings.pairing import STRATEGIES, plate_strategy
 from deltatune.settings.workflow import OTHER_LINES, WorkflowSettings
 

@@ -14,7 +14,7 @@ if not CHECKPOINT:
         params:
             columns=as_json(SETTINGS.columns_for("pretrain", stage=SETTINGS.pretrain)),
             architecture=as_json(to_dict(SETTINGS.architecture)),
-            settings=as_json(output_dict(SETTINGS.pretrain)),
+            settings=as_json(SETTINGS.pretrain_settings()),
             work_dir=f"{RESULTS}/work/base",
         threads: SETTINGS.compute.train_threads
         resources:

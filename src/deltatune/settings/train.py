@@ -71,6 +71,14 @@ class TrainSettings(Settings):
     precision: str = setting("32-true", choices=PRECISIONS)
     checkpoint_every: int = setting(100, minimum=1, run_only=True)
 
+    def check(self) -> None:
+        super().check()
+        if self.loss.plate_adversarial and self.precision == "16-mixed":
+            raise SettingsError(
+                "loss.plate_adversarial trains its classifier outside the loss scaling of precision 16-mixed: "
+                "use bf16-mixed or 32-true"
+            )
+
 
 @dataclass(frozen=True)
 class DoseInterpolation(Settings):

@@ -240,16 +240,31 @@ class WorkflowSettings:
         return stage
 
     def _check_pairings(self) -> None:
-        """Stop before any job when a pairing needs the batch column and the data has none."""
-        pairings = {f"stages.{n}": s.pairing for n, s in self.stages.items()}
+        """Stop before any job when a pairing, or the plate adversary, needs the batch column and
+        the data has none, or the adversary would get control means that carry no plate."""
+        trained = {f"stages.{n}": s for n, s in self.stages.items()}
         if self.pretrain is not None:
-            pairings["base_model.pretrain"] = self.pretrain.pairing
-        needs_batch = sorted(k for k, v in pairings.items() if v.startswith("batch"))
+            trained["base_model.pretrain"] = self.pretrain
+        needs_batch = sorted(k for k, s in trained.items() if s.pairing.startswith("batch"))
         if needs_batch and not self.columns.batch:
             raise SettingsError(
                 f"{', '.join(needs_batch)} pair controls by batch, but data.columns.batch is null: "
                 "name the plate / batch column (public benchmark files often have `dataset`), "
                 "or set their pairing to celltype or random"
+            )
+        adversarial = {k: s for k, s in trained.items() if s.loss.plate_adversarial}
+        if adversarial and not self.columns.batch:
+            raise SettingsError(
+                f"{', '.join(sorted(adversarial))}: loss.plate_adversarial reads each control's plate, but "
+                "data.columns.batch is null: name the plate / batch column, or set the weight to 0"
+            )
+        plateless = sorted(
+            k for k, s in adversarial.items() if s.control_input == "mean" and not s.pairing.startswith("batch")
+        )
+        if plateless:
+            raise SettingsError(
+                f"{', '.join(plateless)}: loss.plate_adversarial with control_input: mean needs a pairing by "
+                "batch (batch or batch_celltype), whose control means each come from one plate"
             )
 
     # What each rule reads.
@@ -298,6 +313,10 @@ class WorkflowSettings:
         split_unread = drawn if self.preprocess.split.fixed else ("test", "val", "toml")
         settings["split"] = {k: v for k, v in settings["split"].items() if k not in split_unread}
         return _without_old_defaults(settings)
+
+    def pretrain_settings(self) -> dict:
+        """Pretraining's resolved settings, without its run-only ones."""
+        return _without_old_defaults(output_dict(self.pretrain))
 
     def stage_settings(self, stage: str, replicate: int) -> dict:
         """A stage's resolved settings for one replicate, without its run-only ones."""
@@ -359,7 +378,7 @@ class WorkflowSettings:
         if self.checkpoint_dir:
             base_model |= to_dict(self.checkpoint)
         else:
-            base_model |= {"architecture": to_dict(self.architecture), "pretrain": output_dict(self.pretrain)}
+            base_model |= {"architecture": to_dict(self.architecture), "pretrain": self.pretrain_settings()}
         return {
             "run": self.run,
             "data": data,

@@ -14,11 +14,17 @@ Linear(d, d), LeakyReLU, LayerNorm, then Linear(d, n_batches), behind ``grad_rev
 batch_labels)``, trained by the same optimizer as the model). The head here is that classifier
 with that loss and weight; it reads ST's ``basal_encoder`` output instead of scGPT's cell
 embedding, and rows without a plate label (code -1) are left out of the cross-entropy.
+
+Two things differ from scGPT, on purpose. The classifier has its own optimizer, at a multiple
+of the model's learning rate (``loss.plate_adversary_lr_scale``): started from scratch against a
+pretrained encoder at the model's rate, it never learned to read the plate within a stage. And
+its gradients stay out of the model's gradient clipping, so that the classifier's steps never
+shrink the model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -61,6 +67,38 @@ class PlateAdversary(torch.nn.Module):
         ]
         self.classifier = torch.nn.Sequential(*blocks, torch.nn.Linear(hidden_dim, n_plates))
         self._embedding: torch.Tensor | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    def start_training(
+        self, device: torch.device, lr: float, weight_decay: float, schedule: Callable[[int], float]
+    ) -> None:
+        """Move to ``device`` and make the classifier's own optimizer (AdamW) and learning-rate
+        ``schedule`` (a factor per step, as the model's)."""
+        self.to(device)
+        self._optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
+        self._scheduler = torch.optim.lr_scheduler.LambdaLR(self._optimizer, schedule)
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One step of the classifier on the gradients of the last backward pass."""
+        self._optimizer.step()
+        self._scheduler.step()
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def training_state(self) -> dict:
+        """The classifier's weights, optimizer and schedule, for a resumable checkpoint."""
+        return {
+            "weights": self.state_dict(),
+            "optimizer": self._optimizer.state_dict(),
+            "scheduler": self._scheduler.state_dict(),
+        }
+
+    def load_training_state(self, state: dict) -> None:
+        """Resume from :meth:`training_state` (after :meth:`start_training`)."""
+        self.load_state_dict(state["weights"])
+        self._optimizer.load_state_dict(state["optimizer"])
+        self._scheduler.load_state_dict(state["scheduler"])
 
     @contextmanager
     def watching(self, model: torch.nn.Module) -> Iterator[None]:
@@ -79,8 +117,9 @@ class PlateAdversary(torch.nn.Module):
             self._embedding = None
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Plate logits for (..., hidden) embeddings, with the gradient to them reversed."""
-        return self.classifier(_ReverseGradient.apply(embedding))
+        """Plate logits for (..., hidden) embeddings, with the gradient to them reversed; in float32
+        (under mixed precision the embedding the hook recorded is half precision)."""
+        return self.classifier(_ReverseGradient.apply(embedding).float())
 
     def forward(self, plates: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the plate read from the last recorded embedding; ``plates`` holds one
@@ -91,4 +130,4 @@ class PlateAdversary(torch.nn.Module):
         known = plates != NO_PLATE
         if not bool(known.any()):
             return embedding.sum() * 0.0
-        return F.cross_entropy(self.logits(embedding[known]).float(), plates[known])
+        return F.cross_entropy(self.logits(embedding[known]), plates[known])

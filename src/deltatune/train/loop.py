@@ -118,7 +118,7 @@ class Trainer:
         state = {
             "fingerprint": self.fingerprint,
             "model": trainable,
-            "adversary": loss.adversary.state_dict() if loss.adversary is not None else None,
+            "adversary": loss.adversary.training_state() if loss.adversary is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": torch.get_rng_state(),
@@ -142,7 +142,7 @@ class Trainer:
         if unexpected:
             raise SettingsError(f"checkpoint {self.checkpoint_path} holds unknown weights {unexpected[:3]}")
         if loss.adversary is not None:
-            loss.adversary.load_state_dict(state["adversary"])
+            loss.adversary.load_training_state(state["adversary"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -177,6 +177,8 @@ class Trainer:
         values["grad_norm"] = float(self.fabric.clip_gradients(model, optimizer, max_norm=grad_clip))
         _check_finite({"gradient norm": values["grad_norm"]}, epoch, step, self.checkpoint_path)
         optimizer.step()
+        if loss.adversary is not None:
+            loss.adversary.step()
         return values
 
     def fit(
@@ -189,12 +191,13 @@ class Trainer:
         steps_per_epoch = data.n_steps(sets_per_step)
         total_steps = s.epochs * steps_per_epoch
         torch.manual_seed(s.seed)
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        if loss.adversary is not None:  # the plate classifier trains beside the model, faster
-            adversary = loss.adversary.to(self.fabric.device)
-            groups.append({"params": list(adversary.parameters()), "lr": s.lr * s.loss.plate_adversary_lr_scale})
-        optimizer = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, s.warmup_fraction))
+        if loss.adversary is not None:  # the plate classifier, with its own optimizer and faster
+            lr = s.lr * s.loss.plate_adversary_lr_scale
+            schedule = _schedule(total_steps, s.warmup_fraction)
+            loss.adversary.start_training(self.fabric.device, lr, s.weight_decay, schedule)
         # On the device first, then restored: the optimizer's state follows its parameters'
         # device when loaded, so a checkpoint written on one device resumes on another.
         fmodel, foptimizer = self.fabric.setup(model, optimizer)
