@@ -2,6 +2,7 @@
 
     python bench/capacity.py capacity          # config/capacity.yaml laid over the demo
     python bench/capacity.py capacity_large    # config/capacity_large.yaml: the ladder's ends, larger base
+    python bench/capacity.py --figure          # only redraw the figure from the runs recorded
 
 Each call runs the whole workflow (``snakemake --cores all``, every rule) for one config and
 records, under ``runs.<run>`` of bench/results/capacity.json: ``workflow_s`` (the wall time of
@@ -63,7 +64,21 @@ def p_vs_full(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
     return summary["stage"].where(tuned).map(against_full, na_action="ignore")
 
 
+def draw(runs: dict) -> None:
+    """docs/figures/capacity.png from the recorded ``runs``, each labelled by its base's size."""
+    from deltatune.report.figures import capacity
+
+    def label(run: str) -> str:
+        arch = runs[run]["architecture"]
+        return f"base hidden {arch['hidden_dim']}, {arch['n_layers']} layers ({run})"
+
+    FIGURE.write_bytes(capacity({label(name): pd.DataFrame(r["rows"]) for name, r in runs.items()}))
+
+
 def main() -> None:
+    if sys.argv[1] == "--figure":
+        draw(json.loads(OUT.read_text())["runs"])
+        return
     run, code = sys.argv[1], commit(REPO)
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     started = time.perf_counter()
@@ -83,10 +98,7 @@ def main() -> None:
         "machine": describe(),
     }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    from deltatune.report.figures import capacity
-
-    summaries = {name: pd.DataFrame(r["rows"]) for name, r in result["runs"].items()}
-    FIGURE.write_bytes(capacity(summaries))
+    draw(result["runs"])
     print(yaml.safe_dump(result["runs"][run], sort_keys=False))
 
 
