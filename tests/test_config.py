@@ -118,6 +118,7 @@ def test_the_capacity_ladder_changes_only_what_is_adapted():
         same = {f.name for f in dataclasses.fields(stage)} - adapted
         assert all(getattr(stage, f) == getattr(start, f) for f in same), name
         assert dataclasses.replace(stage.loss, plate_adversarial=0.0) == start.loss, name
+        assert stage.lr == (3e-4 if stage.adaptation == "full" else start.lr), name
     stages = capacity.stages
     assert [stages[s].lora.rank for s in ("lora_r4_attn", "lora_batch_delta", "lora_r32_attn", "lora_r64_attn")] == [
         4, 8, 32, capacity.architecture.hidden_dim

@@ -255,9 +255,7 @@ def capacity(summaries: dict[str, pd.DataFrame]) -> bytes:
                 capsize=3,
                 alpha=0.9,
             )
-            ax.annotate(
-                stage, (row["trainable_parameters"], mean), xytext=(4, 3), textcoords="offset points", fontsize=6
-            )
+            ax.annotate(stage, (x, mean), xytext=(4, 3), textcoords="offset points", fontsize=6)
         base = rows.loc[rows["trainable_parameters"] == 0, MATCHED]
         if len(base):
             ax.axhline(base.iloc[0], color=color, ls=":", lw=1.2)

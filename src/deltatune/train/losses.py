@@ -113,8 +113,8 @@ class DeltaAwareLoss(torch.nn.Module):
 
     ``base_loss`` is the model's own set loss (for ST, ``model.loss_fn``: energy, sinkhorn or
     MSE); it receives (B, S, G) tensors and may return one value per set. ``adversary`` is the
-    plate classifier the ``plate_adversarial`` weight needs (:func:`training_loss` makes it); its
-    weights are the loss's own parameters, trained by the same optimizer as the model's.
+    plate classifier the ``plate_adversarial`` weight needs (:func:`training_loss` makes it); it
+    trains with its own optimizer (:meth:`~deltatune.train.adversary.PlateAdversary.step`).
     """
 
     def __init__(
