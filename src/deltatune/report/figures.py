@@ -44,6 +44,16 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def _log_x_png(fig, ax, xlabel: str, ylabel: str) -> bytes:
+    """A one-axis figure on a log x axis, grid and legend to the right, as PNG bytes."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _png(fig)
+
+
 def _scores(comparison: pd.DataFrame) -> pd.DataFrame:
     return comparison[comparison["metric"] == PRIMARY_METRIC]
 
@@ -163,12 +173,7 @@ def dose_scores(table: pd.DataFrame, rows_roles: dict[str, str]) -> bytes:
         else:
             color, style = COLORS[rows_roles[stage]], "--"
         ax.plot(rows["dose"].astype(float), rows[PRIMARY_METRIC], style, marker="o", color=color, label=stage)
-    ax.set_xscale("log")
-    ax.set_xlabel("dose")
-    ax.set_ylabel(f"mean {PRIMARY_METRIC}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
-    return _png(fig)
+    return _log_x_png(fig, ax, "dose", f"mean {PRIMARY_METRIC}")
 
 
 def training_curves(histories: dict[str, list[pd.DataFrame]]) -> bytes:
@@ -266,9 +271,4 @@ def capacity(summaries: dict[str, pd.DataFrame]) -> bytes:
             ax.axhline(first.loc[row, MATCHED], color=COLORS[role], ls=style, lw=1, label=row)
     for kind, marker in seen_markers.items():
         ax.plot([], [], marker, color="#444444", ls="none", label=kind)
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel(f"{MATCHED}: mean over test perturbations and seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
-    return _png(fig)
+    return _log_x_png(fig, ax, "trainable parameters (log scale)", f"{MATCHED}: mean over test perturbations and seeds")
